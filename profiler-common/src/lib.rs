@@ -1,0 +1,195 @@
+//! Types shared by the eBPF programs and the userspace loader.
+//!
+//! Every type is `#[repr(C)]` with explicit padding so both sides agree on the layout
+//! byte for byte; sizes are checked at compile time at the bottom of this file.
+#![no_std]
+
+/// Depth of the per-CPU stack of spin waits in progress. A spin wait can be interrupted by
+/// an IRQ, softirq or NMI handler that spins on another lock, so waits nest on one CPU.
+pub const MAX_SPIN_NEST: usize = 4;
+
+/// Entries of the per-(stack, CPU, lock) wait map.
+pub const LOCK_STATS_ENTRIES: u32 = 16384;
+/// Entries of the stack-trace map (stack ids collide when it is close to full).
+pub const STACK_ENTRIES: u32 = 16384;
+/// Entries of the per-(stack, bucket) wait histogram map.
+pub const HIST_ENTRIES: u32 = 32768;
+/// Tasks that can wait on sleeping locks at once.
+pub const TASK_WAIT_ENTRIES: u32 = 16384;
+/// Distinct lock addresses checked for being a `struct zone` lock.
+pub const ZONE_CACHE_ENTRIES: u32 = 4096;
+/// Highest CPU number + 1 the CPU filter can express.
+pub const MAX_CPUS: u32 = 4096;
+/// Log2 buckets of the wait histogram: bucket b holds waits in [2^b, 2^(b+1)) ns.
+pub const HIST_BUCKETS: u32 = 40;
+
+/// `lock:contention_begin` flags (include/trace/events/lock.h).
+pub mod lock_flags {
+    pub const SPIN: u32 = 1 << 0;
+    pub const READ: u32 = 1 << 1;
+    pub const WRITE: u32 = 1 << 2;
+    pub const RT: u32 = 1 << 3;
+    pub const PERCPU: u32 = 1 << 4;
+    pub const MUTEX: u32 = 1 << 5;
+}
+
+/// Indices into the per-CPU `COUNTERS` array: events seen and every way one can be lost.
+pub mod counter {
+    /// `lock:contention_begin` events handled.
+    pub const CONTENTION_BEGIN: u32 = 0;
+    /// `lock:contention_end` events handled.
+    pub const CONTENTION_END: u32 = 1;
+    /// An end whose begin was not seen (it started before attach, or was dropped).
+    pub const END_WITHOUT_BEGIN: u32 = 2;
+    /// A begin dropped because the per-CPU spin stack was full.
+    pub const NEST_OVERFLOW: u32 = 3;
+    /// Begins whose end never came (overwritten or popped past).
+    pub const BEGIN_WITHOUT_END: u32 = 4;
+    /// `bpf_get_stackid` returned -EEXIST: another stack owns the bucket.
+    pub const STACK_COLLISION: u32 = 5;
+    /// `bpf_get_stackid` failed for another reason.
+    pub const STACK_ERROR: u32 = 6;
+    /// Lock-wait map full: the wait is still summed in `LOST_WAIT_NS`.
+    pub const LOCK_MAP_FULL: u32 = 7;
+    /// Wait nanoseconds that could not be stored per stack (map full).
+    pub const LOST_WAIT_NS: u32 = 8;
+    /// Histogram map full.
+    pub const HIST_MAP_FULL: u32 = 9;
+    /// Sleeping-lock task map full: that wait was not measured.
+    pub const TASK_MAP_FULL: u32 = 10;
+    /// Zone-address cache full: lock not checked for being a zone lock.
+    pub const ZONE_CACHE_FULL: u32 = 11;
+    /// Wait nanoseconds on locks proven (by address) to be a `zone->lock`.
+    pub const ZONE_WAIT_NS: u32 = 12;
+    /// Contentions on locks proven to be a `zone->lock`.
+    pub const ZONE_CONTENTIONS: u32 = 13;
+    /// Total wait nanoseconds on every lock (exclusive of nested waits).
+    pub const TOTAL_WAIT_NS: u32 = 14;
+    /// Page-tracepoint reads that failed.
+    pub const PAGE_READ_ERROR: u32 = 15;
+    pub const COUNT: u32 = 16;
+}
+
+/// Key of the in-kernel lock-wait aggregation: one entry per (lock, stack, CPU).
+/// The CPU in the key also means no two CPUs update one entry at the same time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LockKey {
+    pub lock_addr: u64,
+    /// Kernel stack id in `STACKS`, or negative errno when the stack could not be taken.
+    pub stack_id: i32,
+    pub cpu: u32,
+}
+
+/// Wait statistics of one [`LockKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockVal {
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+    /// Union of the `contention_begin` flags seen (lock type).
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// Key of the wait histogram: (stack, log2 bucket). Userspace merges stacks into classes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HistKey {
+    pub stack_id: i32,
+    pub bucket: u32,
+}
+
+/// One spin wait in progress on a CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpinFrame {
+    pub lock_addr: u64,
+    pub start_ns: u64,
+    /// Time spent in waits nested inside this one; subtracted so nothing counts twice.
+    pub nested_ns: u64,
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// Per-CPU stack of spin waits in progress.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpinStack {
+    pub depth: u32,
+    pub _pad: u32,
+    pub frames: [SpinFrame; MAX_SPIN_NEST],
+}
+
+/// A sleeping-lock wait in progress, keyed by thread id (the task can migrate while asleep).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TaskWait {
+    pub lock_addr: u64,
+    pub start_ns: u64,
+    pub nested_ns: u64,
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// What the eBPF side learnt about a contended lock address: is it a `zone->lock`?
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ZoneInfo {
+    /// 1 when `lock_addr - offsetof(zone, lock)` is `node_zones[i]` of its own pgdat.
+    pub is_zone: u32,
+    pub node: u32,
+    /// Index in `pgdat->node_zones[]`.
+    pub zone_idx: u32,
+    pub _pad: u32,
+    /// `zone->name`, NUL-padded.
+    pub name: [u8; 16],
+}
+
+/// Per-CPU page-allocator counters from the `kmem:` tracepoints.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageCounters {
+    /// `mm_page_alloc_zone_locked` with `percpu_refill` set: blocks moved buddy -> PCP list.
+    pub refill_events: u64,
+    /// Same, in base pages (sum of 2^order).
+    pub refill_pages: u64,
+    /// `mm_page_alloc_zone_locked` without `percpu_refill`: direct buddy allocations.
+    pub buddy_events: u64,
+    pub buddy_pages: u64,
+    /// `mm_page_pcpu_drain`: blocks moved PCP list -> buddy.
+    pub drain_events: u64,
+    pub drain_pages: u64,
+}
+
+/// Offsets the eBPF programs need, learnt at run time (tracefs formats, BTF).
+/// `u32::MAX` marks a field the kernel does not have.
+pub const ABSENT: u32 = u32::MAX;
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: all of these are plain-old-data `#[repr(C)]` structs with explicit padding
+    // and no pointers, so any byte pattern the kernel hands back is a valid value.
+    unsafe impl aya::Pod for LockKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for LockVal {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for HistKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for ZoneInfo {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PageCounters {}
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<LockKey>() == 16);
+    assert!(core::mem::size_of::<LockVal>() == 32);
+    assert!(core::mem::size_of::<HistKey>() == 8);
+    assert!(core::mem::size_of::<SpinFrame>() == 32);
+    assert!(core::mem::size_of::<SpinStack>() == 8 + 32 * MAX_SPIN_NEST);
+    assert!(core::mem::size_of::<TaskWait>() == 32);
+    assert!(core::mem::size_of::<ZoneInfo>() == 32);
+    assert!(core::mem::size_of::<PageCounters>() == 48);
+};

@@ -1,0 +1,326 @@
+//! Lock-wait accounting from `lock:contention_begin` / `lock:contention_end`.
+//!
+//! Spin waits (qspinlock, rwlock) cannot migrate, so they live on a per-CPU stack: an IRQ
+//! that spins while a task spins pushes a second frame. Each frame's nested time is
+//! subtracted from its parent so a nanosecond is counted once. Sleeping locks (mutex,
+//! rwsem, rt, percpu-rwsem) are keyed by thread id because the waiter may wake elsewhere;
+//! a mutex emits a second `contention_begin` when optimistic spinning gives up, which keeps
+//! the first start time.
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+    },
+    programs::{TracePointContext, tracing::StackIdContext},
+};
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+use profiler_common::{
+    HIST_BUCKETS, HistKey, LockKey, LockVal, MAX_SPIN_NEST, SpinFrame, TaskWait, ZoneInfo,
+    counter, lock_flags,
+};
+
+use crate::{config, maps};
+
+const BPF_NOEXIST: u64 = 1;
+const EEXIST: i32 = 17;
+
+#[inline(always)]
+fn is_spin(flags: u32) -> bool {
+    flags & lock_flags::SPIN != 0
+        && flags & (lock_flags::MUTEX | lock_flags::RT | lock_flags::PERCPU) == 0
+}
+
+#[inline(always)]
+fn tid() -> u32 {
+    // Lower 32 bits are the thread id.
+    bpf_get_current_pid_tgid() as u32
+}
+
+pub fn on_begin(ctx: &TracePointContext) {
+    // SAFETY: helper with no preconditions.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    if !maps::cpu_selected(cpu) {
+        return;
+    }
+    // SAFETY: offsets come from this tracepoint's format file.
+    let lock = unsafe { ctx.read_at::<u64>(config::get(&config::CB_LOCK_ADDR_OFF) as usize) };
+    // SAFETY: as above.
+    let flags = unsafe { ctx.read_at::<u32>(config::get(&config::CB_FLAGS_OFF) as usize) };
+    let (Ok(lock), Ok(flags)) = (lock, flags) else {
+        return;
+    };
+    maps::count(counter::CONTENTION_BEGIN, 1);
+    // SAFETY: helper with no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    if is_spin(flags) {
+        let Some(st) = maps::SPIN_STACK.get_ptr_mut(0) else {
+            return;
+        };
+        // SAFETY: per-CPU slot, preemption is off; an NMI nesting here only adds a frame
+        // above ours after we bumped depth, or is dropped.
+        let st = unsafe { &mut *st };
+        let depth = st.depth as usize;
+        if depth >= MAX_SPIN_NEST {
+            maps::count(counter::NEST_OVERFLOW, 1);
+            return;
+        }
+        st.frames[depth] = SpinFrame {
+            lock_addr: lock,
+            start_ns: now,
+            nested_ns: 0,
+            flags,
+            _pad: 0,
+        };
+        st.depth = depth as u32 + 1;
+        return;
+    }
+
+    let tid = tid();
+    if let Some(w) = maps::TASK_WAIT.get_ptr_mut(&tid) {
+        // SAFETY: only this thread writes its own entry.
+        let w = unsafe { &mut *w };
+        if w.lock_addr == lock {
+            // Mutex: optimistic spin failed, now it sleeps. Same wait, keep its start.
+            w.flags |= flags;
+            return;
+        }
+        maps::count(counter::BEGIN_WITHOUT_END, 1);
+    }
+    let w = TaskWait {
+        lock_addr: lock,
+        start_ns: now,
+        nested_ns: 0,
+        flags,
+        _pad: 0,
+    };
+    if maps::TASK_WAIT.insert(&tid, &w, 0).is_err() {
+        maps::count(counter::TASK_MAP_FULL, 1);
+    }
+}
+
+pub fn on_end(ctx: &TracePointContext) {
+    // SAFETY: helper with no preconditions.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    if !maps::cpu_selected(cpu) {
+        return;
+    }
+    // SAFETY: offset comes from this tracepoint's format file.
+    let Ok(lock) = (unsafe { ctx.read_at::<u64>(config::get(&config::CE_LOCK_ADDR_OFF) as usize) })
+    else {
+        return;
+    };
+    maps::count(counter::CONTENTION_END, 1);
+    // SAFETY: helper with no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    if let Some((wait, flags)) = end_spin(lock, now) {
+        record(ctx, lock, cpu, wait, flags);
+        return;
+    }
+    let tid = tid();
+    if let Some(w) = maps::TASK_WAIT.get_ptr(&tid) {
+        // SAFETY: only this thread writes its own entry.
+        let w = unsafe { *w };
+        if w.lock_addr == lock {
+            let _ = maps::TASK_WAIT.remove(&tid);
+            let elapsed = now.saturating_sub(w.start_ns);
+            record(ctx, lock, cpu, elapsed.saturating_sub(w.nested_ns), w.flags);
+            return;
+        }
+    }
+    maps::count(counter::END_WITHOUT_BEGIN, 1);
+}
+
+/// Pops the spin frame of `lock` from this CPU's stack; returns (exclusive wait, flags).
+#[inline(always)]
+fn end_spin(lock: u64, now: u64) -> Option<(u64, u32)> {
+    let st = maps::SPIN_STACK.get_ptr_mut(0)?;
+    // SAFETY: per-CPU slot, preemption is off.
+    let st = unsafe { &mut *st };
+    let depth = st.depth as usize;
+    let mut i = MAX_SPIN_NEST;
+    while i > 0 {
+        i -= 1;
+        if i >= depth || st.frames[i].lock_addr != lock {
+            continue;
+        }
+        let f = st.frames[i];
+        let elapsed = now.saturating_sub(f.start_ns);
+        // Frames above the match lost their end: drop them.
+        let lost = (depth - 1 - i) as u64;
+        if lost > 0 {
+            maps::count(counter::BEGIN_WITHOUT_END, lost);
+        }
+        st.depth = i as u32;
+        if i > 0 {
+            st.frames[i - 1].nested_ns += elapsed;
+        } else {
+            add_nested_to_task(elapsed);
+        }
+        return Some((elapsed.saturating_sub(f.nested_ns), f.flags));
+    }
+    None
+}
+
+/// An outermost spin inside a sleeping-lock wait (e.g. a mutex's wait_lock) is part of
+/// that wait's time: mark it nested so it is not counted twice.
+#[inline(always)]
+fn add_nested_to_task(elapsed: u64) {
+    let tid = tid();
+    if let Some(w) = maps::TASK_WAIT.get_ptr_mut(&tid) {
+        // SAFETY: only this thread (or an IRQ on its CPU) touches its entry.
+        unsafe { (*w).nested_ns += elapsed };
+    }
+}
+
+#[inline(always)]
+fn log2(mut v: u64) -> u32 {
+    let mut r = 0u32;
+    // Bounded: at most 6 halvings cover 64 bits.
+    let mut shift = 32u32;
+    while shift > 0 {
+        if v >> shift != 0 {
+            v >>= shift;
+            r += shift;
+        }
+        shift >>= 1;
+    }
+    r
+}
+
+fn record(ctx: &TracePointContext, lock: u64, cpu: u32, wait: u64, flags: u32) {
+    maps::count(counter::TOTAL_WAIT_NS, wait);
+    let stack_id = match ctx.get_stackid(&maps::STACKS, 0) {
+        Ok(id) => id as i32,
+        Err(e) => {
+            maps::count(
+                if e == -EEXIST {
+                    counter::STACK_COLLISION
+                } else {
+                    counter::STACK_ERROR
+                },
+                1,
+            );
+            e
+        }
+    };
+
+    let key = LockKey {
+        lock_addr: lock,
+        stack_id,
+        cpu,
+    };
+    if !add_wait(&key, wait, flags) {
+        let v = LockVal {
+            count: 1,
+            total_ns: wait,
+            max_ns: wait,
+            flags,
+            _pad: 0,
+        };
+        // NOEXIST: an IRQ on this CPU may have inserted the same key meanwhile.
+        if maps::LOCK_STATS.insert(&key, &v, BPF_NOEXIST).is_err() && !add_wait(&key, wait, flags)
+        {
+            maps::count(counter::LOCK_MAP_FULL, 1);
+            maps::count(counter::LOST_WAIT_NS, wait);
+        }
+    }
+
+    let mut bucket = log2(wait);
+    if bucket >= HIST_BUCKETS {
+        bucket = HIST_BUCKETS - 1;
+    }
+    let hk = HistKey { stack_id, bucket };
+    match maps::WAIT_HIST.get_ptr_mut(&hk) {
+        // SAFETY: the entry is shared between CPUs: add atomically.
+        Some(p) => unsafe {
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1);
+        },
+        None => {
+            if maps::WAIT_HIST.insert(&hk, &1u64, BPF_NOEXIST).is_err() {
+                match maps::WAIT_HIST.get_ptr_mut(&hk) {
+                    // SAFETY: as above.
+                    Some(p) => unsafe {
+                        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1);
+                    },
+                    None => maps::count(counter::HIST_MAP_FULL, 1),
+                }
+            }
+        }
+    }
+
+    if let Some(z) = zone_of(lock) {
+        if z.is_zone != 0 {
+            maps::count(counter::ZONE_WAIT_NS, wait);
+            maps::count(counter::ZONE_CONTENTIONS, 1);
+        }
+    }
+}
+
+#[inline(always)]
+fn add_wait(key: &LockKey, wait: u64, flags: u32) -> bool {
+    let Some(v) = maps::LOCK_STATS.get_ptr_mut(key) else {
+        return false;
+    };
+    // SAFETY: the key holds this CPU and preemption is off: no other writer.
+    let v = unsafe { &mut *v };
+    v.count += 1;
+    v.total_ns += wait;
+    if wait > v.max_ns {
+        v.max_ns = wait;
+    }
+    v.flags |= flags;
+    true
+}
+
+/// Is `lock` the `lock` member of a `struct zone`? Checked once per address: the zone's
+/// `zone_pgdat` must point at a node whose `node_zones[]` holds this very zone.
+fn zone_of(lock: u64) -> Option<ZoneInfo> {
+    if let Some(z) = maps::ZONE_CACHE.get_ptr(&lock) {
+        // SAFETY: entries are written once and never removed while loaded.
+        return Some(unsafe { *z });
+    }
+    let zone_size = config::get(&config::ZONE_SIZE) as u64;
+    if zone_size == 0 {
+        return None;
+    }
+    let info = probe_zone(lock, zone_size).unwrap_or_default();
+    if maps::ZONE_CACHE.insert(&lock, &info, BPF_NOEXIST).is_err() {
+        maps::count(counter::ZONE_CACHE_FULL, 1);
+    }
+    Some(info)
+}
+
+#[inline(always)]
+fn probe_zone(lock: u64, zone_size: u64) -> Option<ZoneInfo> {
+    let zone = lock.checked_sub(config::get(&config::ZONE_LOCK_OFF) as u64)?;
+    let pgdat_ptr = zone + config::get(&config::ZONE_PGDAT_OFF) as u64;
+    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly on a bad one.
+    let pgdat: u64 = unsafe { bpf_probe_read_kernel(pgdat_ptr as *const u64) }.ok()?;
+    let zones = pgdat.checked_add(config::get(&config::PGDAT_NODE_ZONES_OFF) as u64)?;
+    let diff = zone.checked_sub(zones)?;
+    if diff % zone_size != 0 {
+        return None;
+    }
+    let idx = diff / zone_size;
+    if idx >= config::get(&config::MAX_NR_ZONES) as u64 {
+        return None;
+    }
+    let node_ptr = pgdat + config::get(&config::PGDAT_NODE_ID_OFF) as u64;
+    // SAFETY: as above.
+    let node: i32 = unsafe { bpf_probe_read_kernel(node_ptr as *const i32) }.ok()?;
+    let name_ptr_ptr = zone + config::get(&config::ZONE_NAME_OFF) as u64;
+    // SAFETY: as above.
+    let name_ptr: u64 = unsafe { bpf_probe_read_kernel(name_ptr_ptr as *const u64) }.ok()?;
+    let mut info = ZoneInfo {
+        is_zone: 1,
+        node: node as u32,
+        zone_idx: idx as u32,
+        _pad: 0,
+        name: [0; 16],
+    };
+    // SAFETY: as above; the helper NUL-terminates within the buffer.
+    let _ = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut info.name) };
+    Some(info)
+}

@@ -1,0 +1,24 @@
+//! zoneprof: find out who spins on the page allocator's `zone->lock`, and why.
+//!
+//! One concern per module:
+//! - `tracefs`, `btf`: what the running kernel offers (event formats, struct layouts)
+//! - `probes`: the probe catalog and how each probe is attached
+//! - `record`: a recording session (load, attach, poll, collect)
+//! - `symbolize`: kernel addresses to `symbol+0xoff` from /proc/kallsyms
+//! - `classify`: which lock a contention stack waits on, and on which side (alloc/free)
+//! - `recording`: the on-disk recording format
+//! - `report`: text and JSON reports
+//! - `host`: host facts (topology, sysctls, PCP settings)
+//! - `workload`: built-in reproducers
+pub mod btf;
+pub mod classify;
+pub mod cpulist;
+pub mod host;
+pub mod probes;
+pub mod record;
+pub mod recording;
+pub mod report;
+pub mod symbolize;
+pub mod tracefs;
+pub mod units;
+pub mod workload;
