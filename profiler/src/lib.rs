@@ -2,7 +2,8 @@
 //!
 //! One concern per module:
 //! - `tracefs`, `btf`: what the running kernel offers (event formats, struct layouts)
-//! - `probes`: the probe catalog and how each probe is attached
+//! - `probes`: the probe catalog; `attach`: loading and attaching with per-probe fallback
+//! - `aggregate`: reading the in-kernel aggregates back; `analysis`: classified views of a recording
 //! - `record`: a recording session (load, attach, poll, collect)
 //! - `symbolize`: kernel addresses to `symbol+0xoff` from /proc/kallsyms
 //! - `classify`: which lock a contention stack waits on, and on which side (alloc/free)
@@ -10,6 +11,9 @@
 //! - `report`: text and JSON reports
 //! - `host`: host facts (topology, sysctls, PCP settings)
 //! - `workload`: built-in reproducers
+pub mod aggregate;
+pub mod analysis;
+pub mod attach;
 pub mod btf;
 pub mod classify;
 pub mod cpulist;

@@ -1,4 +1,272 @@
-fn main() {
-    static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
-    println!("{}", OBJ.len());
+//! `zoneprof` command line. Exit status: 0 success, 1 runtime error (one line on stderr),
+//! 2 usage error.
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use zoneprof::{
+    cpulist::parse_cpu_list,
+    record::{self, RecordOpts},
+    recording::Recording,
+    report,
+    units::{self, parse_duration},
+    workload,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "zoneprof",
+    version,
+    about = "Who spins on the page allocator's zone->lock, on which CPU, and why",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Record the whole host (needs root) until the duration ends, Ctrl-C, or COMMAND exits.
+    Record(RecordArgs),
+    /// Report a recording: zone-lock wait per CPU split alloc/free, stacks, PCP traffic.
+    Report(ReportArgs),
+    /// Built-in reproducers.
+    Workload {
+        #[command(subcommand)]
+        w: WorkloadCmd,
+    },
+    /// Record the built-in cross-CPU reproducer and print its report.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct RecordArgs {
+    /// How long to record ("10s", "500ms", "2m"). Default: 10s, or until COMMAND exits.
+    #[arg(short, long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Recording file to write (atomically).
+    #[arg(short, long, default_value = "zoneprof.zprof")]
+    output: PathBuf,
+    /// Record only these CPUs, e.g. "0-3,8".
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: Option<Vec<u32>>,
+    /// No live progress line.
+    #[arg(long)]
+    no_progress: bool,
+    /// Command to run while recording; its output passes through unchanged.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Recording written by `zoneprof record`.
+    file: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    format: ReportFormat,
+    /// Rows in the top-stacks and top-locks tables.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+}
+
+#[derive(Subcommand)]
+enum WorkloadCmd {
+    /// Pages allocated on the alloc CPUs and freed on the free CPUs (one process per pair).
+    CrossCpuPages(CrossCpuArgs),
+    /// One alloc/free pair (internal: run by cross-cpu-pages in a child process).
+    #[command(name = "__pair", hide = true)]
+    Pair(PairArgs),
+}
+
+#[derive(Args)]
+struct CrossCpuArgs {
+    #[arg(long, value_parser = parse_cpus, default_value = "0")]
+    alloc_cpus: Vec<u32>,
+    #[arg(long, value_parser = parse_cpus, default_value = "1")]
+    free_cpus: Vec<u32>,
+    /// Free each chunk on the CPU that allocated it (the "after" case).
+    #[arg(long)]
+    same_cpu: bool,
+    #[arg(short, long, value_parser = parse_duration, default_value = "5s")]
+    duration: Duration,
+    /// Size of each mapped chunk in KiB.
+    #[arg(long, default_value_t = 4096)]
+    chunk_kib: u32,
+}
+
+#[derive(Args)]
+struct PairArgs {
+    #[arg(long)]
+    alloc_cpu: u32,
+    #[arg(long)]
+    free_cpu: u32,
+    #[arg(long)]
+    same_cpu: bool,
+    #[arg(long)]
+    duration_ms: u64,
+    #[arg(long)]
+    chunk_kib: u32,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Directory for the recordings and reports.
+    #[arg(short, long, default_value = "zoneprof-demo")]
+    output: PathBuf,
+    /// Length of each recorded workload.
+    #[arg(short, long, value_parser = parse_duration, default_value = "4s")]
+    duration: Duration,
+}
+
+/// clap's value parser flattens a Vec<u32> return, so parse into the list type directly.
+fn parse_cpus(s: &str) -> Result<Vec<u32>, String> {
+    parse_cpu_list(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("zoneprof: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Record(a) => cmd_record(a),
+        Cmd::Report(a) => cmd_report(a),
+        Cmd::Workload { w } => cmd_workload(w),
+        Cmd::Demo(a) => cmd_demo(a),
+    }
+}
+
+fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
+    let opts = RecordOpts {
+        duration: a.duration,
+        output: a.output.clone(),
+        cpus: a.cpus,
+        command: a.command,
+        progress: !a.no_progress,
+    };
+    let out = runtime()?.block_on(record::record(opts))?;
+    print_record_summary(&a.output, &out);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_record_summary(path: &std::path::Path, out: &record::RecordOutcome) {
+    let r = &out.recording;
+    let attached = r.probes.iter().filter(|p| p.attached).count();
+    eprintln!(
+        "zoneprof: wrote {} ({:.2} s, {}/{} probes attached, {} contentions, {} PCP refill pages, {} drain pages)",
+        path.display(),
+        r.duration_s(),
+        attached,
+        r.probes.len(),
+        units::fmt_count(r.counters.contention_end),
+        units::fmt_count(r.pcp.iter().map(|p| p.refill_pages).sum()),
+        units::fmt_count(r.pcp.iter().map(|p| p.drain_pages).sum()),
+    );
+    if let Some(s) = out.command_status {
+        eprintln!("zoneprof: command exited: {s}");
+    }
+}
+
+fn cmd_report(a: ReportArgs) -> Result<ExitCode> {
+    let rec = Recording::read(&a.file)?;
+    let r = report::build(&rec, a.top);
+    match a.format {
+        ReportFormat::Text => print!("{}", report::to_text(&r, a.top)),
+        ReportFormat::Json => println!("{}", report::to_json(&r)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_workload(w: WorkloadCmd) -> Result<ExitCode> {
+    match w {
+        WorkloadCmd::CrossCpuPages(a) => {
+            let opts = workload::CrossCpuPagesOpts {
+                alloc_cpus: a.alloc_cpus,
+                free_cpus: a.free_cpus,
+                same_cpu: a.same_cpu,
+                duration: a.duration,
+                chunk_kib: a.chunk_kib,
+            };
+            let r = workload::run_cross_cpu_pages(&opts, &["workload", "__pair"])?;
+            println!(
+                "cross-cpu-pages: {} pair(s), {} mode, {} in {:.2} s: {}",
+                r.pairs,
+                if opts.same_cpu { "same-CPU" } else { "cross-CPU" },
+                units::fmt_bytes(r.bytes),
+                r.elapsed.as_secs_f64(),
+                units::fmt_rate_gbs(r.bytes, r.elapsed.as_secs_f64())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkloadCmd::Pair(a) => {
+            let bytes = workload::run_pair(&workload::PairOpts {
+                alloc_cpu: a.alloc_cpu,
+                free_cpu: a.free_cpu,
+                same_cpu: a.same_cpu,
+                duration: Duration::from_millis(a.duration_ms),
+                chunk_kib: a.chunk_kib,
+            })?;
+            println!("{}", workload::pair_result_line(bytes));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
+    std::fs::create_dir_all(&a.output)
+        .with_context(|| format!("creating {}", a.output.display()))?;
+    let exe = std::env::current_exe().context("locating the zoneprof binary")?;
+    let host = zoneprof::host::host_info()?;
+    if host.online_cpus.len() < 2 {
+        bail!("the demo needs two online CPUs (allocate on one, free on the other)");
+    }
+    let (c0, c1) = (host.online_cpus[0], host.online_cpus[1]);
+    let secs = format!("{}ms", a.duration.as_millis());
+    let path = a.output.join("cross-cpu.zprof");
+    eprintln!("zoneprof demo: recording the cross-CPU page reproducer (alloc CPU {c0}, free CPU {c1}, {secs})");
+    let out = runtime()?.block_on(record::record(RecordOpts {
+        duration: None,
+        output: path.clone(),
+        cpus: None,
+        command: vec![
+            exe.to_string_lossy().into_owned(),
+            "workload".into(),
+            "cross-cpu-pages".into(),
+            "--alloc-cpus".into(),
+            c0.to_string(),
+            "--free-cpus".into(),
+            c1.to_string(),
+            "--duration".into(),
+            secs,
+        ],
+        progress: true,
+    }))?;
+    print_record_summary(&path, &out);
+    let r = report::build(&out.recording, 5);
+    print!("{}", report::to_text(&r, 5));
+    let json = a.output.join("cross-cpu.report.json");
+    std::fs::write(&json, report::to_json(&r)).with_context(|| format!("writing {}", json.display()))?;
+    eprintln!("\nzoneprof demo: recording {}, JSON report {}", path.display(), json.display());
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,1 +1,233 @@
-//! TODO: being written.
+//! A recording session: attach, run until the duration ends / a signal arrives / the
+//! command exits, show progress, then read everything back and write it atomically.
+use std::{
+    io::IsTerminal,
+    path::PathBuf,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result};
+use profiler_common::counter;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    aggregate, attach,
+    host,
+    recording::{CommandInfo, FORMAT_NAME, FORMAT_VERSION, Recording},
+    symbolize::Kallsyms,
+    units,
+};
+
+pub struct RecordOpts {
+    /// Stop after this long (None: until the command exits or a signal).
+    pub duration: Option<Duration>,
+    pub output: PathBuf,
+    /// Record only these CPUs.
+    pub cpus: Option<Vec<u32>>,
+    /// Command to run while recording (empty: none).
+    pub command: Vec<String>,
+    /// Live progress on stderr (only when it is a terminal).
+    pub progress: bool,
+}
+
+pub struct RecordOutcome {
+    pub recording: Recording,
+    pub command_status: Option<std::process::ExitStatus>,
+}
+
+enum Stop {
+    Duration,
+    Signal(&'static str),
+    CommandExited(std::process::ExitStatus),
+}
+
+pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
+    let host = host::host_info().context("reading host facts")?;
+    let cpus = match &opts.cpus {
+        Some(c) => {
+            if let Some(bad) = c.iter().find(|c| !host.online_cpus.contains(c)) {
+                anyhow::bail!("--cpus names CPU {bad}, which is not online");
+            }
+            c.clone()
+        }
+        None => host.online_cpus.clone(),
+    };
+    // Read /proc/zoneinfo once, before recording: it takes every zone lock with IRQs off.
+    let settings = host::read_settings();
+
+    let plan = attach::plan().context("preparing probes")?;
+    if plan.tracefs_mounted_by_us {
+        eprintln!("zoneprof: mounted tracefs at /sys/kernel/tracing");
+    }
+    let mut attached =
+        attach::load_and_attach(&plan, opts.cpus.as_deref()).context("attaching probes")?;
+    for p in attached.probes.iter().filter(|p| !p.attached) {
+        eprintln!(
+            "zoneprof: probe {} not attached ({}): {}",
+            p.name,
+            p.target,
+            p.reason.as_deref().unwrap_or("unknown reason")
+        );
+    }
+    if let Some(why) = &plan.zone_label_unavailable {
+        eprintln!("zoneprof: zone locks will not be labelled by node/zone: {why}");
+    }
+
+    let start_wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let start = Instant::now();
+
+    let mut child = if opts.command.is_empty() {
+        None
+    } else {
+        Some(
+            tokio::process::Command::new(&opts.command[0])
+                .args(&opts.command[1..])
+                .kill_on_drop(false)
+                .spawn()
+                .with_context(|| format!("starting command {:?}", opts.command[0]))?,
+        )
+    };
+
+    let duration = match (&child, opts.duration) {
+        (_, Some(d)) => Some(d),
+        (None, None) => Some(Duration::from_secs(10)),
+        (Some(_), None) => None,
+    };
+    let show_progress = opts.progress && std::io::stderr().is_terminal();
+
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let deadline = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+
+    let stop = loop {
+        tokio::select! {
+            _ = &mut deadline => break Stop::Duration,
+            _ = sigint.recv() => break Stop::Signal("SIGINT"),
+            _ = sigterm.recv() => break Stop::Signal("SIGTERM"),
+            status = async {
+                match child.as_mut() {
+                    Some(c) => c.wait().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let status = status.context("waiting for the command")?;
+                break Stop::CommandExited(status);
+            }
+            _ = tick.tick() => {
+                if show_progress {
+                    progress(&attached, start.elapsed());
+                }
+            }
+        }
+    };
+    let elapsed = start.elapsed();
+    attached.detach();
+    if show_progress {
+        eprint!("\r\x1b[K");
+    }
+
+    // The command outlived the recording: let it end the way it was asked to.
+    let mut command_status = None;
+    match stop {
+        Stop::CommandExited(s) => command_status = Some(s),
+        Stop::Signal(sig) => {
+            if let Some(c) = child.as_mut() {
+                if let Some(pid) = c.id() {
+                    let signo = if sig == "SIGINT" { libc::SIGINT } else { libc::SIGTERM };
+                    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+                    unsafe { libc::kill(pid as i32, signo) };
+                }
+                command_status = tokio::time::timeout(Duration::from_secs(5), c.wait())
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok());
+            }
+        }
+        Stop::Duration => {
+            if let Some(c) = child.as_mut() {
+                eprintln!("zoneprof: duration reached; the command keeps running");
+                command_status = c.try_wait().ok().flatten();
+            }
+        }
+    }
+
+    let ksyms = match Kallsyms::load() {
+        Ok(k) => Some(k),
+        Err(e) => {
+            eprintln!("zoneprof: stacks stay unsymbolized: {e}");
+            None
+        }
+    };
+    let raw = aggregate::read_counters(&attached.ebpf)?;
+    let mut counters = aggregate::counters_from(&raw);
+    let tables = aggregate::read_lock_tables(&attached.ebpf, ksyms.as_ref())?;
+    counters.unsymbolized_frames = tables.unsymbolized_frames;
+    let pcp = aggregate::read_pages(&attached.ebpf, &cpus)?;
+
+    let end_reason = match &stop {
+        Stop::Duration => "duration".to_string(),
+        Stop::Signal(s) => format!("signal {s}"),
+        Stop::CommandExited(_) => "command exited".to_string(),
+    };
+    let command = (!opts.command.is_empty()).then(|| {
+        use std::os::unix::process::ExitStatusExt;
+        CommandInfo {
+            argv: opts.command.clone(),
+            exit_code: command_status.and_then(|s| s.code()),
+            signal: command_status.and_then(|s| s.signal()),
+        }
+    });
+    let recording = Recording {
+        format: FORMAT_NAME.into(),
+        version: FORMAT_VERSION,
+        zoneprof_version: env!("CARGO_PKG_VERSION").into(),
+        host,
+        settings,
+        start_unix_ms: start_wall,
+        duration_ns: elapsed.as_nanos() as u64,
+        cpus,
+        end_reason,
+        command,
+        probes: attached.probes.clone(),
+        frames: tables.frames,
+        stacks: tables.stacks,
+        lock_waits: tables.lock_waits,
+        wait_hist: tables.wait_hist,
+        zones: tables.zones,
+        pcp,
+        counters,
+    };
+    recording
+        .write_atomic(&opts.output)
+        .with_context(|| format!("writing {}", opts.output.display()))?;
+    Ok(RecordOutcome {
+        recording,
+        command_status,
+    })
+}
+
+fn progress(attached: &attach::Attached, elapsed: Duration) {
+    let Ok(raw) = aggregate::read_counters(&attached.ebpf) else {
+        return;
+    };
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let events = raw[counter::CONTENTION_END as usize];
+    let zone_ns = raw[counter::ZONE_WAIT_NS as usize];
+    eprint!(
+        "\r\x1b[K{:6.1}s  {} contentions  zone-lock wait {}/s",
+        secs,
+        units::fmt_count(events),
+        units::fmt_ns((zone_ns as f64 / secs) as u64),
+    );
+}

@@ -1,1 +1,357 @@
-//! TODO: being written.
+//! The recording file: one self-describing, versioned document (gzip-compressed JSON).
+//!
+//! Stacks are interned (`frames` + `stacks` as frame indices) so a host with tens of
+//! thousands of distinct stacks stays small. The layout is documented in
+//! `docs/recording-format.md`; bump `FORMAT_VERSION` on any incompatible change.
+use std::{
+    fs::File,
+    io::{BufReader, BufWriter, Read, Write},
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::host::{HostInfo, Settings};
+
+pub const FORMAT_NAME: &str = "zoneprof-recording";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error("cannot read recording {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write recording {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a zoneprof recording")]
+    NotARecording { path: PathBuf },
+    #[error("{path} is truncated (the file ends mid-stream); was the recording interrupted while being copied?")]
+    Truncated { path: PathBuf },
+    #[error("{path} is corrupt: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "{path} is recording format version {found}; this zoneprof reads version {supported}"
+    )]
+    UnsupportedVersion {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+}
+
+/// The command `zoneprof record -- CMD` ran, and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandInfo {
+    pub argv: Vec<String>,
+    pub exit_code: Option<i32>,
+    /// Signal that ended the command, when it did not exit normally.
+    pub signal: Option<i32>,
+}
+
+/// How one attempt to attach a probe went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttachAttempt {
+    pub method: String,
+    pub target: String,
+    /// None when it attached.
+    pub error: Option<String>,
+}
+
+/// A logical probe and how it was (or was not) attached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    pub name: String,
+    /// Method that attached ("tracepoint", ...), or the one preferred when none did.
+    pub method: String,
+    /// What it attached to, e.g. "lock:contention_begin".
+    pub target: String,
+    pub attached: bool,
+    /// Why it did not attach (None when attached).
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub attempts: Vec<AttachAttempt>,
+}
+
+/// Wait on one lock address, from one kernel stack, on one CPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockWait {
+    /// Index into `Recording::stacks`; None when the kernel could not give a stack.
+    pub stack: Option<u32>,
+    /// The errno of the failed stack capture (e.g. -17 collision) when `stack` is None.
+    pub stack_error: Option<i32>,
+    pub cpu: u32,
+    pub lock_addr: u64,
+    /// `lock:contention_begin` flags seen (SPIN=1, READ=2, WRITE=4, RT=8, PERCPU=16, MUTEX=32).
+    pub lock_flags: u32,
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+}
+
+/// Log2 histogram bucket of waits from one stack: waits in [2^bucket, 2^(bucket+1)) ns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistEntry {
+    pub stack: Option<u32>,
+    pub bucket: u32,
+    pub count: u64,
+}
+
+/// A lock address proven, in the kernel, to be `&zone->lock`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneLabel {
+    pub lock_addr: u64,
+    pub node: u32,
+    pub zone_idx: u32,
+    pub name: String,
+}
+
+impl ZoneLabel {
+    pub fn label(&self) -> String {
+        format!("node {} / zone {}", self.node, self.name)
+    }
+}
+
+/// PCP list refills (buddy -> PCP) and drains (PCP -> buddy) on one CPU.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuPages {
+    pub cpu: u32,
+    pub refill_events: u64,
+    pub refill_pages: u64,
+    pub buddy_events: u64,
+    pub buddy_pages: u64,
+    pub drain_events: u64,
+    pub drain_pages: u64,
+}
+
+/// Event counts and every way an event can be lost, summed over CPUs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    pub contention_begin: u64,
+    pub contention_end: u64,
+    pub end_without_begin: u64,
+    pub nest_overflow: u64,
+    pub begin_without_end: u64,
+    pub stack_collisions: u64,
+    pub stack_errors: u64,
+    pub lock_map_full: u64,
+    pub lost_wait_ns: u64,
+    pub hist_map_full: u64,
+    pub task_map_full: u64,
+    pub zone_cache_full: u64,
+    /// Zone-lock wait summed in the kernel for addresses proven to be zone locks.
+    pub zone_wait_ns: u64,
+    pub zone_contentions: u64,
+    /// Every lock's wait summed in the kernel (cross-check of `lock_waits`).
+    pub total_wait_ns: u64,
+    pub page_read_errors: u64,
+    /// Stack frames that no kallsyms symbol covered.
+    pub unsymbolized_frames: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recording {
+    pub format: String,
+    pub version: u32,
+    pub zoneprof_version: String,
+    pub host: HostInfo,
+    pub settings: Settings,
+    /// Wall-clock start, milliseconds since the Unix epoch.
+    pub start_unix_ms: u64,
+    pub duration_ns: u64,
+    /// CPUs whose events were recorded.
+    pub cpus: Vec<u32>,
+    /// Why recording stopped: "duration", "signal", "command exited".
+    pub end_reason: String,
+    pub command: Option<CommandInfo>,
+    pub probes: Vec<ProbeStatus>,
+    /// Symbolized frames, `symbol+0xoff` (or `symbol+0xoff [module]`), interned.
+    pub frames: Vec<String>,
+    /// Kernel stacks as indices into `frames`, leaf first (the lock slowpath first).
+    pub stacks: Vec<Vec<u32>>,
+    pub lock_waits: Vec<LockWait>,
+    pub wait_hist: Vec<HistEntry>,
+    pub zones: Vec<ZoneLabel>,
+    pub pcp: Vec<CpuPages>,
+    pub counters: Counters,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    format: Option<String>,
+    version: Option<u32>,
+}
+
+impl Recording {
+    pub fn duration_s(&self) -> f64 {
+        self.duration_ns as f64 / 1e9
+    }
+
+    /// Frames of stack `idx`, leaf first.
+    pub fn stack_frames(&self, idx: u32) -> Vec<&str> {
+        self.stacks
+            .get(idx as usize)
+            .map(|s| {
+                s.iter()
+                    .map(|&f| self.frames.get(f as usize).map_or("[bad frame]", |s| s.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn zone_by_addr(&self, addr: u64) -> Option<&ZoneLabel> {
+        self.zones.iter().find(|z| z.lock_addr == addr)
+    }
+
+    /// Writes atomically: a temporary file beside `path`, fsync, then rename, so a reader
+    /// never sees a half-written recording and an interrupted write leaves no debris.
+    pub fn write_atomic(&self, path: &Path) -> Result<(), RecordingError> {
+        let werr = |source| RecordingError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "recording".into());
+        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+        let result = (|| {
+            let f = File::create(&tmp)?;
+            let mut gz = flate2::write::GzEncoder::new(BufWriter::new(f), flate2::Compression::new(6));
+            serde_json::to_writer(&mut gz, self).map_err(std::io::Error::other)?;
+            let w = gz.finish()?;
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(werr(e));
+        }
+        Ok(())
+    }
+
+    pub fn read(path: &Path) -> Result<Recording, RecordingError> {
+        let f = File::open(path).map_err(|source| RecordingError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut raw = Vec::new();
+        BufReader::new(f)
+            .read_to_end(&mut raw)
+            .map_err(|source| RecordingError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Self::from_bytes(&raw, path)
+    }
+
+    /// Parses a recording held in memory; `path` only names it in errors.
+    pub fn from_bytes(raw: &[u8], path: &Path) -> Result<Recording, RecordingError> {
+        let p = || path.to_path_buf();
+        let json: Vec<u8> = if raw.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            match flate2::read::GzDecoder::new(raw).read_to_end(&mut out) {
+                Ok(_) => out,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(RecordingError::Truncated { path: p() });
+                }
+                Err(e) => {
+                    return Err(RecordingError::Corrupt {
+                        path: p(),
+                        detail: e.to_string(),
+                    });
+                }
+            }
+        } else if raw.first() == Some(&b'{') {
+            raw.to_vec()
+        } else {
+            return Err(RecordingError::NotARecording { path: p() });
+        };
+        let header: Header = match serde_json::from_slice(&json) {
+            Ok(h) => h,
+            Err(e) if e.is_eof() => return Err(RecordingError::Truncated { path: p() }),
+            Err(_) => return Err(RecordingError::NotARecording { path: p() }),
+        };
+        if header.format.as_deref() != Some(FORMAT_NAME) {
+            return Err(RecordingError::NotARecording { path: p() });
+        }
+        match header.version {
+            Some(FORMAT_VERSION) => {}
+            found => {
+                return Err(RecordingError::UnsupportedVersion {
+                    path: p(),
+                    found: found.unwrap_or(0),
+                    supported: FORMAT_VERSION,
+                });
+            }
+        }
+        let rec: Recording = serde_json::from_slice(&json).map_err(|e| RecordingError::Corrupt {
+            path: p(),
+            detail: e.to_string(),
+        })?;
+        rec.validate().map_err(|detail| RecordingError::Corrupt { path: p(), detail })?;
+        Ok(rec)
+    }
+
+    /// Cross-references must hold, so reports can index without checks failing later.
+    fn validate(&self) -> Result<(), String> {
+        let nframes = self.frames.len() as u32;
+        for (i, s) in self.stacks.iter().enumerate() {
+            if let Some(bad) = s.iter().find(|&&f| f >= nframes) {
+                return Err(format!("stack {i} names frame {bad}, but there are {nframes} frames"));
+            }
+        }
+        let nstacks = self.stacks.len() as u32;
+        let bad_stack = |s: Option<u32>| s.is_some_and(|s| s >= nstacks);
+        if self.lock_waits.iter().any(|w| bad_stack(w.stack))
+            || self.wait_hist.iter().any(|h| bad_stack(h.stack))
+        {
+            return Err(format!("an entry names a stack beyond the {nstacks} stacks"));
+        }
+        Ok(())
+    }
+}
+
+/// Builds the interned frame and stack tables.
+#[derive(Default)]
+pub struct StackInterner {
+    frames: Vec<String>,
+    frame_idx: std::collections::HashMap<String, u32>,
+    stacks: Vec<Vec<u32>>,
+    stack_idx: std::collections::HashMap<Vec<u32>, u32>,
+}
+
+impl StackInterner {
+    pub fn frame(&mut self, f: String) -> u32 {
+        if let Some(&i) = self.frame_idx.get(&f) {
+            return i;
+        }
+        let i = self.frames.len() as u32;
+        self.frames.push(f.clone());
+        self.frame_idx.insert(f, i);
+        i
+    }
+
+    pub fn stack(&mut self, frames: Vec<u32>) -> u32 {
+        if let Some(&i) = self.stack_idx.get(&frames) {
+            return i;
+        }
+        let i = self.stacks.len() as u32;
+        self.stacks.push(frames.clone());
+        self.stack_idx.insert(frames, i);
+        i
+    }
+
+    pub fn finish(self) -> (Vec<String>, Vec<Vec<u32>>) {
+        (self.frames, self.stacks)
+    }
+}

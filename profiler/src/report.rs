@@ -1,1 +1,633 @@
-//! TODO: being written.
+//! `zoneprof report`: where zone-lock time went, per CPU and per side, as text or as a
+//! JSON document whose keys are a contract (see docs/report-json.md): keys are added,
+//! never renamed.
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{
+    analysis::{self, ClassifiedWait, SideNs},
+    classify::{LockClass, Side},
+    recording::{Counters, Recording},
+    units::{fmt_count, fmt_ns, fmt_pct},
+};
+
+pub const REPORT_FORMAT: &str = "zoneprof-report";
+pub const REPORT_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub format: &'static str,
+    pub version: u32,
+    pub host: ReportHost,
+    pub start_unix_ms: u64,
+    pub duration_s: f64,
+    pub end_reason: String,
+    pub command: Option<ReportCommand>,
+    pub totals: Totals,
+    pub per_cpu: Vec<PerCpu>,
+    pub free_triggers: Vec<TriggerRow>,
+    pub zones: Vec<ZoneRow>,
+    pub top_zone_stacks: Vec<StackRow>,
+    pub top_other_locks: Vec<OtherLockRow>,
+    pub wait_histograms: Vec<HistRow>,
+    pub probes: Vec<ProbeRow>,
+    pub losses: Counters,
+    pub not_observable: Vec<NotObservable>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReportHost {
+    pub hostname: String,
+    pub kernel_release: String,
+    pub online_cpus: usize,
+    pub numa_nodes: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReportCommand {
+    pub argv: Vec<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Totals {
+    pub zone_lock_wait_ns: SideNs,
+    /// Zone-lock wait the kernel attributed by proven lock address (cross-check).
+    pub zone_lock_wait_by_address_ns: u64,
+    pub other_lock_wait_ns: u64,
+    pub contentions: u64,
+    pub pcp_refill_pages: u64,
+    pub pcp_drain_pages: u64,
+    pub pcp_refill_events: u64,
+    pub pcp_drain_events: u64,
+    /// Zone-lock wait as a share of all recorded CPU time (duration x CPUs), percent.
+    pub zone_lock_wait_pct_of_cpu_time: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pct {
+    pub alloc: f64,
+    pub free: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PerCpu {
+    pub cpu: u32,
+    pub node: u32,
+    pub zone_lock_wait_ns: SideNs,
+    /// Percent of this CPU's recorded time spent waiting on the zone lock, per side.
+    pub zone_lock_wait_pct: Pct,
+    pub other_lock_wait_ns: u64,
+    pub contentions: u64,
+    /// Base pages (4 KiB units: sum of 2^order) moved buddy -> this CPU's PCP lists.
+    pub pcp_refill_pages: u64,
+    /// Base pages moved this CPU's PCP lists -> buddy.
+    pub pcp_drain_pages: u64,
+    pub pcp_refill_events: u64,
+    pub pcp_drain_events: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TriggerRow {
+    pub trigger: &'static str,
+    pub label: &'static str,
+    pub wait_ns: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ZoneRow {
+    pub lock_addr: String,
+    pub label: String,
+    pub wait_ns: u64,
+    pub contentions: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StackRow {
+    pub class: String,
+    pub side: Option<&'static str>,
+    pub wait_ns: u64,
+    pub count: u64,
+    pub max_ns: u64,
+    pub cpus: Vec<u32>,
+    /// Leaf first (the spin-lock slowpath first).
+    pub frames: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OtherLockRow {
+    pub lock: String,
+    pub wait_ns: u64,
+    pub count: u64,
+    pub max_ns: u64,
+    pub top_stack: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistBucket {
+    pub low_ns: u64,
+    pub high_ns: u64,
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistRow {
+    pub class: String,
+    pub buckets: Vec<HistBucket>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProbeRow {
+    pub name: String,
+    pub method: String,
+    pub target: String,
+    pub attached: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NotObservable {
+    pub what: String,
+    pub why: String,
+}
+
+fn side_name(s: Side) -> &'static str {
+    match s {
+        Side::Alloc => "alloc",
+        Side::Free => "free",
+    }
+}
+
+/// The coarse class used for histograms and the other-locks table.
+fn class_group(c: &LockClass) -> String {
+    match c {
+        LockClass::ZoneAlloc => "zone lock, alloc side".into(),
+        LockClass::ZoneFree(_) => "zone lock, free side".into(),
+        LockClass::ZoneOther(_) => "zone lock, other".into(),
+        other => other.label(),
+    }
+}
+
+pub fn build(rec: &Recording, top: usize) -> Report {
+    let waits = analysis::classify_waits(rec);
+    let per_cpu_wait = analysis::per_cpu_wait(&waits);
+    let zone = analysis::zone_totals(&waits);
+    let dur_ns = rec.duration_ns.max(1) as f64;
+
+    let pcp_by_cpu: BTreeMap<u32, _> = rec.pcp.iter().map(|p| (p.cpu, p)).collect();
+    let mut cpus: Vec<u32> = rec.cpus.clone();
+    cpus.extend(per_cpu_wait.keys().copied());
+    cpus.extend(pcp_by_cpu.keys().copied());
+    cpus.sort_unstable();
+    cpus.dedup();
+    let per_cpu: Vec<PerCpu> = cpus
+        .iter()
+        .map(|&cpu| {
+            let w = per_cpu_wait.get(&cpu).cloned().unwrap_or_default();
+            let p = pcp_by_cpu.get(&cpu);
+            PerCpu {
+                cpu,
+                node: rec.host.node_of(cpu),
+                zone_lock_wait_ns: w.zone,
+                zone_lock_wait_pct: Pct {
+                    alloc: 100.0 * w.zone.alloc as f64 / dur_ns,
+                    free: 100.0 * w.zone.free as f64 / dur_ns,
+                },
+                other_lock_wait_ns: w.other_ns,
+                contentions: w.contentions,
+                pcp_refill_pages: p.map_or(0, |p| p.refill_pages),
+                pcp_drain_pages: p.map_or(0, |p| p.drain_pages),
+                pcp_refill_events: p.map_or(0, |p| p.refill_events),
+                pcp_drain_events: p.map_or(0, |p| p.drain_events),
+            }
+        })
+        .collect();
+
+    let totals = Totals {
+        zone_lock_wait_ns: zone,
+        zone_lock_wait_by_address_ns: rec.counters.zone_wait_ns,
+        other_lock_wait_ns: per_cpu.iter().map(|c| c.other_lock_wait_ns).sum(),
+        contentions: per_cpu.iter().map(|c| c.contentions).sum(),
+        pcp_refill_pages: rec.pcp.iter().map(|p| p.refill_pages).sum(),
+        pcp_drain_pages: rec.pcp.iter().map(|p| p.drain_pages).sum(),
+        pcp_refill_events: rec.pcp.iter().map(|p| p.refill_events).sum(),
+        pcp_drain_events: rec.pcp.iter().map(|p| p.drain_events).sum(),
+        zone_lock_wait_pct_of_cpu_time: 100.0 * zone.total() as f64
+            / (dur_ns * rec.cpus.len().max(1) as f64),
+    };
+
+    let mut triggers: BTreeMap<&'static str, TriggerRow> = BTreeMap::new();
+    for cw in &waits {
+        if let LockClass::ZoneFree(t) = cw.class {
+            triggers
+                .entry(analysis::trigger_name(t))
+                .or_insert(TriggerRow {
+                    trigger: analysis::trigger_name(t),
+                    label: analysis::trigger_label(t),
+                    wait_ns: 0,
+                })
+                .wait_ns += cw.wait.total_ns;
+        }
+    }
+    let mut free_triggers: Vec<TriggerRow> = triggers.into_values().collect();
+    free_triggers.sort_by(|a, b| b.wait_ns.cmp(&a.wait_ns));
+
+    let mut zones: Vec<ZoneRow> = rec
+        .zones
+        .iter()
+        .map(|z| {
+            let (wait_ns, contentions) = waits
+                .iter()
+                .filter(|cw| cw.wait.lock_addr == z.lock_addr)
+                .fold((0, 0), |(w, c), cw| (w + cw.wait.total_ns, c + cw.wait.count));
+            ZoneRow {
+                lock_addr: format!("{:#x}", z.lock_addr),
+                label: z.label(),
+                wait_ns,
+                contentions,
+            }
+        })
+        .collect();
+    zones.sort_by(|a, b| b.wait_ns.cmp(&a.wait_ns));
+
+    Report {
+        format: REPORT_FORMAT,
+        version: REPORT_VERSION,
+        host: ReportHost {
+            hostname: rec.host.hostname.clone(),
+            kernel_release: rec.host.kernel_release.clone(),
+            online_cpus: rec.host.online_cpus.len(),
+            numa_nodes: rec.host.numa_nodes.len().max(1),
+        },
+        start_unix_ms: rec.start_unix_ms,
+        duration_s: rec.duration_s(),
+        end_reason: rec.end_reason.clone(),
+        command: rec.command.as_ref().map(|c| ReportCommand {
+            argv: c.argv.clone(),
+            exit_code: c.exit_code,
+            signal: c.signal,
+        }),
+        totals,
+        per_cpu,
+        free_triggers,
+        zones,
+        top_zone_stacks: top_zone_stacks(rec, &waits, top),
+        top_other_locks: top_other_locks(rec, &waits, top),
+        wait_histograms: histograms(rec, &waits),
+        probes: rec
+            .probes
+            .iter()
+            .map(|p| ProbeRow {
+                name: p.name.clone(),
+                method: p.method.clone(),
+                target: p.target.clone(),
+                attached: p.attached,
+                reason: p.reason.clone(),
+            })
+            .collect(),
+        losses: rec.counters.clone(),
+        not_observable: not_observable(rec),
+    }
+}
+
+fn frames_of(rec: &Recording, stack: Option<u32>) -> Vec<String> {
+    match stack {
+        Some(s) => rec.stack_frames(s).into_iter().map(String::from).collect(),
+        None => vec!["[stack unavailable]".into()],
+    }
+}
+
+fn top_zone_stacks(rec: &Recording, waits: &[ClassifiedWait<'_>], top: usize) -> Vec<StackRow> {
+    // Merge CPUs and lock addresses of one stack.
+    let mut by_stack: BTreeMap<(Option<u32>, String), StackRow> = BTreeMap::new();
+    for cw in waits.iter().filter(|cw| cw.class.is_zone()) {
+        let key = (cw.wait.stack, cw.class.label());
+        let row = by_stack.entry(key).or_insert_with(|| StackRow {
+            class: cw.class.label(),
+            side: cw.class.side().map(side_name),
+            wait_ns: 0,
+            count: 0,
+            max_ns: 0,
+            cpus: Vec::new(),
+            frames: frames_of(rec, cw.wait.stack),
+        });
+        row.wait_ns += cw.wait.total_ns;
+        row.count += cw.wait.count;
+        row.max_ns = row.max_ns.max(cw.wait.max_ns);
+        if !row.cpus.contains(&cw.wait.cpu) {
+            row.cpus.push(cw.wait.cpu);
+        }
+    }
+    let mut rows: Vec<StackRow> = by_stack.into_values().collect();
+    for r in &mut rows {
+        r.cpus.sort_unstable();
+    }
+    rows.sort_by(|a, b| b.wait_ns.cmp(&a.wait_ns));
+    rows.truncate(top);
+    rows
+}
+
+fn top_other_locks(rec: &Recording, waits: &[ClassifiedWait<'_>], top: usize) -> Vec<OtherLockRow> {
+    struct Acc {
+        wait: u64,
+        count: u64,
+        max: u64,
+        best: (u64, Option<u32>),
+    }
+    let mut by_lock: BTreeMap<String, Acc> = BTreeMap::new();
+    for cw in waits.iter().filter(|cw| !cw.class.is_zone()) {
+        let a = by_lock.entry(class_group(&cw.class)).or_insert(Acc {
+            wait: 0,
+            count: 0,
+            max: 0,
+            best: (0, None),
+        });
+        a.wait += cw.wait.total_ns;
+        a.count += cw.wait.count;
+        a.max = a.max.max(cw.wait.max_ns);
+        if cw.wait.total_ns >= a.best.0 {
+            a.best = (cw.wait.total_ns, cw.wait.stack);
+        }
+    }
+    let mut rows: Vec<OtherLockRow> = by_lock
+        .into_iter()
+        .map(|(lock, a)| OtherLockRow {
+            lock,
+            wait_ns: a.wait,
+            count: a.count,
+            max_ns: a.max,
+            top_stack: frames_of(rec, a.best.1),
+        })
+        .collect();
+    rows.sort_by(|a, b| b.wait_ns.cmp(&a.wait_ns));
+    rows.truncate(top);
+    rows
+}
+
+fn histograms(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> Vec<HistRow> {
+    // Histogram entries are per stack; a stack's class is that of its waits.
+    let mut class_of_stack: BTreeMap<Option<u32>, String> = BTreeMap::new();
+    for cw in waits {
+        class_of_stack
+            .entry(cw.wait.stack)
+            .or_insert_with(|| class_group(&cw.class));
+    }
+    let mut by_class: BTreeMap<String, BTreeMap<u32, u64>> = BTreeMap::new();
+    for h in &rec.wait_hist {
+        let class = class_of_stack
+            .get(&h.stack)
+            .cloned()
+            .unwrap_or_else(|| "unknown".into());
+        *by_class.entry(class).or_default().entry(h.bucket).or_default() += h.count;
+    }
+    by_class
+        .into_iter()
+        .map(|(class, b)| HistRow {
+            class,
+            buckets: b
+                .into_iter()
+                .map(|(bucket, count)| HistBucket {
+                    low_ns: 1u64 << bucket.min(63),
+                    high_ns: 1u64.checked_shl(bucket + 1).unwrap_or(u64::MAX),
+                    count,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn not_observable(rec: &Recording) -> Vec<NotObservable> {
+    let mut out: Vec<NotObservable> = rec
+        .probes
+        .iter()
+        .filter(|p| !p.attached)
+        .map(|p| NotObservable {
+            what: format!("{} ({})", p.name, p.target),
+            why: p.reason.clone().unwrap_or_else(|| "not attached".into()),
+        })
+        .collect();
+    let attached = |n: &str| rec.probes.iter().any(|p| p.name == n && p.attached);
+    if attached("contention_end") && rec.counters.contention_end == 0 {
+        out.push(NotObservable {
+            what: "lock contention".into(),
+            why: "the lock tracepoints attached but fired no event: no contention, or the \
+                  kernel does not emit them for this lock type (guests without PV spinlocks)"
+                .into(),
+        });
+    }
+    out
+}
+
+pub fn to_json(r: &Report) -> String {
+    serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// Human-readable report.
+pub fn to_text(r: &Report, top: usize) -> String {
+    let mut s = String::new();
+    let _ = write_text(&mut s, r, top);
+    s
+}
+
+fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
+    let t = &r.totals;
+    writeln!(
+        s,
+        "zoneprof report: {} (Linux {}), {} CPUs, {} NUMA node(s); recorded {:.2} s, stopped by {}",
+        r.host.hostname,
+        r.host.kernel_release,
+        r.host.online_cpus,
+        r.host.numa_nodes,
+        r.duration_s,
+        r.end_reason
+    )?;
+    if let Some(c) = &r.command {
+        let status = match (c.exit_code, c.signal) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            _ => "still running when recording stopped".into(),
+        };
+        writeln!(s, "command: {} ({status})", c.argv.join(" "))?;
+    }
+    writeln!(s)?;
+    let z = t.zone_lock_wait_ns;
+    writeln!(
+        s,
+        "Zone-lock wait: {} ({} of recorded CPU time): alloc side {}, free side {}, other {}",
+        fmt_ns(z.total()),
+        fmt_pct(t.zone_lock_wait_pct_of_cpu_time),
+        fmt_ns(z.alloc),
+        fmt_ns(z.free),
+        fmt_ns(z.other)
+    )?;
+    writeln!(
+        s,
+        "Other contended locks: {}; {} contentions in all",
+        fmt_ns(t.other_lock_wait_ns),
+        fmt_count(t.contentions)
+    )?;
+    writeln!(
+        s,
+        "PCP lists: {} pages refilled from the buddy allocator, {} drained to it",
+        fmt_count(t.pcp_refill_pages),
+        fmt_count(t.pcp_drain_pages)
+    )?;
+    for zr in &r.zones {
+        writeln!(
+            s,
+            "  {} ({}): {} over {} contentions",
+            zr.label,
+            zr.lock_addr,
+            fmt_ns(zr.wait_ns),
+            fmt_count(zr.contentions)
+        )?;
+    }
+
+    writeln!(s, "\nPer CPU (zone-lock wait and % of that CPU's time)")?;
+    writeln!(
+        s,
+        "{:>5} {:>4} {:>12} {:>8} {:>12} {:>8} {:>12} {:>14} {:>14}",
+        "CPU", "node", "alloc wait", "alloc %", "free wait", "free %", "other locks", "PCP refill pg", "PCP drain pg"
+    )?;
+    let mut idle = 0;
+    for c in &r.per_cpu {
+        let busy = c.zone_lock_wait_ns.total() + c.other_lock_wait_ns + c.pcp_refill_pages + c.pcp_drain_pages > 0;
+        if !busy && r.per_cpu.len() > 16 {
+            idle += 1;
+            continue;
+        }
+        writeln!(
+            s,
+            "{:>5} {:>4} {:>12} {:>8} {:>12} {:>8} {:>12} {:>14} {:>14}",
+            c.cpu,
+            c.node,
+            fmt_ns(c.zone_lock_wait_ns.alloc),
+            fmt_pct(c.zone_lock_wait_pct.alloc),
+            fmt_ns(c.zone_lock_wait_ns.free),
+            fmt_pct(c.zone_lock_wait_pct.free),
+            fmt_ns(c.other_lock_wait_ns),
+            fmt_count(c.pcp_refill_pages),
+            fmt_count(c.pcp_drain_pages)
+        )?;
+    }
+    if idle > 0 {
+        writeln!(s, "  ({idle} CPUs with no activity not shown)")?;
+    }
+
+    if !r.free_triggers.is_empty() {
+        writeln!(s, "\nFree-side zone-lock wait by trigger")?;
+        for tr in &r.free_triggers {
+            writeln!(s, "  {:>12}  {}", fmt_ns(tr.wait_ns), tr.label)?;
+        }
+    }
+
+    writeln!(s, "\nTop zone-lock stacks")?;
+    if r.top_zone_stacks.is_empty() {
+        writeln!(s, "  (none: no zone-lock contention was recorded)")?;
+    }
+    for (i, st) in r.top_zone_stacks.iter().enumerate().take(top) {
+        writeln!(
+            s,
+            "  #{:<2} {}  {}  {} waits, max {}, CPUs {}",
+            i + 1,
+            st.class,
+            fmt_ns(st.wait_ns),
+            fmt_count(st.count),
+            fmt_ns(st.max_ns),
+            crate::cpulist::format_cpu_list(&st.cpus)
+        )?;
+        for f in st.frames.iter().take(14) {
+            writeln!(s, "        {f}")?;
+        }
+        if st.frames.len() > 14 {
+            writeln!(s, "        ... {} more frames", st.frames.len() - 14)?;
+        }
+    }
+
+    writeln!(s, "\nTop other contended locks")?;
+    if r.top_other_locks.is_empty() {
+        writeln!(s, "  (none)")?;
+    }
+    for o in &r.top_other_locks {
+        writeln!(
+            s,
+            "  {:>12}  {:<32} {} waits, max {}",
+            fmt_ns(o.wait_ns),
+            o.lock,
+            fmt_count(o.count),
+            fmt_ns(o.max_ns)
+        )?;
+    }
+
+    if !r.wait_histograms.is_empty() {
+        writeln!(s, "\nWait-time histograms")?;
+        for h in &r.wait_histograms {
+            writeln!(s, "  {}", h.class)?;
+            let max = h.buckets.iter().map(|b| b.count).max().unwrap_or(1).max(1);
+            for b in &h.buckets {
+                let bar = "#".repeat(((b.count * 40).div_ceil(max)) as usize);
+                writeln!(
+                    s,
+                    "    {:>9} .. {:<9} {:>12} {}",
+                    fmt_ns(b.low_ns),
+                    fmt_ns(b.high_ns),
+                    fmt_count(b.count),
+                    bar
+                )?;
+            }
+        }
+    }
+
+    writeln!(s, "\nProbes")?;
+    for p in &r.probes {
+        writeln!(
+            s,
+            "  {:<18} {:<11} {:<36} {}",
+            p.name,
+            p.method,
+            p.target,
+            if p.attached {
+                "attached".to_string()
+            } else {
+                format!("NOT attached: {}", p.reason.as_deref().unwrap_or("?"))
+            }
+        )?;
+    }
+
+    let l = &r.losses;
+    let losses = [
+        ("lock ends without a begin (began before recording)", l.end_without_begin),
+        ("begins without an end", l.begin_without_end),
+        ("nested waits beyond the per-CPU depth", l.nest_overflow),
+        ("stack-id collisions", l.stack_collisions),
+        ("stack-id errors", l.stack_errors),
+        ("lock-wait map full (wait kept in lost_wait_ns)", l.lock_map_full),
+        ("histogram map full", l.hist_map_full),
+        ("sleeping-lock task map full", l.task_map_full),
+        ("zone-address cache full", l.zone_cache_full),
+        ("page tracepoint read errors", l.page_read_errors),
+        ("unsymbolized frames", l.unsymbolized_frames),
+    ];
+    let any: Vec<_> = losses.iter().filter(|(_, n)| *n > 0).collect();
+    writeln!(s, "\nLosses")?;
+    if any.is_empty() {
+        writeln!(s, "  none")?;
+    }
+    for (what, n) in any {
+        writeln!(s, "  {:>12}  {what}", fmt_count(*n))?;
+    }
+    if l.lost_wait_ns > 0 {
+        writeln!(s, "  {:>12}  wait not attributed to a stack (map full)", fmt_ns(l.lost_wait_ns))?;
+    }
+
+    if !r.not_observable.is_empty() {
+        writeln!(s, "\nNot observable on this kernel")?;
+        for n in &r.not_observable {
+            writeln!(s, "  {}: {}", n.what, n.why)?;
+        }
+    }
+    Ok(())
+}
