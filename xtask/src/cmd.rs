@@ -19,6 +19,7 @@ pub struct Cmd {
 pub struct Captured {
     pub status: ExitStatus,
     pub stdout: String,
+    pub stderr: String,
 }
 
 impl Cmd {
@@ -59,6 +60,11 @@ impl Cmd {
         self
     }
 
+    /// The command as printed, e.g. `cargo build --release -p profiler`.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
     /// Echoes the command, runs it with inherited stdio (output streams through) and
     /// fails unless it exits 0.
     pub fn run(mut self) -> Result<()> {
@@ -80,6 +86,7 @@ impl Cmd {
             Ok(out) => Ok(Some(Captured {
                 status: out.status,
                 stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             })),
             Err(e)
                 if matches!(
@@ -91,6 +98,15 @@ impl Cmd {
             }
             Err(e) => Err(anyhow!(e).context(format!("could not start `{}`", self.shown))),
         }
+    }
+
+    /// Replaces this process with the command (Unix `exec`), so its exit status becomes
+    /// ours. Only returns on failure to start it.
+    pub fn exec(mut self) -> anyhow::Error {
+        use std::os::unix::process::CommandExt as _;
+        println!("    $ {}", self.shown);
+        let err = self.inner.exec();
+        anyhow!(err).context(format!("could not exec `{}`", self.shown))
     }
 }
 
@@ -153,7 +169,7 @@ mod tests {
             .args(["test", "--", "a b"])
             .env("ZONEPROF_BIN", "/t/release/zoneprof");
         assert_eq!(
-            c.shown,
+            c.shown(),
             "ZONEPROF_BIN=/t/release/zoneprof cargo test -- 'a b'"
         );
         assert_eq!(quote(OsStr::new("${Status}")), "'${Status}'");

@@ -1,9 +1,11 @@
-//! `cargo xtask`: developer tasks for zoneprof.
+//! `cargo xtask`: developer tasks for zoneprof (setup, build, test, demo).
 
 mod cmd;
 mod setup;
+mod tasks;
 mod workspace;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,6 +34,21 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Setup, then build the release binary (target/release/zoneprof).
+    Build,
+    /// Setup, build release, run all host tests with ZONEPROF_BIN set, print a summary.
+    Test {
+        /// Extra arguments for `cargo test`, after `--`
+        /// (e.g. `cargo xtask test -- --lib -- --nocapture`).
+        #[arg(last = true)]
+        cargo_test_args: Vec<OsString>,
+    },
+    /// Setup, build release, then run `zoneprof demo -o DIR`.
+    Demo {
+        /// Output directory for the demo.
+        #[arg(short = 'o', long = "out", default_value = "zoneprof-demo")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -54,6 +71,9 @@ fn run(task: Task) -> Result<()> {
     let ws = Workspace::locate()?;
     match task {
         Task::Setup { check } => setup::run(&ws, check),
+        Task::Build => tasks::build(&ws),
+        Task::Test { cargo_test_args } => tasks::test(&ws, &cargo_test_args),
+        Task::Demo { out } => tasks::demo(&ws, &out),
     }
 }
 
@@ -66,14 +86,35 @@ fn cargo_home() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    fn parse(args: &[&str]) -> Option<Task> {
+        Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+            .ok()
+            .map(|c| c.task)
+    }
 
     #[test]
-    fn setup_flags() {
-        let parse = |args: &[&str]| {
-            Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
-                .ok()
-                .map(|c| c.task)
+    fn test_passes_everything_after_dashes_to_cargo_test() {
+        let Some(Task::Test { cargo_test_args }) =
+            parse(&["test", "--", "-p", "profiler", "--", "--nocapture"])
+        else {
+            panic!("test did not parse");
         };
+        assert_eq!(cargo_test_args, ["-p", "profiler", "--", "--nocapture"]);
+        assert!(
+            matches!(parse(&["test"]), Some(Task::Test { cargo_test_args }) if cargo_test_args.is_empty())
+        );
+    }
+
+    #[test]
+    fn demo_and_setup_flags() {
+        assert!(
+            matches!(parse(&["demo"]), Some(Task::Demo { out }) if out == Path::new("zoneprof-demo"))
+        );
+        assert!(
+            matches!(parse(&["demo", "-o", "/tmp/d"]), Some(Task::Demo { out }) if out == Path::new("/tmp/d"))
+        );
         assert!(matches!(
             parse(&["setup", "--check"]),
             Some(Task::Setup { check: true })
