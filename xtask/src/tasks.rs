@@ -1,0 +1,143 @@
+//! `build`, `test` and `demo`: each runs setup first, then cargo from the workspace root.
+
+use std::env;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::cmd::Cmd;
+use crate::setup;
+use crate::workspace::Workspace;
+
+/// The eBPF crate builds only for bpfel-unknown-none (through profiler's build.rs), so it
+/// is left out of host-side `cargo test --workspace`.
+const EBPF_CRATE: &str = "profiler-ebpf";
+
+fn build_release(ws: &Workspace) -> Cmd {
+    ws.cargo().args(["build", "--release", "-p", "profiler"])
+}
+
+pub fn build(ws: &Workspace) -> Result<()> {
+    setup::run(ws, false)?;
+    println!("==> build: release zoneprof");
+    build_release(ws).run()?;
+    println!("==> build: {}", ws.release_bin()?.display());
+    Ok(())
+}
+
+/// A named step of `cargo xtask test`.
+struct Step {
+    name: String,
+    cmd: Cmd,
+}
+
+impl Step {
+    fn new(name: impl Into<String>, cmd: Cmd) -> Self {
+        Self {
+            name: name.into(),
+            cmd,
+        }
+    }
+}
+
+/// Steps run after `cargo test`; placeholder for checks still to come.
+fn extra_steps(_ws: &Workspace, _bin: &Path) -> Vec<Step> {
+    Vec::new()
+}
+
+enum Outcome {
+    Passed(Duration),
+    Failed(Duration, String),
+    Skipped(String),
+}
+
+pub fn test(ws: &Workspace, cargo_test_args: &[OsString]) -> Result<()> {
+    setup::run(ws, false)?;
+    let bin = ws.release_bin()?;
+
+    let mut results: Vec<(String, Outcome)> = Vec::new();
+    let build = Step::new("build release zoneprof", build_release(ws));
+    let cargo_test = Step::new(
+        "cargo test (unit + integration)",
+        ws.cargo()
+            .args([
+                "test",
+                "--workspace",
+                "--exclude",
+                EBPF_CRATE,
+                "--release",
+                "--no-fail-fast",
+            ])
+            .args(cargo_test_args)
+            .env("ZONEPROF_BIN", &bin),
+    );
+    let steps = [build, cargo_test].into_iter().chain(extra_steps(ws, &bin));
+
+    let mut build_failed = false;
+    for (i, step) in steps.enumerate() {
+        if build_failed {
+            results.push((step.name, Outcome::Skipped("release build failed".into())));
+            continue;
+        }
+        println!("==> {}", step.name);
+        let started = Instant::now();
+        let outcome = match step.cmd.run() {
+            Ok(()) => Outcome::Passed(started.elapsed()),
+            Err(e) => {
+                build_failed = i == 0;
+                Outcome::Failed(started.elapsed(), format!("{e:#}"))
+            }
+        };
+        results.push((step.name, outcome));
+    }
+
+    println!("==> summary");
+    let mut failed = 0;
+    for (name, outcome) in &results {
+        match outcome {
+            Outcome::Passed(t) => println!("  PASS  {name} ({})", secs(*t)),
+            Outcome::Failed(t, why) => {
+                failed += 1;
+                println!("  FAIL  {name} ({}): {why}", secs(*t));
+            }
+            Outcome::Skipped(why) => {
+                failed += 1;
+                println!("  SKIP  {name}: {why}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} test steps did not pass", results.len());
+    }
+    println!("==> all {} test steps passed", results.len());
+    Ok(())
+}
+
+fn secs(t: Duration) -> String {
+    format!("{:.1}s", t.as_secs_f64())
+}
+
+/// Builds, then replaces this process with `zoneprof demo -o DIR`, so its exit status is
+/// ours. A relative DIR is taken relative to where `cargo xtask` was started.
+pub fn demo(ws: &Workspace, out: &Path) -> Result<()> {
+    setup::run(ws, false)?;
+    println!("==> build: release zoneprof");
+    build_release(ws).run()?;
+    let out: PathBuf = if out.is_absolute() {
+        out.to_path_buf()
+    } else {
+        env::current_dir()
+            .context("cannot read the current directory")?
+            .join(out)
+    };
+    let bin = ws.release_bin()?;
+    println!("==> demo: writing to {}", out.display());
+    Err(Cmd::new(&bin)
+        .arg("demo")
+        .arg("-o")
+        .arg(&out)
+        .current_dir(&ws.root)
+        .exec())
+}
