@@ -658,7 +658,8 @@ pub fn parse_folded_line(line: &str) -> Result<FoldedLine, ClassifyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
+    use std::collections::{BTreeMap, HashSet};
+    use std::path::PathBuf;
 
     const SLOW: &str = "__pv_queued_spin_lock_slowpath+0x15f";
     const IRQSAVE: &str = "_raw_spin_lock_irqsave+0x55";
@@ -1143,5 +1144,308 @@ mod tests {
             parse_folded_line("cpu0;a;b -3"),
             Err(ClassifyError::BadValue(_))
         ));
+    }
+
+    // ---- Real recorded stacks (shared/fixtures/contention, see its README).
+
+    fn fixture_dir() -> Option<PathBuf> {
+        let dir =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/contention");
+        if dir.is_dir() {
+            Some(dir)
+        } else {
+            println!("skipping fixture test: {} not found", dir.display());
+            None
+        }
+    }
+
+    /// One fixture file, classified line by line.
+    struct Fixture {
+        name: &'static str,
+        lines: Vec<(FoldedLine, Classification)>,
+    }
+
+    impl Fixture {
+        fn load(name: &'static str) -> Option<Fixture> {
+            let path = fixture_dir()?.join(name);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+            let lines = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    let folded = parse_folded_line(l).unwrap_or_else(|e| panic!("{name}: {e}"));
+                    let c = classify(&folded.frames_leaf_first());
+                    (folded, c)
+                })
+                .collect();
+            Some(Fixture { name, lines })
+        }
+
+        /// Wait in ms per CPU on one side of the zone lock.
+        fn side_per_cpu(&self, side: Side) -> BTreeMap<u32, f64> {
+            let mut out = BTreeMap::new();
+            for (l, c) in &self.lines {
+                if c.class.side() == Some(side) {
+                    let cpu = l
+                        .cpu
+                        .unwrap_or_else(|| panic!("{}: line without cpu", self.name));
+                    *out.entry(cpu).or_insert(0.0) += l.value as f64 / 1e6;
+                }
+            }
+            out
+        }
+
+        fn by_class(&self) -> BTreeMap<String, f64> {
+            let mut out = BTreeMap::new();
+            for (l, c) in &self.lines {
+                *out.entry(c.class.label()).or_insert(0.0) += l.value as f64 / 1e6;
+            }
+            out
+        }
+
+        fn report(&self) {
+            println!("== {}", self.name);
+            for side in [Side::Alloc, Side::Free] {
+                let per_cpu = self.side_per_cpu(side);
+                let total: f64 = per_cpu.values().sum();
+                let cpus: Vec<String> = per_cpu
+                    .iter()
+                    .map(|(cpu, ms)| format!("cpu{cpu}={ms:.1}"))
+                    .collect();
+                println!("  {side:?}: {total:.1} ms  [{}]", cpus.join(" "));
+            }
+            let mut classes: Vec<_> = self.by_class().into_iter().collect();
+            classes.sort_by(|a, b| b.1.total_cmp(&a.1));
+            for (label, ms) in classes.iter().take(8) {
+                println!("    {ms:10.3} ms  {label}");
+            }
+        }
+
+        /// Asserts one side: total ±3 % on `cpus`, each of `cpus` within `per_cpu` (when given,
+        /// ±15 %; otherwise at least half an even share), and under 2 % of the total elsewhere.
+        fn check_side(
+            &self,
+            side: Side,
+            total_ms: f64,
+            per_cpu_ms: Option<f64>,
+            cpus: std::ops::RangeInclusive<u32>,
+        ) {
+            let per_cpu = self.side_per_cpu(side);
+            let total: f64 = per_cpu.values().sum();
+            let within = |measured: f64, expected: f64, tol: f64| {
+                (measured - expected).abs() <= expected * tol
+            };
+            assert!(
+                within(total, total_ms, 0.03),
+                "{} {side:?}: total {total:.1} ms, expected ~{total_ms} ms",
+                self.name
+            );
+            let even_share = total / cpus.clone().count() as f64;
+            for cpu in cpus.clone() {
+                let ms = per_cpu.get(&cpu).copied().unwrap_or(0.0);
+                match per_cpu_ms {
+                    Some(expected) => assert!(
+                        within(ms, expected, 0.15),
+                        "{} {side:?}: cpu{cpu} {ms:.1} ms, expected ~{expected} ms",
+                        self.name
+                    ),
+                    None => assert!(
+                        ms >= even_share * 0.5,
+                        "{} {side:?}: cpu{cpu} only {ms:.1} ms of {total:.1} ms",
+                        self.name
+                    ),
+                }
+            }
+            let elsewhere: f64 = per_cpu
+                .iter()
+                .filter(|(cpu, _)| !cpus.contains(cpu))
+                .map(|(_, ms)| ms)
+                .sum();
+            assert!(
+                elsewhere < total * 0.02,
+                "{} {side:?}: {elsewhere:.2} ms outside cpus {cpus:?}",
+                self.name
+            );
+        }
+    }
+
+    const ALL_FIXTURES: [&str; 5] = [
+        "vm16-6.18-cross-cpu-free.folded",
+        "vm16-6.18-same-cpu-free.folded",
+        "vm2-6.18-cross-cpu-free.folded",
+        "vm16-6.18-tap32k-cross-cpu.folded",
+        "vm16-6.18-tap32k-same-cpu.folded",
+    ];
+
+    #[test]
+    fn fixture_vm16_cross_cpu_free() {
+        let Some(fx) = Fixture::load("vm16-6.18-cross-cpu-free.folded") else {
+            return;
+        };
+        fx.report();
+        fx.check_side(Side::Alloc, 724.0, Some(90.0), 0..=7);
+        fx.check_side(Side::Free, 382.0, Some(47.0), 8..=15);
+        // Cross-CPU frees drain because the freeing CPU's list overflows high.
+        let classes = fx.by_class();
+        let pcp_high = classes
+            .get(&LockClass::ZoneFree(FreeTrigger::PcpHigh).label())
+            .copied()
+            .unwrap_or(0.0);
+        let free: f64 = fx.side_per_cpu(Side::Free).values().sum();
+        assert!(
+            pcp_high > free * 0.9,
+            "pcp high {pcp_high:.1} of {free:.1} ms"
+        );
+    }
+
+    #[test]
+    fn fixture_vm16_same_cpu_free() {
+        let Some(fx) = Fixture::load("vm16-6.18-same-cpu-free.folded") else {
+            return;
+        };
+        fx.report();
+        fx.check_side(Side::Alloc, 55.0, None, 0..=7);
+        fx.check_side(Side::Free, 224.0, None, 0..=7);
+    }
+
+    #[test]
+    fn fixture_vm16_tap32k_cross_cpu() {
+        let Some(fx) = Fixture::load("vm16-6.18-tap32k-cross-cpu.folded") else {
+            return;
+        };
+        fx.report();
+        fx.check_side(Side::Alloc, 1860.0, Some(230.0), 0..=7);
+        fx.check_side(Side::Free, 1408.0, Some(175.0), 8..=15);
+    }
+
+    #[test]
+    fn fixture_vm16_tap32k_same_cpu() {
+        let Some(fx) = Fixture::load("vm16-6.18-tap32k-same-cpu.folded") else {
+            return;
+        };
+        fx.report();
+        fx.check_side(Side::Alloc, 141.0, None, 0..=7);
+        fx.check_side(Side::Free, 141.0, None, 0..=7);
+    }
+
+    #[test]
+    fn fixture_vm2_is_mostly_mmap_lock() {
+        let Some(fx) = Fixture::load("vm2-6.18-cross-cpu-free.folded") else {
+            return;
+        };
+        fx.report();
+        let classes = fx.by_class();
+        let top = classes
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(label, _)| label.clone());
+        assert_eq!(top.as_deref(), Some("mmap_lock"));
+    }
+
+    /// lruvec, run-queue and mmap_lock stacks in the recordings are never counted as zone lock.
+    #[test]
+    fn fixture_non_zone_locks_stay_out_of_zone() {
+        if fixture_dir().is_none() {
+            return;
+        }
+        let mut seen: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+        for name in ALL_FIXTURES {
+            let Some(fx) = Fixture::load(name) else {
+                return;
+            };
+            for (l, c) in &fx.lines {
+                let syms: Vec<&str> = l
+                    .frames_leaf_first()
+                    .into_iter()
+                    .map(frame_symbol)
+                    .collect();
+                let taker = syms.iter().copied().find(|s| !is_lock_frame(s));
+                let expected = if syms.iter().any(|s| s.starts_with("folio_lruvec_lock")) {
+                    Some("lruvec lock")
+                } else if syms.first().is_some_and(|s| s.starts_with("rwsem_down_"))
+                    && syms.iter().any(|s| {
+                        ["vm_mmap_pgoff", "madvise_lock", "lock_mm_and_find_vma"].contains(s)
+                    })
+                {
+                    Some("mmap_lock")
+                } else if taker.is_some_and(|t| {
+                    [
+                        "raw_spin_rq_lock_nested",
+                        "_raw_spin_rq_lock_irqsave",
+                        "__task_rq_lock",
+                        "sched_tick",
+                        "__schedule",
+                    ]
+                    .contains(&t)
+                }) {
+                    Some("rq lock")
+                } else {
+                    None
+                };
+                if let Some(lock) = expected {
+                    assert_eq!(c.class, other(lock), "{name}: {:?}", l.frames_root_first);
+                    let e = seen.entry(lock).or_insert((0, 0.0));
+                    e.0 += 1;
+                    e.1 += l.value as f64 / 1e6;
+                }
+            }
+        }
+        println!("non-zone stacks checked: {seen:?}");
+        for lock in ["lruvec lock", "mmap_lock", "rq lock"] {
+            assert!(
+                seen.get(lock).is_some_and(|(n, _)| *n > 0),
+                "no {lock} stacks seen"
+            );
+        }
+    }
+
+    /// Stacks where an IRQ interrupted page-allocator code and the IRQ handler waits on some
+    /// other lock are classified by the handler's lock.
+    #[test]
+    fn fixture_interrupted_allocator_frames_do_not_count() {
+        if fixture_dir().is_none() {
+            return;
+        }
+        const ZONE_CODE: [&str; 7] = [
+            "get_page_from_freelist",
+            "__alloc_frozen_pages_noprof",
+            "__rmqueue_pcplist",
+            "free_pcppages_bulk",
+            "free_frozen_page_commit",
+            "__free_frozen_pages",
+            "free_unref_folios",
+        ];
+        let mut checked = 0;
+        for name in ALL_FIXTURES {
+            let Some(fx) = Fixture::load(name) else {
+                return;
+            };
+            for (l, c) in &fx.lines {
+                let syms: Vec<&str> = l
+                    .frames_leaf_first()
+                    .into_iter()
+                    .map(frame_symbol)
+                    .collect();
+                let Some(irq) = syms.iter().position(|s| {
+                    s.starts_with("asm_sysvec_") || s.starts_with("asm_common_interrupt")
+                }) else {
+                    continue;
+                };
+                let zone_below_irq = syms[irq..].iter().any(|s| ZONE_CODE.contains(s));
+                let zone_in_handler = syms[..irq].iter().any(|s| ZONE_CODE.contains(s));
+                if zone_below_irq && !zone_in_handler {
+                    assert!(
+                        !c.class.is_zone(),
+                        "{name}: {:?} -> {:?}",
+                        l.frames_root_first,
+                        c.class
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        println!("interrupted allocator stacks checked: {checked}");
+        assert!(checked > 0);
     }
 }
