@@ -11,6 +11,7 @@
 //! current binary), so pairs do not serialize on one `mmap_lock`.
 
 mod pair;
+mod spawn;
 
 use std::io;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use thiserror::Error;
 use crate::host::HostError;
 
 pub use pair::{PairCounts, measure_pair, pin_current_thread, run_pair};
+pub use spawn::{pair_args, parse_pair_result, plan_pairs, run_cross_cpu_pages};
 
 /// Chunks in flight between the alloc and free thread. Small, so the free CPU trails the
 /// alloc CPU closely and the process footprint stays at ~depth x chunk.
