@@ -15,8 +15,8 @@ use aya_ebpf::{
 };
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use profiler_common::{
-    HIST_BUCKETS, HistKey, LockKey, LockVal, MAX_SPIN_NEST, SpinFrame, TaskWait, ZoneInfo,
-    counter, lock_flags,
+    HIST_BUCKETS, HistKey, LockKey, LockVal, MAX_SPIN_NEST, SpinFrame, TaskWait, ZoneInfo, counter,
+    lock_flags,
 };
 
 use crate::{config, maps};
@@ -220,8 +220,7 @@ fn record(ctx: &TracePointContext, lock: u64, cpu: u32, wait: u64, flags: u32) {
             _pad: 0,
         };
         // NOEXIST: an IRQ on this CPU may have inserted the same key meanwhile.
-        if maps::LOCK_STATS.insert(&key, &v, BPF_NOEXIST).is_err() && !add_wait(&key, wait, flags)
-        {
+        if maps::LOCK_STATS.insert(&key, &v, BPF_NOEXIST).is_err() && !add_wait(&key, wait, flags) {
             maps::count(counter::LOCK_MAP_FULL, 1);
             maps::count(counter::LOST_WAIT_NS, wait);
         }

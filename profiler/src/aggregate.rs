@@ -7,7 +7,7 @@ use aya::{
 use profiler_common::{HistKey, LockKey, LockVal, PageCounters, ZoneInfo, counter};
 
 use crate::{
-    recording::{CpuPages, Counters, HistEntry, LockWait, StackInterner, ZoneLabel},
+    recording::{Counters, CpuPages, HistEntry, LockWait, StackInterner, ZoneLabel},
     symbolize::Kallsyms,
 };
 
@@ -100,7 +100,10 @@ pub struct LockTables {
 }
 
 /// Reads lock waits, stacks, histograms and zone labels, symbolizing with `ksyms`.
-pub fn read_lock_tables(ebpf: &Ebpf, ksyms: Option<&Kallsyms>) -> Result<LockTables, AggregateError> {
+pub fn read_lock_tables(
+    ebpf: &Ebpf,
+    ksyms: Option<&Kallsyms>,
+) -> Result<LockTables, AggregateError> {
     let stats: HashMap<&MapData, LockKey, LockVal> =
         HashMap::try_from(get_map(ebpf, "LOCK_STATS")?).map_err(map_err("LOCK_STATS"))?;
     let stack_map: StackTraceMap<&MapData> =

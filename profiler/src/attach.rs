@@ -64,7 +64,8 @@ pub struct Plan {
 
 /// Reads tracefs formats and BTF, and decides which method each probe will try.
 pub fn plan() -> Result<Plan, AttachError> {
-    let (root, mounted) = tracefs::ensure_tracefs().map_err(|e| AttachError::Tracefs(e.to_string()))?;
+    let (root, mounted) =
+        tracefs::ensure_tracefs().map_err(|e| AttachError::Tracefs(e.to_string()))?;
     let mut globals = Globals::default();
     let mut choices = Vec::new();
     for spec in CATALOG {

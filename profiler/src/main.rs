@@ -50,7 +50,7 @@ struct RecordArgs {
     output: PathBuf,
     /// Record only these CPUs, e.g. "0-3,8".
     #[arg(long, value_parser = parse_cpus)]
-    cpus: Option<Vec<u32>>,
+    cpus: Option<Cpus>,
     /// No live progress line.
     #[arg(long)]
     no_progress: bool,
@@ -88,9 +88,9 @@ enum WorkloadCmd {
 #[derive(Args)]
 struct CrossCpuArgs {
     #[arg(long, value_parser = parse_cpus, default_value = "0")]
-    alloc_cpus: Vec<u32>,
+    alloc_cpus: Cpus,
     #[arg(long, value_parser = parse_cpus, default_value = "1")]
-    free_cpus: Vec<u32>,
+    free_cpus: Cpus,
     /// Free each chunk on the CPU that allocated it (the "after" case).
     #[arg(long)]
     same_cpu: bool,
@@ -105,10 +105,9 @@ struct CrossCpuArgs {
 struct PairArgs {
     #[arg(long)]
     alloc_cpu: u32,
+    /// Equal to --alloc-cpu for a same-CPU pair.
     #[arg(long)]
     free_cpu: u32,
-    #[arg(long)]
-    same_cpu: bool,
     #[arg(long)]
     duration_ms: u64,
     #[arg(long)]
@@ -125,9 +124,13 @@ struct DemoArgs {
     duration: Duration,
 }
 
-/// clap's value parser flattens a Vec<u32> return, so parse into the list type directly.
-fn parse_cpus(s: &str) -> Result<Vec<u32>, String> {
-    parse_cpu_list(s).map_err(|e| e.to_string())
+/// A CPU list argument ("0-3,8"). A newtype, because clap treats a `Vec<u32>` field as
+/// repeated values rather than one parsed list.
+#[derive(Clone, Debug)]
+struct Cpus(Vec<u32>);
+
+fn parse_cpus(s: &str) -> Result<Cpus, String> {
+    parse_cpu_list(s).map(Cpus).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -161,7 +164,7 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
     let opts = RecordOpts {
         duration: a.duration,
         output: a.output.clone(),
-        cpus: a.cpus,
+        cpus: a.cpus.map(|c| c.0),
         command: a.command,
         progress: !a.no_progress,
     };
@@ -202,8 +205,8 @@ fn cmd_workload(w: WorkloadCmd) -> Result<ExitCode> {
     match w {
         WorkloadCmd::CrossCpuPages(a) => {
             let opts = workload::CrossCpuPagesOpts {
-                alloc_cpus: a.alloc_cpus,
-                free_cpus: a.free_cpus,
+                alloc_cpus: a.alloc_cpus.0,
+                free_cpus: a.free_cpus.0,
                 same_cpu: a.same_cpu,
                 duration: a.duration,
                 chunk_kib: a.chunk_kib,
@@ -212,7 +215,11 @@ fn cmd_workload(w: WorkloadCmd) -> Result<ExitCode> {
             println!(
                 "cross-cpu-pages: {} pair(s), {} mode, {} in {:.2} s: {}",
                 r.pairs,
-                if opts.same_cpu { "same-CPU" } else { "cross-CPU" },
+                if opts.same_cpu {
+                    "same-CPU"
+                } else {
+                    "cross-CPU"
+                },
                 units::fmt_bytes(r.bytes),
                 r.elapsed.as_secs_f64(),
                 units::fmt_rate_gbs(r.bytes, r.elapsed.as_secs_f64())
@@ -220,14 +227,14 @@ fn cmd_workload(w: WorkloadCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         WorkloadCmd::Pair(a) => {
-            let bytes = workload::run_pair(&workload::PairOpts {
+            // run_pair prints the machine-readable result line the parent reads.
+            workload::run_pair(&workload::PairOpts {
                 alloc_cpu: a.alloc_cpu,
                 free_cpu: a.free_cpu,
-                same_cpu: a.same_cpu,
+                same_cpu: a.alloc_cpu == a.free_cpu,
                 duration: Duration::from_millis(a.duration_ms),
                 chunk_kib: a.chunk_kib,
             })?;
-            println!("{}", workload::pair_result_line(bytes));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -244,7 +251,9 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
     let (c0, c1) = (host.online_cpus[0], host.online_cpus[1]);
     let secs = format!("{}ms", a.duration.as_millis());
     let path = a.output.join("cross-cpu.zprof");
-    eprintln!("zoneprof demo: recording the cross-CPU page reproducer (alloc CPU {c0}, free CPU {c1}, {secs})");
+    eprintln!(
+        "zoneprof demo: recording the cross-CPU page reproducer (alloc CPU {c0}, free CPU {c1}, {secs})"
+    );
     let out = runtime()?.block_on(record::record(RecordOpts {
         duration: None,
         output: path.clone(),
@@ -266,7 +275,12 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
     let r = report::build(&out.recording, 5);
     print!("{}", report::to_text(&r, 5));
     let json = a.output.join("cross-cpu.report.json");
-    std::fs::write(&json, report::to_json(&r)).with_context(|| format!("writing {}", json.display()))?;
-    eprintln!("\nzoneprof demo: recording {}, JSON report {}", path.display(), json.display());
+    std::fs::write(&json, report::to_json(&r))
+        .with_context(|| format!("writing {}", json.display()))?;
+    eprintln!(
+        "\nzoneprof demo: recording {}, JSON report {}",
+        path.display(),
+        json.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

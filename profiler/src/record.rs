@@ -11,8 +11,7 @@ use profiler_common::counter;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    aggregate, attach,
-    host,
+    aggregate, attach, host,
     recording::{CommandInfo, FORMAT_NAME, FORMAT_VERSION, Recording},
     symbolize::Kallsyms,
     units,
@@ -144,7 +143,11 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
         Stop::Signal(sig) => {
             if let Some(c) = child.as_mut() {
                 if let Some(pid) = c.id() {
-                    let signo = if sig == "SIGINT" { libc::SIGINT } else { libc::SIGTERM };
+                    let signo = if sig == "SIGINT" {
+                        libc::SIGINT
+                    } else {
+                        libc::SIGTERM
+                    };
                     // SAFETY: kill(2) on our own child's pid; no memory is involved.
                     unsafe { libc::kill(pid as i32, signo) };
                 }

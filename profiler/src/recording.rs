@@ -5,7 +5,7 @@
 //! `docs/recording-format.md`; bump `FORMAT_VERSION` on any incompatible change.
 use std::{
     fs::File,
-    io::{BufReader, BufWriter, Read, Write},
+    io::{BufReader, BufWriter, Read},
     path::{Path, PathBuf},
 };
 
@@ -30,13 +30,13 @@ pub enum RecordingError {
     },
     #[error("{path} is not a zoneprof recording")]
     NotARecording { path: PathBuf },
-    #[error("{path} is truncated (the file ends mid-stream); was the recording interrupted while being copied?")]
+    #[error(
+        "{path} is truncated (the file ends mid-stream); was the recording interrupted while being copied?"
+    )]
     Truncated { path: PathBuf },
     #[error("{path} is corrupt: {detail}")]
     Corrupt { path: PathBuf, detail: String },
-    #[error(
-        "{path} is recording format version {found}; this zoneprof reads version {supported}"
-    )]
+    #[error("{path} is recording format version {found}; this zoneprof reads version {supported}")]
     UnsupportedVersion {
         path: PathBuf,
         found: u32,
@@ -197,7 +197,11 @@ impl Recording {
             .get(idx as usize)
             .map(|s| {
                 s.iter()
-                    .map(|&f| self.frames.get(f as usize).map_or("[bad frame]", |s| s.as_str()))
+                    .map(|&f| {
+                        self.frames
+                            .get(f as usize)
+                            .map_or("[bad frame]", |s| s.as_str())
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -225,7 +229,8 @@ impl Recording {
         let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
         let result = (|| {
             let f = File::create(&tmp)?;
-            let mut gz = flate2::write::GzEncoder::new(BufWriter::new(f), flate2::Compression::new(6));
+            let mut gz =
+                flate2::write::GzEncoder::new(BufWriter::new(f), flate2::Compression::new(6));
             serde_json::to_writer(&mut gz, self).map_err(std::io::Error::other)?;
             let w = gz.finish()?;
             let f = w.into_inner().map_err(|e| e.into_error())?;
@@ -294,11 +299,13 @@ impl Recording {
                 });
             }
         }
-        let rec: Recording = serde_json::from_slice(&json).map_err(|e| RecordingError::Corrupt {
-            path: p(),
-            detail: e.to_string(),
-        })?;
-        rec.validate().map_err(|detail| RecordingError::Corrupt { path: p(), detail })?;
+        let rec: Recording =
+            serde_json::from_slice(&json).map_err(|e| RecordingError::Corrupt {
+                path: p(),
+                detail: e.to_string(),
+            })?;
+        rec.validate()
+            .map_err(|detail| RecordingError::Corrupt { path: p(), detail })?;
         Ok(rec)
     }
 
@@ -307,7 +314,9 @@ impl Recording {
         let nframes = self.frames.len() as u32;
         for (i, s) in self.stacks.iter().enumerate() {
             if let Some(bad) = s.iter().find(|&&f| f >= nframes) {
-                return Err(format!("stack {i} names frame {bad}, but there are {nframes} frames"));
+                return Err(format!(
+                    "stack {i} names frame {bad}, but there are {nframes} frames"
+                ));
             }
         }
         let nstacks = self.stacks.len() as u32;
@@ -315,7 +324,9 @@ impl Recording {
         if self.lock_waits.iter().any(|w| bad_stack(w.stack))
             || self.wait_hist.iter().any(|h| bad_stack(h.stack))
         {
-            return Err(format!("an entry names a stack beyond the {nstacks} stacks"));
+            return Err(format!(
+                "an entry names a stack beyond the {nstacks} stacks"
+            ));
         }
         Ok(())
     }

@@ -242,7 +242,9 @@ pub fn build(rec: &Recording, top: usize) -> Report {
             let (wait_ns, contentions) = waits
                 .iter()
                 .filter(|cw| cw.wait.lock_addr == z.lock_addr)
-                .fold((0, 0), |(w, c), cw| (w + cw.wait.total_ns, c + cw.wait.count));
+                .fold((0, 0), |(w, c), cw| {
+                    (w + cw.wait.total_ns, c + cw.wait.count)
+                });
             ZoneRow {
                 lock_addr: format!("{:#x}", z.lock_addr),
                 label: z.label(),
@@ -381,7 +383,11 @@ fn histograms(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> Vec<HistRow> {
             .get(&h.stack)
             .cloned()
             .unwrap_or_else(|| "unknown".into());
-        *by_class.entry(class).or_default().entry(h.bucket).or_default() += h.count;
+        *by_class
+            .entry(class)
+            .or_default()
+            .entry(h.bucket)
+            .or_default() += h.count;
     }
     by_class
         .into_iter()
@@ -490,11 +496,23 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     writeln!(
         s,
         "{:>5} {:>4} {:>12} {:>8} {:>12} {:>8} {:>12} {:>14} {:>14}",
-        "CPU", "node", "alloc wait", "alloc %", "free wait", "free %", "other locks", "PCP refill pg", "PCP drain pg"
+        "CPU",
+        "node",
+        "alloc wait",
+        "alloc %",
+        "free wait",
+        "free %",
+        "other locks",
+        "PCP refill pg",
+        "PCP drain pg"
     )?;
     let mut idle = 0;
     for c in &r.per_cpu {
-        let busy = c.zone_lock_wait_ns.total() + c.other_lock_wait_ns + c.pcp_refill_pages + c.pcp_drain_pages > 0;
+        let busy = c.zone_lock_wait_ns.total()
+            + c.other_lock_wait_ns
+            + c.pcp_refill_pages
+            + c.pcp_drain_pages
+            > 0;
         if !busy && r.per_cpu.len() > 16 {
             idle += 1;
             continue;
@@ -599,12 +617,18 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
 
     let l = &r.losses;
     let losses = [
-        ("lock ends without a begin (began before recording)", l.end_without_begin),
+        (
+            "lock ends without a begin (began before recording)",
+            l.end_without_begin,
+        ),
         ("begins without an end", l.begin_without_end),
         ("nested waits beyond the per-CPU depth", l.nest_overflow),
         ("stack-id collisions", l.stack_collisions),
         ("stack-id errors", l.stack_errors),
-        ("lock-wait map full (wait kept in lost_wait_ns)", l.lock_map_full),
+        (
+            "lock-wait map full (wait kept in lost_wait_ns)",
+            l.lock_map_full,
+        ),
         ("histogram map full", l.hist_map_full),
         ("sleeping-lock task map full", l.task_map_full),
         ("zone-address cache full", l.zone_cache_full),
@@ -620,7 +644,11 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
         writeln!(s, "  {:>12}  {what}", fmt_count(*n))?;
     }
     if l.lost_wait_ns > 0 {
-        writeln!(s, "  {:>12}  wait not attributed to a stack (map full)", fmt_ns(l.lost_wait_ns))?;
+        writeln!(
+            s,
+            "  {:>12}  wait not attributed to a stack (map full)",
+            fmt_ns(l.lost_wait_ns)
+        )?;
     }
 
     if !r.not_observable.is_empty() {

@@ -58,6 +58,20 @@ pub fn fmt_pct(x: f64) -> String {
     }
 }
 
+/// Formats a byte count in decimal units: "812 B", "3.2 MB", "4.10 GB".
+pub fn fmt_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b < 1e3 {
+        format!("{b} B")
+    } else if b < 1e6 {
+        format!("{:.1} kB", b / 1e3)
+    } else if b < 1e9 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.2} GB", b / 1e9)
+    }
+}
+
 /// Formats a throughput in decimal gigabytes per second: "3.21 GB/s".
 /// A zero, negative or non-finite interval prints "n/a".
 pub fn fmt_rate_gbs(bytes: u64, secs: f64) -> String {

@@ -140,14 +140,33 @@ fn cross_cpu_pages_refill_on_alloc_cpu_drain_on_free_cpu() {
     let cross = record_workload(
         dir.path(),
         "cross",
-        &["workload", "cross-cpu-pages", "--alloc-cpus", "0", "--free-cpus", "1", "-d", "2s"],
+        &[
+            "workload",
+            "cross-cpu-pages",
+            "--alloc-cpus",
+            "0",
+            "--free-cpus",
+            "1",
+            "-d",
+            "2s",
+        ],
     );
     let kernel_counts = trigger.counts();
     drop(trigger);
     let same = record_workload(
         dir.path(),
         "same",
-        &["workload", "cross-cpu-pages", "--alloc-cpus", "0", "--free-cpus", "1", "--same-cpu", "-d", "2s"],
+        &[
+            "workload",
+            "cross-cpu-pages",
+            "--alloc-cpus",
+            "0",
+            "--free-cpus",
+            "1",
+            "--same-cpu",
+            "-d",
+            "2s",
+        ],
     );
     let rc = report_json(&cross);
     let rs = report_json(&same);
@@ -162,8 +181,14 @@ fn cross_cpu_pages_refill_on_alloc_cpu_drain_on_free_cpu() {
     let drain0 = u(&cpu(&rc, 0)["pcp_drain_pages"]);
     let drain1 = u(&cpu(&rc, 1)["pcp_drain_pages"]);
     eprintln!("cross-CPU: refill cpu0 {refill0} cpu1 {refill1}; drain cpu0 {drain0} cpu1 {drain1}");
-    assert!(refill0 > 10_000, "too few refills on the alloc CPU: {refill0}");
-    assert!(refill0 > 10 * refill1.max(1), "refills should land on CPU 0");
+    assert!(
+        refill0 > 10_000,
+        "too few refills on the alloc CPU: {refill0}"
+    );
+    assert!(
+        refill0 > 10 * refill1.max(1),
+        "refills should land on CPU 0"
+    );
     assert!(drain1 > 10_000, "too few drains on the free CPU: {drain1}");
     assert!(drain1 > 10 * drain0.max(1), "drains should land on CPU 1");
 
@@ -171,21 +196,39 @@ fn cross_cpu_pages_refill_on_alloc_cpu_drain_on_free_cpu() {
     let ev0 = u(&cpu(&rc, 0)["pcp_refill_events"]);
     let k0 = kernel_counts.get(&0).copied().unwrap_or(0);
     let diff = (ev0 as f64 - k0 as f64).abs() / (k0.max(1) as f64);
-    eprintln!("refill events on CPU 0: zoneprof {ev0}, kernel hist trigger {k0} ({:.2} % apart)", diff * 100.0);
-    assert!(diff < 0.05, "zoneprof {ev0} vs hist trigger {k0}: more than 5 % apart");
+    eprintln!(
+        "refill events on CPU 0: zoneprof {ev0}, kernel hist trigger {k0} ({:.2} % apart)",
+        diff * 100.0
+    );
+    assert!(
+        diff < 0.05,
+        "zoneprof {ev0} vs hist trigger {k0}: more than 5 % apart"
+    );
 
     let s_refill0 = u(&cpu(&rs, 0)["pcp_refill_pages"]);
     let s_drain1 = u(&cpu(&rs, 1)["pcp_drain_pages"]);
     eprintln!("same-CPU: refill cpu0 {s_refill0}; drain cpu1 {s_drain1}");
-    assert!(s_refill0 * 5 < refill0, "same-CPU refills {s_refill0} not far below cross-CPU {refill0}");
-    assert!(s_drain1 * 5 < drain1, "same-CPU drains on CPU 1 {s_drain1} not far below {drain1}");
+    assert!(
+        s_refill0 * 5 < refill0,
+        "same-CPU refills {s_refill0} not far below cross-CPU {refill0}"
+    );
+    assert!(
+        s_drain1 * 5 < drain1,
+        "same-CPU drains on CPU 1 {s_drain1} not far below {drain1}"
+    );
 
     // Zone-lock attribution: whatever zone-lock wait there is sits on the expected sides.
     let z0 = &cpu(&rc, 0)["zone_lock_wait_ns"];
     let z1 = &cpu(&rc, 1)["zone_lock_wait_ns"];
     eprintln!("zone-lock wait cross-CPU: cpu0 {z0}, cpu1 {z1}");
-    assert!(u(&z0["alloc"]) >= u(&z1["alloc"]), "alloc-side wait should be on CPU 0");
-    assert!(u(&z1["free"]) >= u(&z0["free"]), "free-side wait should be on CPU 1");
+    assert!(
+        u(&z0["alloc"]) >= u(&z1["alloc"]),
+        "alloc-side wait should be on CPU 0"
+    );
+    assert!(
+        u(&z1["free"]) >= u(&z0["free"]),
+        "free-side wait should be on CPU 1"
+    );
 }
 
 #[test]
