@@ -210,6 +210,11 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
         zones: tables.zones,
         pcp,
         counters,
+        skb_matrix: Vec::new(),
+        skb_sites: Vec::new(),
+        skb_defer: Vec::new(),
+        page_matrix: Vec::new(),
+        page_tracking: None,
     };
     recording
         .write_atomic(&opts.output)

@@ -178,6 +178,80 @@ pub struct Recording {
     pub zones: Vec<ZoneLabel>,
     pub pcp: Vec<CpuPages>,
     pub counters: Counters,
+    /// SKB frees per (alloc CPU, free CPU), non-zero cells only.
+    #[serde(default)]
+    pub skb_matrix: Vec<SkbCell>,
+    /// SKB frees per (free function, caller, free CPU).
+    #[serde(default)]
+    pub skb_sites: Vec<SkbSite>,
+    /// `skb_attempt_defer_free` outcomes per CPU (empty when the probe was not attached).
+    #[serde(default)]
+    pub skb_defer: Vec<SkbDefer>,
+    /// Sampled page alloc CPU -> free CPU flows (empty when page tracking was off).
+    #[serde(default)]
+    pub page_matrix: Vec<PageCell>,
+    /// How page tracking ran; None when it was off.
+    #[serde(default)]
+    pub page_tracking: Option<PageTracking>,
+}
+
+/// SKBs allocated on `alloc_cpu` (`skb->alloc_cpu`) and freed on `free_cpu`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkbCell {
+    pub alloc_cpu: u32,
+    pub free_cpu: u32,
+    pub count: u64,
+}
+
+/// SKB frees at one site: `function` (consume_skb, kfree_skb, skb_attempt_defer_free)
+/// called from `caller` (symbol of the call site), on `cpu`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkbSite {
+    pub function: String,
+    pub caller: String,
+    pub cpu: u32,
+    pub count: u64,
+    /// Freed on another CPU than the one that allocated it.
+    pub remote: u64,
+    /// Freed on another NUMA node than the allocating CPU's.
+    pub cross_node: u64,
+}
+
+/// `skb_attempt_defer_free` on one CPU, and the flush/IPI cost it caused.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SkbDefer {
+    pub cpu: u32,
+    /// Calls made on this CPU.
+    pub calls: u64,
+    /// Queued to the allocating CPU's defer list.
+    pub deferred: u64,
+    /// Freed at once (local, offline CPU, list full, or deferral disabled).
+    pub immediate: u64,
+    /// SKBs freed on this CPU by the deferred-list flush (`skb_defer_free_flush`).
+    pub flushed: u64,
+    /// IPIs sent to kick another CPU's deferred-list flush.
+    pub ipis: u64,
+}
+
+/// Sampled pages allocated on `alloc_cpu` and freed on `free_cpu`, scaled back to an
+/// estimate of all pages (see `PageTracking::sample_one_in`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageCell {
+    pub alloc_cpu: u32,
+    pub free_cpu: u32,
+    pub pages: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageTracking {
+    /// One page in N (by pfn hash, so alloc and free agree) was tracked.
+    pub sample_one_in: u32,
+    /// Estimated pages by order (index = order).
+    pub pages_by_order: Vec<u64>,
+    /// Log2 histogram of page lifetimes: (bucket, estimated pages), bucket b = [2^b, 2^(b+1)) ns.
+    pub lifetime_hist: Vec<(u32, u64)>,
+    /// Tracked allocations dropped because the tracking map was full.
+    pub map_full: u64,
 }
 
 #[derive(Deserialize)]
