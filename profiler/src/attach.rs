@@ -22,6 +22,10 @@ static EBPF_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
+    #[error(
+        "loading eBPF programs needs root (or CAP_BPF + CAP_PERFMON, and CAP_SYS_ADMIN to mount tracefs): try sudo"
+    )]
+    NotPrivileged,
     #[error("tracefs is not available: {0}")]
     Tracefs(String),
     #[error("cannot load the eBPF object: {0}{hint}", hint = privilege_hint())]
@@ -38,6 +42,33 @@ fn privilege_hint() -> &'static str {
         " (run as root, or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)"
     } else {
         ""
+    }
+}
+
+/// Effective capability bits from /proc/self/status (0 when unreadable).
+fn effective_caps() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Fails early, with one clear line, when this process cannot load eBPF programs, rather
+/// than letting every probe fail with a less obvious EPERM.
+pub fn check_privileges() -> Result<(), AttachError> {
+    const CAP_SYS_ADMIN: u64 = 1 << 21;
+    const CAP_PERFMON: u64 = 1 << 38;
+    const CAP_BPF: u64 = 1 << 39;
+    let caps = effective_caps();
+    let ok = caps & CAP_SYS_ADMIN != 0 || caps & (CAP_BPF | CAP_PERFMON) == CAP_BPF | CAP_PERFMON;
+    if ok {
+        Ok(())
+    } else {
+        Err(AttachError::NotPrivileged)
     }
 }
 
@@ -64,6 +95,7 @@ pub struct Plan {
 
 /// Reads tracefs formats and BTF, and decides which method each probe will try.
 pub fn plan() -> Result<Plan, AttachError> {
+    check_privileges()?;
     let (root, mounted) =
         tracefs::ensure_tracefs().map_err(|e| AttachError::Tracefs(e.to_string()))?;
     let mut globals = Globals::default();

@@ -440,3 +440,234 @@ impl StackInterner {
         (self.frames, self.stacks)
     }
 }
+
+/// A small, fully-populated recording for unit tests of readers and reports.
+#[cfg(test)]
+pub(crate) fn sample() -> Recording {
+    use crate::host::{PcpSetting, Settings};
+    let mut i = StackInterner::default();
+    let names = [
+        "__pv_queued_spin_lock_slowpath+0x15b",
+        "_raw_spin_lock_irqsave+0x4d",
+        "__rmqueue_pcplist+0x233",
+        "get_page_from_freelist+0x2fe",
+        "free_pcppages_bulk+0x37",
+        "free_frozen_page_commit+0x19d",
+        "free_unref_folios+0x346",
+        "_raw_spin_lock+0x3b",
+        "sched_tick+0x43",
+    ];
+    let f: Vec<u32> = names.iter().map(|n| i.frame(n.to_string())).collect();
+    let alloc = i.stack(vec![f[0], f[1], f[2], f[3]]);
+    let free = i.stack(vec![f[0], f[1], f[4], f[5], f[6]]);
+    let rq = i.stack(vec![f[0], f[7], f[8]]);
+    let (frames, stacks) = i.finish();
+    let zone = 0xffff_8886_3ffd_6b08;
+    let w = |stack, cpu, lock_addr, total_ns| LockWait {
+        stack: Some(stack),
+        stack_error: None,
+        cpu,
+        lock_addr,
+        lock_flags: 1,
+        count: 10,
+        total_ns,
+        max_ns: total_ns / 5,
+    };
+    Recording {
+        format: FORMAT_NAME.into(),
+        version: FORMAT_VERSION,
+        zoneprof_version: "test".into(),
+        host: HostInfo {
+            hostname: "testhost".into(),
+            kernel_release: "6.18.0-test".into(),
+            kernel_version: "#1 SMP".into(),
+            arch: "x86_64".into(),
+            online_cpus: vec![0, 1],
+            possible_cpus: 2,
+            cpu_node: vec![(0, 0), (1, 0)],
+            numa_nodes: vec![0],
+        },
+        settings: Settings {
+            skb_defer_max: Some(64),
+            percpu_pagelist_high_fraction: Some(0),
+            stat_interval: Some(1),
+            pcp: vec![PcpSetting {
+                node: 0,
+                zone: "Normal".into(),
+                cpu: 0,
+                count: 10,
+                high: 500,
+                batch: 63,
+                high_min: Some(100),
+                high_max: Some(500),
+            }],
+        },
+        start_unix_ms: 1_764_140_000_000,
+        duration_ns: 2_000_000_000,
+        cpus: vec![0, 1],
+        end_reason: "duration".into(),
+        command: None,
+        probes: vec![ProbeStatus {
+            name: "contention_begin".into(),
+            method: "tracepoint".into(),
+            target: "lock:contention_begin".into(),
+            attached: true,
+            reason: None,
+            attempts: vec![],
+        }],
+        frames,
+        stacks,
+        lock_waits: vec![
+            w(alloc, 0, zone, 6_000_000),
+            w(free, 1, zone, 12_000_000),
+            w(rq, 1, 0xffff_0000_0000_1000, 1_000_000),
+            LockWait {
+                stack: None,
+                stack_error: Some(-17),
+                ..w(0, 0, zone, 500_000)
+            },
+        ],
+        wait_hist: vec![HistEntry {
+            stack: Some(alloc),
+            bucket: 16,
+            count: 10,
+        }],
+        zones: vec![ZoneLabel {
+            lock_addr: zone,
+            node: 0,
+            zone_idx: 2,
+            name: "Normal".into(),
+        }],
+        pcp: vec![
+            CpuPages {
+                cpu: 0,
+                refill_events: 1000,
+                refill_pages: 1000,
+                ..Default::default()
+            },
+            CpuPages {
+                cpu: 1,
+                drain_events: 990,
+                drain_pages: 990,
+                ..Default::default()
+            },
+        ],
+        counters: Counters {
+            contention_end: 40,
+            ..Default::default()
+        },
+        skb_matrix: vec![SkbCell {
+            alloc_cpu: 0,
+            free_cpu: 1,
+            count: 5,
+        }],
+        skb_sites: vec![],
+        skb_defer: vec![],
+        page_matrix: vec![],
+        page_tracking: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_tmp(rec: &Recording) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("r.zprof");
+        rec.write_atomic(&p).expect("write");
+        (dir, p)
+    }
+
+    #[test]
+    fn round_trip_is_lossless_and_leaves_no_temp_file() {
+        let rec = sample();
+        let (dir, p) = write_tmp(&rec);
+        assert_eq!(Recording::read(&p).expect("read"), rec);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("r.zprof")]);
+    }
+
+    #[test]
+    fn truncated_file_is_reported_as_truncated() {
+        let (_d, p) = write_tmp(&sample());
+        let bytes = std::fs::read(&p).expect("read");
+        for cut in [bytes.len() / 2, bytes.len() - 4, 12] {
+            let err = Recording::from_bytes(&bytes[..cut], &p).expect_err("must fail");
+            assert!(
+                matches!(err, RecordingError::Truncated { .. }),
+                "cut {cut}: {err}"
+            );
+        }
+        // Truncated plain JSON too.
+        let json = serde_json::to_vec(&sample()).expect("json");
+        let err = Recording::from_bytes(&json[..json.len() / 2], &p).expect_err("must fail");
+        assert!(matches!(err, RecordingError::Truncated { .. }), "{err}");
+    }
+
+    #[test]
+    fn other_files_are_not_recordings() {
+        let p = Path::new("x");
+        for junk in [
+            &b"hello world"[..],
+            b"",
+            b"{\"format\": \"something-else\", \"version\": 1}",
+        ] {
+            let err = Recording::from_bytes(junk, p).expect_err("must fail");
+            assert!(matches!(err, RecordingError::NotARecording { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn wrong_version_names_both_versions() {
+        let mut v = serde_json::to_value(sample()).expect("json");
+        v["version"] = serde_json::json!(99);
+        let err = Recording::from_bytes(&serde_json::to_vec(&v).expect("json"), Path::new("x"))
+            .expect_err("must fail");
+        assert!(matches!(
+            err,
+            RecordingError::UnsupportedVersion { found: 99, .. }
+        ));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("99") && msg.contains(&FORMAT_VERSION.to_string()),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn dangling_indices_are_corrupt_not_a_panic() {
+        let mut rec = sample();
+        rec.stacks[0].push(9999);
+        let json = serde_json::to_vec(&rec).expect("json");
+        let err = Recording::from_bytes(&json, Path::new("x")).expect_err("must fail");
+        assert!(matches!(err, RecordingError::Corrupt { .. }), "{err}");
+        let mut rec = sample();
+        rec.lock_waits[0].stack = Some(77);
+        let json = serde_json::to_vec(&rec).expect("json");
+        assert!(Recording::from_bytes(&json, Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn missing_file_error_names_the_path() {
+        let err = Recording::read(Path::new("/nonexistent/r.zprof")).expect_err("must fail");
+        assert!(err.to_string().contains("/nonexistent/r.zprof"));
+    }
+
+    #[test]
+    fn interner_dedups_frames_and_stacks() {
+        let mut i = StackInterner::default();
+        let a = i.frame("a".into());
+        let b = i.frame("b".into());
+        assert_eq!(i.frame("a".into()), a);
+        let s1 = i.stack(vec![a, b]);
+        assert_eq!(i.stack(vec![a, b]), s1);
+        assert_ne!(i.stack(vec![b, a]), s1);
+        let (frames, stacks) = i.finish();
+        assert_eq!(frames, vec!["a", "b"]);
+        assert_eq!(stacks.len(), 2);
+    }
+}

@@ -580,9 +580,18 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
         )?;
     }
 
-    if !r.wait_histograms.is_empty() {
-        writeln!(s, "\nWait-time histograms")?;
-        for h in &r.wait_histograms {
+    // Zone-lock classes always; other locks only the three that waited longest.
+    let shown: Vec<&HistRow> = r
+        .wait_histograms
+        .iter()
+        .filter(|h| {
+            h.class.starts_with("zone lock")
+                || r.top_other_locks.iter().take(3).any(|o| o.lock == h.class)
+        })
+        .collect();
+    if !shown.is_empty() {
+        writeln!(s, "\nWait-time histograms (single waits)")?;
+        for h in shown {
             writeln!(s, "  {}", h.class)?;
             let max = h.buckets.iter().map(|b| b.count).max().unwrap_or(1).max(1);
             for b in &h.buckets {
@@ -658,4 +667,64 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::sample;
+
+    #[test]
+    fn per_cpu_split_follows_the_classifier_and_the_zone_proof() {
+        let r = build(&sample(), 10);
+        let c0 = &r.per_cpu[0];
+        let c1 = &r.per_cpu[1];
+        assert_eq!((c0.cpu, c1.cpu), (0, 1));
+        assert_eq!(c0.zone_lock_wait_ns.alloc, 6_000_000);
+        // The stackless wait on the proven zone address is zone lock, side unknown.
+        assert_eq!(c0.zone_lock_wait_ns.other, 500_000);
+        assert_eq!(c1.zone_lock_wait_ns.free, 12_000_000);
+        assert_eq!(c1.other_lock_wait_ns, 1_000_000);
+        assert!((c1.zone_lock_wait_pct.free - 0.6).abs() < 1e-9);
+        assert_eq!(c0.pcp_refill_pages, 1000);
+        assert_eq!(c1.pcp_drain_pages, 990);
+        assert_eq!(r.free_triggers[0].trigger, "pcp_high");
+        assert_eq!(r.zones[0].label, "node 0 / zone Normal");
+        assert_eq!(r.top_zone_stacks[0].side, Some("free"));
+        assert_eq!(r.top_other_locks[0].lock, "rq lock");
+    }
+
+    #[test]
+    fn json_contract_keys_are_present() {
+        let v: serde_json::Value =
+            serde_json::from_str(&to_json(&build(&sample(), 5))).expect("valid JSON");
+        for cpu in v["per_cpu"].as_array().expect("per_cpu list") {
+            for k in ["cpu", "pcp_refill_pages", "pcp_drain_pages"] {
+                assert!(cpu[k].is_u64(), "per_cpu.{k}");
+            }
+            for side in ["alloc", "free"] {
+                assert!(
+                    cpu["zone_lock_wait_ns"][side].is_u64(),
+                    "zone_lock_wait_ns.{side}"
+                );
+            }
+        }
+        for p in v["probes"].as_array().expect("probes list") {
+            for k in ["name", "method", "attached", "reason"] {
+                assert!(p.get(k).is_some(), "probes[].{k}");
+            }
+        }
+    }
+
+    #[test]
+    fn text_report_names_sides_and_losses() {
+        let mut rec = sample();
+        rec.counters.stack_collisions = 3;
+        let r = build(&rec, 3);
+        let t = to_text(&r, 3);
+        assert!(t.contains("alloc side 6.0 ms"), "{t}");
+        assert!(t.contains("free side 12.0 ms"), "{t}");
+        assert!(t.contains("stack-id collisions"), "{t}");
+        assert!(t.contains("node 0 / zone Normal"), "{t}");
+    }
 }

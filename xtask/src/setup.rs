@@ -365,7 +365,7 @@ fn install(ws: &Workspace, plan: &Plan) -> Result<()> {
 }
 
 /// Effective uid from /proc/self/status (`Uid: real effective saved fs`).
-fn effective_uid() -> Option<u32> {
+pub fn effective_uid() -> Option<u32> {
     let status = fs::read_to_string("/proc/self/status").ok()?;
     parse_effective_uid(&status)
 }

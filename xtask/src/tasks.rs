@@ -71,7 +71,17 @@ pub fn test(ws: &Workspace, cargo_test_args: &[OsString]) -> Result<()> {
                 "--no-fail-fast",
             ])
             .args(cargo_test_args)
-            .env("ZONEPROF_BIN", &bin),
+            .env("ZONEPROF_BIN", &bin)
+            // As root, a root integration test that would skip fails instead: CI must
+            // really attach probes.
+            .env(
+                "ZONEPROF_REQUIRE_ROOT_TESTS",
+                if setup::effective_uid() == Some(0) {
+                    "1"
+                } else {
+                    "0"
+                },
+            ),
     );
     let steps = [build, cargo_test].into_iter().chain(extra_steps(ws, &bin));
 
