@@ -233,7 +233,7 @@ pub fn build(rec: &Recording, top: usize) -> Report {
         }
     }
     let mut free_triggers: Vec<TriggerRow> = triggers.into_values().collect();
-    free_triggers.sort_by(|a, b| b.wait_ns.cmp(&a.wait_ns));
+    free_triggers.sort_by_key(|r| std::cmp::Reverse(r.wait_ns));
 
     let mut zones: Vec<ZoneRow> = rec
         .zones
@@ -253,7 +253,7 @@ pub fn build(rec: &Recording, top: usize) -> Report {
             }
         })
         .collect();
-    zones.sort_by(|a, b| b.wait_ns.cmp(&a.wait_ns));
+    zones.sort_by_key(|r| std::cmp::Reverse(r.wait_ns));
 
     Report {
         format: REPORT_FORMAT,
@@ -327,7 +327,7 @@ fn top_zone_stacks(rec: &Recording, waits: &[ClassifiedWait<'_>], top: usize) ->
     for r in &mut rows {
         r.cpus.sort_unstable();
     }
-    rows.sort_by(|a, b| b.wait_ns.cmp(&a.wait_ns));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.wait_ns));
     rows.truncate(top);
     rows
 }
@@ -364,7 +364,7 @@ fn top_other_locks(rec: &Recording, waits: &[ClassifiedWait<'_>], top: usize) ->
             top_stack: frames_of(rec, a.best.1),
         })
         .collect();
-    rows.sort_by(|a, b| b.wait_ns.cmp(&a.wait_ns));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.wait_ns));
     rows.truncate(top);
     rows
 }

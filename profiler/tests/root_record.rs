@@ -71,7 +71,7 @@ fn report_json(path: &Path) -> Value {
     serde_json::from_slice(&out.stdout).expect("report JSON parses")
 }
 
-fn cpu<'a>(r: &'a Value, cpu: u64) -> &'a Value {
+fn cpu(r: &Value, cpu: u64) -> &Value {
     r["per_cpu"]
         .as_array()
         .expect("per_cpu is a list")
