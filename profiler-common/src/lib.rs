@@ -67,7 +67,19 @@ pub mod counter {
     pub const TOTAL_WAIT_NS: u32 = 14;
     /// Page-tracepoint reads that failed.
     pub const PAGE_READ_ERROR: u32 = 15;
-    pub const COUNT: u32 = 16;
+    /// SKB frees handled (all free functions).
+    pub const SKB_FREES: u32 = 16;
+    /// SKB frees whose `alloc_cpu` could not be read.
+    pub const SKB_READ_ERROR: u32 = 17;
+    /// SKB matrix or site map full: that free is only in `SKB_FREES`.
+    pub const SKB_MAP_FULL: u32 = 18;
+    /// IPIs sent to kick another CPU's deferred-SKB flush.
+    pub const SKB_DEFER_IPIS: u32 = 19;
+    /// Tracked page allocations dropped: page-tracking map full.
+    pub const PAGE_TRACK_FULL: u32 = 20;
+    /// Page-flow matrix map full.
+    pub const PAGE_MATRIX_FULL: u32 = 21;
+    pub const COUNT: u32 = 22;
 }
 
 /// Key of the in-kernel lock-wait aggregation: one entry per (lock, stack, CPU).
@@ -163,6 +175,67 @@ pub struct PageCounters {
     pub drain_pages: u64,
 }
 
+/// Entries of the SKB alloc-CPU x free-CPU map (sparse: only pairs that occur).
+pub const SKB_MATRIX_ENTRIES: u32 = 65536;
+/// Entries of the SKB free-site map: (function, call site, CPU).
+pub const SKB_SITE_ENTRIES: u32 = 16384;
+/// Pages tracked between allocation and free at once (sampled).
+pub const PAGE_TRACK_ENTRIES: u32 = 262144;
+/// Entries of the page alloc-CPU x free-CPU map.
+pub const PAGE_MATRIX_ENTRIES: u32 = 65536;
+/// Page orders counted (0..=10 on x86 with MAX_PAGE_ORDER 10).
+pub const PAGE_ORDERS: u32 = 11;
+/// `skb->alloc_cpu` unknown (field absent before 5.19, or read failed).
+pub const NO_CPU: u32 = u32::MAX;
+
+/// SKB free functions, as recorded in [`SkbSiteKey::func`].
+pub mod skb_func {
+    pub const CONSUME_SKB: u32 = 0;
+    pub const KFREE_SKB: u32 = 1;
+    pub const ATTEMPT_DEFER_FREE: u32 = 2;
+    pub const NAMES: [&str; 3] = ["consume_skb", "kfree_skb", "skb_attempt_defer_free"];
+}
+
+/// SKBs allocated on `alloc_cpu` and freed on `free_cpu`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CpuPairKey {
+    pub alloc_cpu: u32,
+    pub free_cpu: u32,
+}
+
+/// An SKB free site: free function, its call site, and the freeing CPU (which also keeps
+/// CPUs from updating one entry concurrently).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SkbSiteKey {
+    /// Return address into the caller (`location` of the skb tracepoints).
+    pub location: u64,
+    pub func: u32,
+    pub cpu: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkbSiteVal {
+    pub count: u64,
+    /// alloc CPU != free CPU.
+    pub remote: u64,
+    /// alloc CPU on another NUMA node than the free CPU.
+    pub cross_node: u64,
+    /// `alloc_cpu` unknown.
+    pub unknown: u64,
+}
+
+/// A sampled page between allocation and free.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageAlloc {
+    pub ts_ns: u64,
+    pub cpu: u32,
+    pub order: u32,
+}
+
 /// Offsets the eBPF programs need, learnt at run time (tracefs formats, BTF).
 /// `u32::MAX` marks a field the kernel does not have.
 pub const ABSENT: u32 = u32::MAX;
@@ -181,6 +254,14 @@ mod user {
     unsafe impl aya::Pod for ZoneInfo {}
     // SAFETY: as above.
     unsafe impl aya::Pod for PageCounters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for CpuPairKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for SkbSiteKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for SkbSiteVal {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PageAlloc {}
 }
 
 const _: () = {
@@ -192,4 +273,8 @@ const _: () = {
     assert!(core::mem::size_of::<TaskWait>() == 32);
     assert!(core::mem::size_of::<ZoneInfo>() == 32);
     assert!(core::mem::size_of::<PageCounters>() == 48);
+    assert!(core::mem::size_of::<CpuPairKey>() == 8);
+    assert!(core::mem::size_of::<SkbSiteKey>() == 16);
+    assert!(core::mem::size_of::<SkbSiteVal>() == 32);
+    assert!(core::mem::size_of::<PageAlloc>() == 16);
 };

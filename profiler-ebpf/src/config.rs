@@ -32,11 +32,33 @@ globals! {
     PGDAT_NODE_ZONES_OFF: u32 = 0;
     PGDAT_NODE_ID_OFF: u32 = 0;
     MAX_NR_ZONES: u32 = 0;
+    /// `skb:consume_skb` / `skb:kfree_skb` field offsets (`location` since 6.3 for consume).
+    CS_SKB_OFF: u32 = 8;
+    CS_LOC_OFF: u32 = ABSENT;
+    KS_SKB_OFF: u32 = 8;
+    KS_LOC_OFF: u32 = ABSENT;
+    /// `offsetof(struct sk_buff, alloc_cpu)` from BTF (5.19+).
+    SKB_ALLOC_CPU_OFF: u32 = ABSENT;
+    /// `ipi:ipi_send_cpu` callback offset, and the address of the deferred-SKB kick
+    /// callback (`trigger_rx_softirq`) from kallsyms; 0 disables IPI counting.
+    IPI_CALLBACK_OFF: u32 = ABSENT;
+    DEFER_IPI_FN: u64 = 0;
+    /// `kmem:mm_page_alloc` / `kmem:mm_page_free` offsets, and 1-in-N pfn sampling.
+    PG_ALLOC_PFN_OFF: u32 = 8;
+    PG_ALLOC_ORDER_OFF: u32 = 16;
+    PG_FREE_PFN_OFF: u32 = 8;
+    PG_FREE_ORDER_OFF: u32 = 16;
+    PAGE_SAMPLE: u32 = 64;
     /// 1 when `CPU_FILTER` restricts which CPUs are recorded.
     CPU_FILTER_ON: u32 = 0;
 }
 
 #[inline(always)]
 pub fn get(g: &Global<u32>) -> u32 {
+    g.load()
+}
+
+#[inline(always)]
+pub fn get64(g: &Global<u64>) -> u64 {
     g.load()
 }

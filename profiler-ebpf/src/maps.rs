@@ -38,6 +38,40 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::C
 #[map]
 pub static PAGES: PerCpuArray<PageCounters> = PerCpuArray::with_max_entries(1, 0);
 
+/// SKB frees per (alloc CPU, free CPU).
+#[map]
+pub static SKB_MATRIX: HashMap<CpuPairKey, u64> = HashMap::with_max_entries(SKB_MATRIX_ENTRIES, 0);
+
+/// SKB frees per (function, call site, CPU).
+#[map]
+pub static SKB_SITES: HashMap<SkbSiteKey, SkbSiteVal> =
+    HashMap::with_max_entries(SKB_SITE_ENTRIES, 0);
+
+/// Deferred-flush IPIs sent, per sending CPU.
+#[map]
+pub static SKB_IPIS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// NUMA node of each CPU, filled by userspace, for cross-node counts.
+#[map]
+pub static CPU_NODE: Array<u32> = Array::with_max_entries(MAX_CPUS, 0);
+
+/// Sampled pages between allocation and free, by pfn.
+#[map]
+pub static PAGE_TRACK: HashMap<u64, PageAlloc> = HashMap::with_max_entries(PAGE_TRACK_ENTRIES, 0);
+
+/// Sampled pages (base pages) per (alloc CPU, free CPU).
+#[map]
+pub static PAGE_MATRIX: HashMap<CpuPairKey, u64> =
+    HashMap::with_max_entries(PAGE_MATRIX_ENTRIES, 0);
+
+/// Sampled page lifetimes, log2 buckets of ns, in base pages.
+#[map]
+pub static PAGE_LIFETIME: PerCpuArray<u64> = PerCpuArray::with_max_entries(HIST_BUCKETS, 0);
+
+/// Sampled freed pages by order (blocks).
+#[map]
+pub static PAGE_ORDER: PerCpuArray<u64> = PerCpuArray::with_max_entries(PAGE_ORDERS, 0);
+
 /// CPUs to record (1) when `CPU_FILTER_ON` is set.
 #[map]
 pub static CPU_FILTER: Array<u8> = Array::with_max_entries(MAX_CPUS, 0);
@@ -49,6 +83,44 @@ pub fn count(idx: u32, n: u64) {
         // else writes it concurrently.
         unsafe { *p += n };
     }
+}
+
+/// Adds `n` to a per-CPU slot.
+#[inline(always)]
+pub fn add_percpu(map: &PerCpuArray<u64>, idx: u32, n: u64) {
+    if let Some(p) = map.get_ptr_mut(idx) {
+        // SAFETY: per-CPU slot, preemption is off in tracing programs.
+        unsafe { *p += n };
+    }
+}
+
+/// Adds `n` to a hash entry keyed by something that includes this CPU, so that no other
+/// CPU writes it; inserts it when new. Returns false when the map is full.
+#[inline(always)]
+pub fn add_keyed<K>(map: &HashMap<K, u64>, key: &K, n: u64) -> bool {
+    if let Some(p) = map.get_ptr_mut(key) {
+        // SAFETY: the key holds this CPU; preemption is off.
+        unsafe { *p += n };
+        return true;
+    }
+    if map.insert(key, &n, 1 /* BPF_NOEXIST */).is_ok() {
+        return true;
+    }
+    // Raced with a nested insert of the same key: add to it.
+    match map.get_ptr_mut(key) {
+        // SAFETY: as above.
+        Some(p) => {
+            unsafe { *p += n };
+            true
+        }
+        None => false,
+    }
+}
+
+/// NUMA node of `cpu` (0 when unknown).
+#[inline(always)]
+pub fn node_of(cpu: u32) -> u32 {
+    CPU_NODE.get(cpu).copied().unwrap_or(0)
 }
 
 /// Whether this CPU is being recorded.

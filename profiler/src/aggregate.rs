@@ -4,10 +4,15 @@ use aya::{
     Ebpf,
     maps::{HashMap, MapData, PerCpuArray, StackTraceMap},
 };
-use profiler_common::{HistKey, LockKey, LockVal, PageCounters, ZoneInfo, counter};
+use profiler_common::{
+    CpuPairKey, HistKey, LockKey, LockVal, PageCounters, SkbSiteKey, SkbSiteVal, ZoneInfo, counter,
+};
 
 use crate::{
-    recording::{Counters, CpuPages, HistEntry, LockWait, StackInterner, ZoneLabel},
+    recording::{
+        Counters, CpuPages, HistEntry, LockWait, PageCell, PageTracking, SkbCell, SkbDefer,
+        SkbSite, StackInterner, ZoneLabel,
+    },
     symbolize::Kallsyms,
 };
 
@@ -62,6 +67,12 @@ pub fn counters_from(raw: &[u64; counter::COUNT as usize]) -> Counters {
         total_wait_ns: c(counter::TOTAL_WAIT_NS),
         page_read_errors: c(counter::PAGE_READ_ERROR),
         unsymbolized_frames: 0,
+        skb_frees: c(counter::SKB_FREES),
+        skb_read_errors: c(counter::SKB_READ_ERROR),
+        skb_map_full: c(counter::SKB_MAP_FULL),
+        skb_defer_ipis: c(counter::SKB_DEFER_IPIS),
+        page_track_full: c(counter::PAGE_TRACK_FULL),
+        page_matrix_full: c(counter::PAGE_MATRIX_FULL),
     }
 }
 
@@ -196,4 +207,145 @@ pub fn read_lock_tables(
         zones: zone_labels,
         unsymbolized_frames: unsymbolized,
     })
+}
+
+/// Per-CPU values of one counter (index = CPU).
+pub fn read_counter_per_cpu(ebpf: &Ebpf, idx: u32) -> Result<Vec<u64>, AggregateError> {
+    let arr: PerCpuArray<&MapData, u64> =
+        PerCpuArray::try_from(get_map(ebpf, "COUNTERS")?).map_err(map_err("COUNTERS"))?;
+    let v = arr.get(&idx, 0).map_err(map_err("COUNTERS"))?;
+    Ok(v.iter().copied().collect())
+}
+
+/// Callers whose `consume_skb` is the deferred-list flush on the allocating CPU.
+pub const DEFER_FLUSH_CALLERS: &[&str] = &["skb_defer_free_flush", "net_rx_action"];
+
+/// SKB tables: the alloc x free matrix, free sites, and per-CPU defer outcomes.
+pub struct SkbTables {
+    pub matrix: Vec<SkbCell>,
+    pub sites: Vec<SkbSite>,
+    pub defer: Vec<SkbDefer>,
+}
+
+pub fn read_skb_tables(ebpf: &Ebpf, ksyms: Option<&Kallsyms>) -> Result<SkbTables, AggregateError> {
+    let matrix_map: HashMap<&MapData, CpuPairKey, u64> =
+        HashMap::try_from(get_map(ebpf, "SKB_MATRIX")?).map_err(map_err("SKB_MATRIX"))?;
+    let sites_map: HashMap<&MapData, SkbSiteKey, SkbSiteVal> =
+        HashMap::try_from(get_map(ebpf, "SKB_SITES")?).map_err(map_err("SKB_SITES"))?;
+    let mut matrix = Vec::new();
+    for item in matrix_map.iter() {
+        let (k, count) = item.map_err(map_err("SKB_MATRIX"))?;
+        matrix.push(SkbCell {
+            alloc_cpu: k.alloc_cpu,
+            free_cpu: k.free_cpu,
+            count,
+        });
+    }
+    matrix.sort_by_key(|c| (c.alloc_cpu, c.free_cpu));
+
+    // Merge call sites by caller symbol: offsets inside one caller are one site.
+    let mut merged: std::collections::BTreeMap<(u32, String, u32), SkbSite> = Default::default();
+    for item in sites_map.iter() {
+        let (k, v) = item.map_err(map_err("SKB_SITES"))?;
+        let function = profiler_common::skb_func::NAMES
+            .get(k.func as usize)
+            .copied()
+            .unwrap_or("?");
+        let caller = caller_name(ksyms, k.location);
+        let e = merged
+            .entry((k.func, caller.clone(), k.cpu))
+            .or_insert_with(|| SkbSite {
+                function: function.into(),
+                caller,
+                cpu: k.cpu,
+                count: 0,
+                remote: 0,
+                cross_node: 0,
+            });
+        e.count += v.count;
+        e.remote += v.remote;
+        e.cross_node += v.cross_node;
+    }
+    let sites: Vec<SkbSite> = merged.into_values().collect();
+
+    let ipis = read_counter_per_cpu(ebpf, counter::SKB_DEFER_IPIS)?;
+    let mut defer: std::collections::BTreeMap<u32, SkbDefer> = Default::default();
+    for (cpu, &n) in ipis.iter().enumerate().filter(|(_, n)| **n > 0) {
+        defer.entry(cpu as u32).or_default().ipis = n;
+    }
+    for s in sites
+        .iter()
+        .filter(|s| s.function == "consume_skb" && DEFER_FLUSH_CALLERS.contains(&s.caller.as_str()))
+    {
+        defer.entry(s.cpu).or_default().flushed += s.count;
+    }
+    let defer = defer
+        .into_iter()
+        .map(|(cpu, d)| SkbDefer { cpu, ..d })
+        .collect();
+    Ok(SkbTables {
+        matrix,
+        sites,
+        defer,
+    })
+}
+
+/// Symbol of a call site, without offset; "unknown" without one (before 6.3,
+/// `consume_skb` had no `location`).
+fn caller_name(ksyms: Option<&Kallsyms>, addr: u64) -> String {
+    if addr == 0 {
+        return "unknown".into();
+    }
+    match ksyms.and_then(|k| k.resolve(addr)) {
+        Some(r) => crate::symbolize::base_name(r.name).to_string(),
+        None => format!("{addr:#x}"),
+    }
+}
+
+/// Sampled page flows, scaled back to estimates of all pages.
+pub fn read_page_flows(
+    ebpf: &Ebpf,
+    sample: u32,
+    map_full: u64,
+) -> Result<(Vec<PageCell>, PageTracking), AggregateError> {
+    let n = u64::from(sample.max(1));
+    let m: HashMap<&MapData, CpuPairKey, u64> =
+        HashMap::try_from(get_map(ebpf, "PAGE_MATRIX")?).map_err(map_err("PAGE_MATRIX"))?;
+    let mut cells = Vec::new();
+    for item in m.iter() {
+        let (k, pages) = item.map_err(map_err("PAGE_MATRIX"))?;
+        cells.push(PageCell {
+            alloc_cpu: k.alloc_cpu,
+            free_cpu: k.free_cpu,
+            pages: pages * n,
+        });
+    }
+    cells.sort_by_key(|c| (c.alloc_cpu, c.free_cpu));
+    let sum_per_cpu = |name: &'static str, len: u32| -> Result<Vec<u64>, AggregateError> {
+        let arr: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(get_map(ebpf, name)?).map_err(map_err(name))?;
+        (0..len)
+            .map(|i| {
+                arr.get(&i, 0)
+                    .map(|v| v.iter().sum::<u64>() * n)
+                    .map_err(map_err(name))
+            })
+            .collect()
+    };
+    let lifetime = sum_per_cpu("PAGE_LIFETIME", profiler_common::HIST_BUCKETS)?;
+    let orders = sum_per_cpu("PAGE_ORDER", profiler_common::PAGE_ORDERS)?;
+    Ok((
+        cells,
+        PageTracking {
+            sample_one_in: sample.max(1),
+            pages_by_order: orders,
+            lifetime_hist: lifetime
+                .into_iter()
+                .enumerate()
+                .filter(|(_, c)| *c > 0)
+                .map(|(b, c)| (b as u32, c))
+                .collect(),
+            map_full,
+        },
+    ))
 }

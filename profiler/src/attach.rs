@@ -14,6 +14,7 @@ use crate::{
     btf::Btf,
     probes::{CATALOG, Method, ProbeSpec},
     recording::{AttachAttempt, ProbeStatus},
+    symbolize::Kallsyms,
     tracefs,
 };
 
@@ -74,11 +75,36 @@ pub fn check_privileges() -> Result<(), AttachError> {
 
 /// Offsets the programs need, as load-time globals.
 #[derive(Debug, Clone, Default)]
-struct Globals(Vec<(&'static str, u32)>);
+struct Globals {
+    u32s: Vec<(&'static str, u32)>,
+    u64s: Vec<(&'static str, u64)>,
+}
 
 impl Globals {
     fn set(&mut self, name: &'static str, v: u32) {
-        self.0.push((name, v));
+        self.u32s.push((name, v));
+    }
+
+    fn set64(&mut self, name: &'static str, v: u64) {
+        self.u64s.push((name, v));
+    }
+}
+
+/// What the user asked to record beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOpts {
+    /// Follow sampled pages from allocation to free (`--page-flows`).
+    pub page_flows: bool,
+    /// One page in N is tracked.
+    pub page_sample: u32,
+}
+
+impl PlanOpts {
+    fn enables(&self, opt: &str) -> bool {
+        match opt {
+            "--page-flows" => self.page_flows,
+            _ => false,
+        }
     }
 }
 
@@ -91,25 +117,72 @@ pub struct Plan {
     choices: Vec<Result<Method, Vec<AttachAttempt>>>,
     /// Why zone locks cannot be labelled by address, if they cannot.
     pub zone_label_unavailable: Option<String>,
+    /// Why SKB frees cannot be attributed to their allocating CPU, if they cannot.
+    pub skb_alloc_cpu_unavailable: Option<String>,
+    pub opts: PlanOpts,
 }
 
-/// Reads tracefs formats and BTF, and decides which method each probe will try.
-pub fn plan() -> Result<Plan, AttachError> {
+/// Reads tracefs formats, BTF and kallsyms, and decides which method each probe will try.
+pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachError> {
     check_privileges()?;
     let (root, mounted) =
         tracefs::ensure_tracefs().map_err(|e| AttachError::Tracefs(e.to_string()))?;
     let mut globals = Globals::default();
+    let btf = Btf::from_sys_vmlinux().map_err(|e| format!("no kernel BTF: {e}"));
     let mut choices = Vec::new();
     for spec in CATALOG {
-        choices.push(choose(&root, spec, &mut globals));
+        let choice = match spec.opt_in {
+            Some(opt) if !opts.enables(opt) => Err(vec![AttachAttempt {
+                method: "off".into(),
+                target: spec.methods.first().map(|m| m.target()).unwrap_or_default(),
+                error: Some(format!("off by default (costly); enable with {opt}")),
+            }]),
+            _ => choose(&root, spec, &mut globals),
+        };
+        choices.push(choice);
     }
-    let zone_label_unavailable = zone_layout(&mut globals).err();
+    // The deferred-flush IPI is recognised by its callback's address.
+    match ksyms.and_then(|k| k.address_of("trigger_rx_softirq")) {
+        Some(a) => globals.set64("DEFER_IPI_FN", a),
+        None => {
+            if let Some(i) = CATALOG.iter().position(|p| p.name == "skb_defer_ipi")
+                && choices[i].is_ok()
+            {
+                choices[i] = Err(vec![AttachAttempt {
+                    method: "tracepoint".into(),
+                    target: "ipi:ipi_send_cpu".into(),
+                    error: Some(
+                        "trigger_rx_softirq (the deferred-flush IPI callback) is not in kallsyms"
+                            .into(),
+                    ),
+                }]);
+            }
+        }
+    }
+    globals.set("PAGE_SAMPLE", opts.page_sample.max(1));
+    let zone_label_unavailable = match &btf {
+        Ok(b) => zone_layout(b, &mut globals).err(),
+        Err(e) => Some(e.clone()),
+    };
+    let skb_alloc_cpu_unavailable = match &btf {
+        Ok(b) => match b.member_offset("sk_buff", "alloc_cpu") {
+            Ok(Some(off)) => {
+                globals.set("SKB_ALLOC_CPU_OFF", off);
+                None
+            }
+            Ok(None) => Some("struct sk_buff has no alloc_cpu (kernel < 5.19)".to_string()),
+            Err(e) => Some(e.to_string()),
+        },
+        Err(e) => Some(e.clone()),
+    };
     Ok(Plan {
         tracefs_root: root,
         tracefs_mounted_by_us: mounted,
         globals,
         choices,
         zone_label_unavailable,
+        skb_alloc_cpu_unavailable,
+        opts: opts.clone(),
     })
 }
 
@@ -146,19 +219,8 @@ fn choose(
                     )));
                     continue;
                 }
-                let off = |f: &str| fmt.field(f).map_or(ABSENT, |f| f.offset);
-                match spec.program {
-                    "contention_begin" => {
-                        globals.set("CB_LOCK_ADDR_OFF", off("lock_addr"));
-                        globals.set("CB_FLAGS_OFF", off("flags"));
-                    }
-                    "contention_end" => globals.set("CE_LOCK_ADDR_OFF", off("lock_addr")),
-                    "page_alloc_zone_locked" => {
-                        globals.set("PA_ORDER_OFF", off("order"));
-                        globals.set("PA_REFILL_OFF", off("percpu_refill"));
-                    }
-                    "page_pcpu_drain" => globals.set("PD_ORDER_OFF", off("order")),
-                    _ => {}
+                for &(global, field) in spec.field_globals {
+                    globals.set(global, fmt.field(field).map_or(ABSENT, |f| f.offset));
                 }
                 return Ok(*m);
             }
@@ -169,8 +231,7 @@ fn choose(
 
 /// `struct zone` / `struct pglist_data` layout from BTF, so the eBPF side can prove a lock
 /// address is `&zone->lock` and read the zone's name and node.
-fn zone_layout(globals: &mut Globals) -> Result<(), String> {
-    let btf = Btf::from_sys_vmlinux().map_err(|e| format!("no kernel BTF: {e}"))?;
+fn zone_layout(btf: &Btf, globals: &mut Globals) -> Result<(), String> {
     let member = |s: &str, m: &str| -> Result<u32, String> {
         btf.member_offset(s, m)
             .map_err(|e| e.to_string())?
@@ -232,10 +293,17 @@ fn program_error(e: &ProgramError) -> String {
 
 /// Loads the object with the planned globals and attaches every usable probe.
 /// `cpus`: record only these CPUs (None: all).
-pub fn load_and_attach(plan: &Plan, cpus: Option<&[u32]>) -> Result<Attached, AttachError> {
+pub fn load_and_attach(
+    plan: &Plan,
+    cpus: Option<&[u32]>,
+    cpu_node: &[(u32, u32)],
+) -> Result<Attached, AttachError> {
     let mut loader = EbpfLoader::new();
     let cpu_filter_on: u32 = u32::from(cpus.is_some());
-    for (name, v) in &plan.globals.0 {
+    for (name, v) in &plan.globals.u32s {
+        loader.override_global(name, v, true);
+    }
+    for (name, v) in &plan.globals.u64s {
         loader.override_global(name, v, true);
     }
     loader.override_global("CPU_FILTER_ON", &cpu_filter_on, true);
@@ -259,6 +327,23 @@ pub fn load_and_attach(plan: &Plan, cpus: Option<&[u32]>) -> Result<Attached, At
                     detail: e.to_string(),
                 })?;
             }
+        }
+    }
+
+    {
+        let map = ebpf.map_mut("CPU_NODE").ok_or(AttachError::Map {
+            map: "CPU_NODE",
+            detail: "missing from the eBPF object".into(),
+        })?;
+        let mut arr: Array<_, u32> = Array::try_from(map).map_err(|e| AttachError::Map {
+            map: "CPU_NODE",
+            detail: e.to_string(),
+        })?;
+        for &(cpu, node) in cpu_node.iter().filter(|(c, _)| *c < MAX_CPUS) {
+            arr.set(cpu, node, 0).map_err(|e| AttachError::Map {
+                map: "CPU_NODE",
+                detail: e.to_string(),
+            })?;
         }
     }
 

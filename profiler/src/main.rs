@@ -54,6 +54,13 @@ struct RecordArgs {
     /// No live progress line.
     #[arg(long)]
     no_progress: bool,
+    /// Also follow sampled pages from allocation to free (page alloc-CPU x free-CPU
+    /// matrix, lifetimes, orders). Costs a program run on every page alloc and free.
+    #[arg(long)]
+    page_flows: bool,
+    /// Track one page in N (by pfn hash) with --page-flows.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    page_sample: u32,
     /// Command to run while recording; its output passes through unchanged.
     #[arg(last = true)]
     command: Vec<String>,
@@ -167,6 +174,10 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
         cpus: a.cpus.map(|c| c.0),
         command: a.command,
         progress: !a.no_progress,
+        plan: zoneprof::attach::PlanOpts {
+            page_flows: a.page_flows,
+            page_sample: a.page_sample,
+        },
     };
     let out = runtime()?.block_on(record::record(opts))?;
     print_record_summary(&a.output, &out);
@@ -270,6 +281,7 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
             secs,
         ],
         progress: true,
+        plan: Default::default(),
     }))?;
     print_record_summary(&path, &out);
     let r = report::build(&out.recording, 5);

@@ -27,6 +27,8 @@ pub struct RecordOpts {
     pub command: Vec<String>,
     /// Live progress on stderr (only when it is a terminal).
     pub progress: bool,
+    /// Optional probes and their settings.
+    pub plan: attach::PlanOpts,
 }
 
 pub struct RecordOutcome {
@@ -54,12 +56,20 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
     // Read /proc/zoneinfo once, before recording: it takes every zone lock with IRQs off.
     let settings = host::read_settings();
 
-    let plan = attach::plan().context("preparing probes")?;
+    // kallsyms is read once: for probe targets now and for symbolizing at the end.
+    let ksyms = match Kallsyms::load() {
+        Ok(k) => Some(k),
+        Err(e) => {
+            eprintln!("zoneprof: stacks stay unsymbolized: {e}");
+            None
+        }
+    };
+    let plan = attach::plan(&opts.plan, ksyms.as_ref()).context("preparing probes")?;
     if plan.tracefs_mounted_by_us {
         eprintln!("zoneprof: mounted tracefs at /sys/kernel/tracing");
     }
-    let mut attached =
-        attach::load_and_attach(&plan, opts.cpus.as_deref()).context("attaching probes")?;
+    let mut attached = attach::load_and_attach(&plan, opts.cpus.as_deref(), &host.cpu_node)
+        .context("attaching probes")?;
     for p in attached.probes.iter().filter(|p| !p.attached) {
         eprintln!(
             "zoneprof: probe {} not attached ({}): {}",
@@ -70,6 +80,9 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
     }
     if let Some(why) = &plan.zone_label_unavailable {
         eprintln!("zoneprof: zone locks will not be labelled by node/zone: {why}");
+    }
+    if let Some(why) = &plan.skb_alloc_cpu_unavailable {
+        eprintln!("zoneprof: SKB frees cannot be attributed to their allocating CPU: {why}");
     }
 
     let start_wall = SystemTime::now()
@@ -165,18 +178,26 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
         }
     }
 
-    let ksyms = match Kallsyms::load() {
-        Ok(k) => Some(k),
-        Err(e) => {
-            eprintln!("zoneprof: stacks stay unsymbolized: {e}");
-            None
-        }
-    };
     let raw = aggregate::read_counters(&attached.ebpf)?;
     let mut counters = aggregate::counters_from(&raw);
     let tables = aggregate::read_lock_tables(&attached.ebpf, ksyms.as_ref())?;
     counters.unsymbolized_frames = tables.unsymbolized_frames;
     let pcp = aggregate::read_pages(&attached.ebpf, &cpus)?;
+    let skb = aggregate::read_skb_tables(&attached.ebpf, ksyms.as_ref())?;
+    let page_flows_on = attached
+        .probes
+        .iter()
+        .any(|p| p.name == "page_free" && p.attached);
+    let (page_matrix, page_tracking) = if page_flows_on {
+        let (m, t) = aggregate::read_page_flows(
+            &attached.ebpf,
+            plan.opts.page_sample,
+            counters.page_track_full,
+        )?;
+        (m, Some(t))
+    } else {
+        (Vec::new(), None)
+    };
 
     let end_reason = match &stop {
         Stop::Duration => "duration".to_string(),
@@ -210,11 +231,11 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
         zones: tables.zones,
         pcp,
         counters,
-        skb_matrix: Vec::new(),
-        skb_sites: Vec::new(),
-        skb_defer: Vec::new(),
-        page_matrix: Vec::new(),
-        page_tracking: None,
+        skb_matrix: skb.matrix,
+        skb_sites: skb.sites,
+        skb_defer: skb.defer,
+        page_matrix,
+        page_tracking,
     };
     recording
         .write_atomic(&opts.output)

@@ -151,6 +151,21 @@ pub struct Counters {
     pub page_read_errors: u64,
     /// Stack frames that no kallsyms symbol covered.
     pub unsymbolized_frames: u64,
+    /// SKB frees seen (every free function), and those whose alloc CPU was unreadable.
+    #[serde(default)]
+    pub skb_frees: u64,
+    #[serde(default)]
+    pub skb_read_errors: u64,
+    /// SKB frees missing from the matrix or site table (map full).
+    #[serde(default)]
+    pub skb_map_full: u64,
+    #[serde(default)]
+    pub skb_defer_ipis: u64,
+    /// Sampled pages not tracked (tracking map full) and matrix updates lost.
+    #[serde(default)]
+    pub page_track_full: u64,
+    #[serde(default)]
+    pub page_matrix_full: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,7 +261,7 @@ pub struct PageCell {
 pub struct PageTracking {
     /// One page in N (by pfn hash, so alloc and free agree) was tracked.
     pub sample_one_in: u32,
-    /// Estimated pages by order (index = order).
+    /// Estimated freed blocks by order (index = order; a block is 2^order pages).
     pub pages_by_order: Vec<u64>,
     /// Log2 histogram of page lifetimes: (bucket, estimated pages), bucket b = [2^b, 2^(b+1)) ns.
     pub lifetime_hist: Vec<(u32, u64)>,

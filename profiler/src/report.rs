@@ -35,6 +35,47 @@ pub struct Report {
     pub probes: Vec<ProbeRow>,
     pub losses: Counters,
     pub not_observable: Vec<NotObservable>,
+    /// SKB frees per (alloc CPU, free CPU), non-zero cells only.
+    pub skb_matrix: Vec<SkbMatrixRow>,
+    /// SKB frees per (free function, caller), summed over CPUs.
+    pub skb_free_sites: Vec<SkbSiteRow>,
+    /// SKB frees per (alloc node, free node).
+    pub skb_node_matrix: Vec<SkbMatrixRow>,
+    /// Deferred-free outcomes and their cost per CPU.
+    pub skb_defer: Vec<crate::recording::SkbDefer>,
+    /// Estimated pages per (alloc CPU, free CPU) from sampled page tracking.
+    pub page_matrix: Vec<PageMatrixRow>,
+    /// Sampling of page tracking; null when it was off.
+    pub page_tracking: Option<crate::recording::PageTracking>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SkbMatrixRow {
+    pub alloc_cpu: u32,
+    pub free_cpu: u32,
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SkbSiteRow {
+    pub function: String,
+    pub caller: String,
+    pub count: u64,
+    /// Freed on another CPU than the one that allocated it.
+    pub remote: u64,
+    pub cross_node: u64,
+    /// remote / count (0..1).
+    pub remote_ratio: f64,
+    /// Frees per CPU at this site: [cpu, count].
+    pub cpus: Vec<(u32, u64)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PageMatrixRow {
+    pub alloc_cpu: u32,
+    pub free_cpu: u32,
+    /// Estimated base pages (sampled count x sampling rate).
+    pub pages: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -292,7 +333,77 @@ pub fn build(rec: &Recording, top: usize) -> Report {
             .collect(),
         losses: rec.counters.clone(),
         not_observable: not_observable(rec),
+        skb_matrix: rec
+            .skb_matrix
+            .iter()
+            .map(|c| SkbMatrixRow {
+                alloc_cpu: c.alloc_cpu,
+                free_cpu: c.free_cpu,
+                count: c.count,
+            })
+            .collect(),
+        skb_free_sites: skb_sites(rec),
+        skb_node_matrix: skb_node_matrix(rec),
+        skb_defer: rec.skb_defer.clone(),
+        page_matrix: rec
+            .page_matrix
+            .iter()
+            .map(|c| PageMatrixRow {
+                alloc_cpu: c.alloc_cpu,
+                free_cpu: c.free_cpu,
+                pages: c.pages,
+            })
+            .collect(),
+        page_tracking: rec.page_tracking.clone(),
     }
+}
+
+/// Free sites merged over CPUs, most frees first.
+pub fn skb_sites(rec: &Recording) -> Vec<SkbSiteRow> {
+    let mut by_site: BTreeMap<(String, String), SkbSiteRow> = BTreeMap::new();
+    for s in &rec.skb_sites {
+        let row = by_site
+            .entry((s.function.clone(), s.caller.clone()))
+            .or_insert_with(|| SkbSiteRow {
+                function: s.function.clone(),
+                caller: s.caller.clone(),
+                count: 0,
+                remote: 0,
+                cross_node: 0,
+                remote_ratio: 0.0,
+                cpus: Vec::new(),
+            });
+        row.count += s.count;
+        row.remote += s.remote;
+        row.cross_node += s.cross_node;
+        row.cpus.push((s.cpu, s.count));
+    }
+    let mut rows: Vec<SkbSiteRow> = by_site.into_values().collect();
+    for r in &mut rows {
+        r.remote_ratio = if r.count > 0 {
+            r.remote as f64 / r.count as f64
+        } else {
+            0.0
+        };
+        r.cpus.sort_unstable();
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r.count));
+    rows
+}
+
+fn skb_node_matrix(rec: &Recording) -> Vec<SkbMatrixRow> {
+    let mut m: BTreeMap<(u32, u32), u64> = BTreeMap::new();
+    for c in &rec.skb_matrix {
+        *m.entry((rec.host.node_of(c.alloc_cpu), rec.host.node_of(c.free_cpu)))
+            .or_default() += c.count;
+    }
+    m.into_iter()
+        .map(|((a, f), count)| SkbMatrixRow {
+            alloc_cpu: a,
+            free_cpu: f,
+            count,
+        })
+        .collect()
 }
 
 fn frames_of(rec: &Recording, stack: Option<u32>) -> Vec<String> {
@@ -416,6 +527,27 @@ fn not_observable(rec: &Recording) -> Vec<NotObservable> {
         })
         .collect();
     let attached = |n: &str| rec.probes.iter().any(|p| p.name == n && p.attached);
+    if !rec
+        .probes
+        .iter()
+        .any(|p| p.name == "skb_attempt_defer_free")
+    {
+        out.push(NotObservable {
+            what: "skb_attempt_defer_free (deferred vs immediate frees)".into(),
+            why: "it has no tracepoint, and this recording has no kprobe/fentry probe for it"
+                .into(),
+        });
+    }
+    if (attached("consume_skb") || attached("kfree_skb"))
+        && rec.skb_matrix.is_empty()
+        && rec.counters.skb_frees > 0
+    {
+        out.push(NotObservable {
+            what: "SKB alloc CPU".into(),
+            why: "skb->alloc_cpu could not be read (struct sk_buff has no alloc_cpu before 5.19)"
+                .into(),
+        });
+    }
     if attached("contention_end") && rec.counters.contention_end == 0 {
         out.push(NotObservable {
             what: "lock contention".into(),
@@ -608,6 +740,9 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
         }
     }
 
+    write_skb_text(s, r, top)?;
+    write_page_flows_text(s, r, top)?;
+
     writeln!(s, "\nProbes")?;
     for p in &r.probes {
         writeln!(
@@ -727,4 +862,173 @@ mod tests {
         assert!(t.contains("stack-id collisions"), "{t}");
         assert!(t.contains("node 0 / zone Normal"), "{t}");
     }
+}
+
+fn write_skb_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
+    let total: u64 = r.skb_free_sites.iter().map(|x| x.count).sum();
+    if total == 0 {
+        return Ok(());
+    }
+    let remote: u64 = r.skb_free_sites.iter().map(|x| x.remote).sum();
+    let cross: u64 = r.skb_free_sites.iter().map(|x| x.cross_node).sum();
+    writeln!(
+        s,
+        "\nSKB frees: {} ({} remote: {}; {} across NUMA nodes)",
+        fmt_count(total),
+        fmt_count(remote),
+        fmt_pct(100.0 * remote as f64 / total as f64),
+        fmt_count(cross)
+    )?;
+    let mut pairs: Vec<&SkbMatrixRow> = r
+        .skb_matrix
+        .iter()
+        .filter(|c| c.alloc_cpu != c.free_cpu)
+        .collect();
+    pairs.sort_by_key(|c| std::cmp::Reverse(c.count));
+    if !pairs.is_empty() {
+        writeln!(s, "  Top remote pairs (alloc CPU -> free CPU)")?;
+        for c in pairs.iter().take(top) {
+            writeln!(
+                s,
+                "    {:>4} -> {:<4} {:>12}",
+                c.alloc_cpu,
+                c.free_cpu,
+                fmt_count(c.count)
+            )?;
+        }
+    }
+    writeln!(s, "  Free sites")?;
+    writeln!(
+        s,
+        "    {:<24} {:<28} {:>12} {:>12} {:>8} {:>10}  CPUs",
+        "function", "caller", "frees", "remote", "remote", "cross-node"
+    )?;
+    for x in r.skb_free_sites.iter().take(top) {
+        let cpus: Vec<u32> = x.cpus.iter().map(|(c, _)| *c).collect();
+        writeln!(
+            s,
+            "    {:<24} {:<28} {:>12} {:>12} {:>8} {:>10}  {}",
+            x.function,
+            x.caller,
+            fmt_count(x.count),
+            fmt_count(x.remote),
+            fmt_pct(100.0 * x.remote_ratio),
+            fmt_count(x.cross_node),
+            crate::cpulist::format_cpu_list(&cpus)
+        )?;
+    }
+    // Per free CPU: how many of its frees were of SKBs allocated elsewhere.
+    let mut per_cpu: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for c in &r.skb_matrix {
+        let e = per_cpu.entry(c.free_cpu).or_default();
+        e.0 += c.count;
+        if c.alloc_cpu != c.free_cpu {
+            e.1 += c.count;
+        }
+    }
+    if !per_cpu.is_empty() {
+        writeln!(s, "  Per free CPU")?;
+        for (cpu, (n, rem)) in per_cpu.iter().take(64) {
+            writeln!(
+                s,
+                "    CPU {:>4}: {:>12} frees, {} remote",
+                cpu,
+                fmt_count(*n),
+                fmt_pct(100.0 * *rem as f64 / (*n).max(1) as f64)
+            )?;
+        }
+    }
+    if r.skb_node_matrix.iter().any(|c| c.alloc_cpu != c.free_cpu) {
+        writeln!(s, "  Per NUMA node pair (alloc node -> free node)")?;
+        for c in &r.skb_node_matrix {
+            writeln!(
+                s,
+                "    {:>3} -> {:<3} {:>12}",
+                c.alloc_cpu,
+                c.free_cpu,
+                fmt_count(c.count)
+            )?;
+        }
+    }
+    let defer_probe = r
+        .probes
+        .iter()
+        .any(|p| p.name == "skb_attempt_defer_free" && p.attached);
+    if !r.skb_defer.is_empty() || defer_probe {
+        writeln!(
+            s,
+            "  Deferred frees (skb_attempt_defer_free) and their cost"
+        )?;
+        writeln!(
+            s,
+            "    {:>5} {:>12} {:>12} {:>12} {:>12} {:>10}",
+            "CPU", "calls", "deferred", "immediate", "flushed", "IPIs"
+        )?;
+        let na = |v: u64| {
+            if defer_probe {
+                fmt_count(v)
+            } else {
+                "n/a".to_string()
+            }
+        };
+        for d in &r.skb_defer {
+            writeln!(
+                s,
+                "    {:>5} {:>12} {:>12} {:>12} {:>12} {:>10}",
+                d.cpu,
+                na(d.calls),
+                na(d.deferred),
+                na(d.immediate),
+                fmt_count(d.flushed),
+                fmt_count(d.ipis)
+            )?;
+        }
+        if !defer_probe {
+            writeln!(
+                s,
+                "    (calls/deferred/immediate not observable on this kernel: see below)"
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn write_page_flows_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
+    let Some(t) = &r.page_tracking else {
+        return Ok(());
+    };
+    let total: u64 = r.page_matrix.iter().map(|c| c.pages).sum();
+    let remote: u64 = r
+        .page_matrix
+        .iter()
+        .filter(|c| c.alloc_cpu != c.free_cpu)
+        .map(|c| c.pages)
+        .sum();
+    writeln!(
+        s,
+        "\nPage flows (estimates: 1 page in {} tracked by pfn hash): {} pages freed, {} on another CPU ({})",
+        t.sample_one_in,
+        fmt_count(total),
+        fmt_count(remote),
+        fmt_pct(100.0 * remote as f64 / total.max(1) as f64)
+    )?;
+    let mut cells: Vec<&PageMatrixRow> = r.page_matrix.iter().collect();
+    cells.sort_by_key(|c| std::cmp::Reverse(c.pages));
+    for c in cells.iter().take(top) {
+        writeln!(
+            s,
+            "    {:>4} -> {:<4} {:>14} pages",
+            c.alloc_cpu,
+            c.free_cpu,
+            fmt_count(c.pages)
+        )?;
+    }
+    if t.map_full > 0 {
+        writeln!(
+            s,
+            "    ({} sampled allocations not tracked: map full)",
+            fmt_count(t.map_full)
+        )?;
+    }
+    Ok(())
 }

@@ -1,0 +1,85 @@
+//! SKB frees: who allocated (`skb->alloc_cpu`, read at a BTF offset) vs who frees (this
+//! CPU), counted in the kernel per CPU pair and per free site. No per-packet event leaves
+//! the kernel.
+use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_probe_read_kernel};
+use profiler_common::{ABSENT, CpuPairKey, NO_CPU, SkbSiteKey, SkbSiteVal, counter};
+
+use crate::{config, maps};
+
+/// Accounts one free of `skb` by free function `func`, called from `location`.
+#[inline(always)]
+pub fn on_free(skb: u64, func: u32, location: u64) {
+    // SAFETY: helper with no preconditions.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    if !maps::cpu_selected(cpu) || skb == 0 {
+        return;
+    }
+    maps::count(counter::SKB_FREES, 1);
+    let off = config::get(&config::SKB_ALLOC_CPU_OFF);
+    let alloc_cpu = if off == ABSENT {
+        NO_CPU
+    } else {
+        // SAFETY: bpf_probe_read_kernel validates the address.
+        match unsafe { bpf_probe_read_kernel((skb + off as u64) as *const u16) } {
+            Ok(c) => c as u32,
+            Err(_) => {
+                maps::count(counter::SKB_READ_ERROR, 1);
+                NO_CPU
+            }
+        }
+    };
+    let known = alloc_cpu != NO_CPU;
+    if known
+        && !maps::add_keyed(
+            &maps::SKB_MATRIX,
+            &CpuPairKey {
+                alloc_cpu,
+                free_cpu: cpu,
+            },
+            1,
+        )
+    {
+        maps::count(counter::SKB_MAP_FULL, 1);
+    }
+
+    let remote = known && alloc_cpu != cpu;
+    let cross_node = remote && maps::node_of(alloc_cpu) != maps::node_of(cpu);
+    let key = SkbSiteKey {
+        location,
+        func,
+        cpu,
+    };
+    let add = |v: &mut SkbSiteVal| {
+        v.count += 1;
+        v.remote += remote as u64;
+        v.cross_node += cross_node as u64;
+        v.unknown += (!known) as u64;
+    };
+    if let Some(v) = maps::SKB_SITES.get_ptr_mut(&key) {
+        // SAFETY: the key holds this CPU; preemption is off.
+        add(unsafe { &mut *v });
+        return;
+    }
+    let mut v = SkbSiteVal::default();
+    add(&mut v);
+    if maps::SKB_SITES
+        .insert(&key, &v, 1 /* BPF_NOEXIST */)
+        .is_err()
+    {
+        match maps::SKB_SITES.get_ptr_mut(&key) {
+            // SAFETY: as above.
+            Some(p) => add(unsafe { &mut *p }),
+            None => maps::count(counter::SKB_MAP_FULL, 1),
+        }
+    }
+}
+
+/// `ipi:ipi_send_cpu`: count the IPIs that kick another CPU's deferred-SKB flush.
+#[inline(always)]
+pub fn on_ipi(callback: u64) {
+    let target = config::get64(&config::DEFER_IPI_FN);
+    if target == 0 || callback != target {
+        return;
+    }
+    maps::count(counter::SKB_DEFER_IPIS, 1);
+}
