@@ -79,7 +79,20 @@ pub mod counter {
     pub const PAGE_TRACK_FULL: u32 = 20;
     /// Page-flow matrix map full.
     pub const PAGE_MATRIX_FULL: u32 = 21;
-    pub const COUNT: u32 = 22;
+    /// `skb_attempt_defer_free` calls, and their outcome decided at entry: queued to the
+    /// allocating CPU (it is another, online CPU) or freed at once (local).
+    pub const DEFER_CALLS: u32 = 22;
+    pub const DEFER_QUEUED: u32 = 23;
+    pub const DEFER_LOCAL: u32 = 24;
+    /// `__rmqueue_pcplist` calls (PCP allocation slow path) and time spent in them.
+    pub const RMQUEUE_CALLS: u32 = 25;
+    pub const RMQUEUE_NS: u32 = 26;
+    /// `free_pcppages_bulk` calls (PCP drains) and pages they were asked to free.
+    pub const BULK_FREE_CALLS: u32 = 27;
+    pub const BULK_FREE_PAGES: u32 = 28;
+    /// `__rmqueue_pcplist` exits without a matching entry (or nesting too deep).
+    pub const RMQUEUE_UNMATCHED: u32 = 29;
+    pub const COUNT: u32 = 30;
 }
 
 /// Key of the in-kernel lock-wait aggregation: one entry per (lock, stack, CPU).
@@ -196,6 +209,32 @@ pub mod skb_func {
     pub const NAMES: [&str; 3] = ["consume_skb", "kfree_skb", "skb_attempt_defer_free"];
 }
 
+/// Function ranges for finding a probed function's caller in a captured stack: slots of
+/// the `FUNC_RANGES` array.
+pub mod func_slot {
+    pub const CONSUME_SKB: u32 = 0;
+    pub const KFREE_SKB: u32 = 1;
+    pub const DEFER_FREE: u32 = 2;
+    pub const COUNT: u32 = 4;
+}
+
+/// `[start, end)` of a kernel function.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FuncRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Entry timestamps of nested `__rmqueue_pcplist` calls on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallStack {
+    pub depth: u32,
+    pub _pad: u32,
+    pub start_ns: [u64; MAX_SPIN_NEST],
+}
+
 /// SKBs allocated on `alloc_cpu` and freed on `free_cpu`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -262,6 +301,8 @@ mod user {
     unsafe impl aya::Pod for SkbSiteVal {}
     // SAFETY: as above.
     unsafe impl aya::Pod for PageAlloc {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FuncRange {}
 }
 
 const _: () = {

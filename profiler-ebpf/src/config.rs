@@ -49,6 +49,14 @@ globals! {
     PG_FREE_PFN_OFF: u32 = 8;
     PG_FREE_ORDER_OFF: u32 = 16;
     PAGE_SAMPLE: u32 = 64;
+    /// Argument index of the SKB in the kfree_skb kprobe/fentry target
+    /// (`sk_skb_reason_drop(sk, skb, reason)` since 6.11, else `kfree_skb_reason(skb, ...)`).
+    KP_KFREE_ARG: u32 = 0;
+    FE_KFREE_ARG: u32 = 0;
+    /// `net.core.skb_defer_max` at record time: 0 means deferral is off.
+    SKB_DEFER_MAX: u32 = 64;
+    /// Number of possible CPUs (`nr_cpu_ids`), for `skb_attempt_defer_free`'s range check.
+    NR_CPU_IDS: u32 = 4096;
     /// 1 when `CPU_FILTER` restricts which CPUs are recorded.
     CPU_FILTER_ON: u32 = 0;
 }

@@ -275,7 +275,7 @@ fn add_wait(key: &LockKey, wait: u64, flags: u32) -> bool {
 
 /// Is `lock` the `lock` member of a `struct zone`? Checked once per address: the zone's
 /// `zone_pgdat` must point at a node whose `node_zones[]` holds this very zone.
-fn zone_of(lock: u64) -> Option<ZoneInfo> {
+pub fn zone_of(lock: u64) -> Option<ZoneInfo> {
     if let Some(z) = maps::ZONE_CACHE.get_ptr(&lock) {
         // SAFETY: entries are written once and never removed while loaded.
         return Some(unsafe { *z });

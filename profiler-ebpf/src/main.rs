@@ -6,13 +6,18 @@
 #![allow(internal_features)]
 
 mod config;
+mod kfunc;
 mod lock;
 mod maps;
 mod page;
 mod pageflow;
 mod skb;
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+};
+use profiler_common::{func_slot, skb_func};
 
 /// `lock:contention_begin(lock_addr, flags)`.
 #[tracepoint]
@@ -102,6 +107,101 @@ pub fn page_free(ctx: TracePointContext) -> u32 {
     ) {
         pageflow::on_free(pfn, order);
     }
+    0
+}
+
+// kprobe and fentry forms. The attach target (and its fallbacks) is chosen in userspace;
+// fentry programs are bound to their target at load time.
+
+#[kprobe]
+pub fn kp_consume_skb(ctx: ProbeContext) -> u32 {
+    if let Some(skb) = ctx.arg::<u64>(0) {
+        let caller = kfunc::caller_of(&ctx, func_slot::CONSUME_SKB);
+        skb::on_free(skb, skb_func::CONSUME_SKB, caller);
+    }
+    0
+}
+
+#[fentry]
+pub fn fe_consume_skb(ctx: FEntryContext) -> u32 {
+    let skb: u64 = ctx.arg(0);
+    let caller = kfunc::caller_of(&ctx, func_slot::CONSUME_SKB);
+    skb::on_free(skb, skb_func::CONSUME_SKB, caller);
+    0
+}
+
+#[kprobe]
+pub fn kp_kfree_skb(ctx: ProbeContext) -> u32 {
+    if let Some(skb) = ctx.arg::<u64>(config::get(&config::KP_KFREE_ARG) as usize) {
+        let caller = kfunc::caller_of(&ctx, func_slot::KFREE_SKB);
+        skb::on_free(skb, skb_func::KFREE_SKB, caller);
+    }
+    0
+}
+
+#[fentry]
+pub fn fe_kfree_skb(ctx: FEntryContext) -> u32 {
+    let skb: u64 = ctx.arg(config::get(&config::FE_KFREE_ARG) as usize);
+    let caller = kfunc::caller_of(&ctx, func_slot::KFREE_SKB);
+    skb::on_free(skb, skb_func::KFREE_SKB, caller);
+    0
+}
+
+#[kprobe]
+pub fn kp_defer_free(ctx: ProbeContext) -> u32 {
+    if let Some(skb) = ctx.arg::<u64>(0) {
+        kfunc::on_defer_free(skb, kfunc::caller_of(&ctx, func_slot::DEFER_FREE));
+    }
+    0
+}
+
+#[fentry]
+pub fn fe_defer_free(ctx: FEntryContext) -> u32 {
+    let skb: u64 = ctx.arg(0);
+    kfunc::on_defer_free(skb, kfunc::caller_of(&ctx, func_slot::DEFER_FREE));
+    0
+}
+
+#[kprobe]
+pub fn kp_rmqueue_pcplist(ctx: ProbeContext) -> u32 {
+    if let Some(zone) = ctx.arg::<u64>(0) {
+        kfunc::on_rmqueue_entry(zone);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn krp_rmqueue_pcplist(_ctx: RetProbeContext) -> u32 {
+    kfunc::on_rmqueue_exit();
+    0
+}
+
+#[fentry]
+pub fn fe_rmqueue_pcplist(ctx: FEntryContext) -> u32 {
+    let zone: u64 = ctx.arg(0);
+    kfunc::on_rmqueue_entry(zone);
+    0
+}
+
+#[fexit]
+pub fn fx_rmqueue_pcplist(_ctx: FExitContext) -> u32 {
+    kfunc::on_rmqueue_exit();
+    0
+}
+
+#[kprobe]
+pub fn kp_free_pcppages_bulk(ctx: ProbeContext) -> u32 {
+    if let (Some(zone), Some(count)) = (ctx.arg::<u64>(0), ctx.arg::<i32>(1)) {
+        kfunc::on_free_bulk(zone, count);
+    }
+    0
+}
+
+#[fentry]
+pub fn fe_free_pcppages_bulk(ctx: FEntryContext) -> u32 {
+    let zone: u64 = ctx.arg(0);
+    let count: i32 = ctx.arg(1);
+    kfunc::on_free_bulk(zone, count);
     0
 }
 

@@ -72,6 +72,18 @@ pub static PAGE_LIFETIME: PerCpuArray<u64> = PerCpuArray::with_max_entries(HIST_
 #[map]
 pub static PAGE_ORDER: PerCpuArray<u64> = PerCpuArray::with_max_entries(PAGE_ORDERS, 0);
 
+/// Probed functions' address ranges, to find their caller in a stack.
+#[map]
+pub static FUNC_RANGES: Array<FuncRange> = Array::with_max_entries(func_slot::COUNT, 0);
+
+/// Online CPUs (1), filled by userspace: `skb_attempt_defer_free` frees at once for offline ones.
+#[map]
+pub static CPU_ONLINE: Array<u8> = Array::with_max_entries(MAX_CPUS, 0);
+
+/// `__rmqueue_pcplist` entries in progress on each CPU.
+#[map]
+pub static RMQ_STACK: PerCpuArray<CallStack> = PerCpuArray::with_max_entries(1, 0);
+
 /// CPUs to record (1) when `CPU_FILTER_ON` is set.
 #[map]
 pub static CPU_FILTER: Array<u8> = Array::with_max_entries(MAX_CPUS, 0);

@@ -73,6 +73,7 @@ pub fn counters_from(raw: &[u64; counter::COUNT as usize]) -> Counters {
         skb_defer_ipis: c(counter::SKB_DEFER_IPIS),
         page_track_full: c(counter::PAGE_TRACK_FULL),
         page_matrix_full: c(counter::PAGE_MATRIX_FULL),
+        rmqueue_unmatched: c(counter::RMQUEUE_UNMATCHED),
     }
 }
 
@@ -81,10 +82,20 @@ pub fn read_pages(ebpf: &Ebpf, cpus: &[u32]) -> Result<Vec<CpuPages>, AggregateE
     let arr: PerCpuArray<&MapData, PageCounters> =
         PerCpuArray::try_from(get_map(ebpf, "PAGES")?).map_err(map_err("PAGES"))?;
     let v = arr.get(&0, 0).map_err(map_err("PAGES"))?;
+    let rmq_calls = read_counter_per_cpu(ebpf, counter::RMQUEUE_CALLS)?;
+    let rmq_ns = read_counter_per_cpu(ebpf, counter::RMQUEUE_NS)?;
+    let bulk_calls = read_counter_per_cpu(ebpf, counter::BULK_FREE_CALLS)?;
+    let bulk_pages = read_counter_per_cpu(ebpf, counter::BULK_FREE_PAGES)?;
+    let at = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
     let mut out = Vec::new();
-    for (cpu, p) in v.iter().enumerate() {
-        let cpu = cpu as u32;
-        let active = p.refill_events + p.buddy_events + p.drain_events > 0;
+    for (i, p) in v.iter().enumerate() {
+        let cpu = i as u32;
+        let active = p.refill_events
+            + p.buddy_events
+            + p.drain_events
+            + at(&rmq_calls, i)
+            + at(&bulk_calls, i)
+            > 0;
         if active || cpus.contains(&cpu) {
             out.push(CpuPages {
                 cpu,
@@ -94,6 +105,10 @@ pub fn read_pages(ebpf: &Ebpf, cpus: &[u32]) -> Result<Vec<CpuPages>, AggregateE
                 buddy_pages: p.buddy_pages,
                 drain_events: p.drain_events,
                 drain_pages: p.drain_pages,
+                rmqueue_calls: at(&rmq_calls, i),
+                rmqueue_ns: at(&rmq_ns, i),
+                bulk_free_calls: at(&bulk_calls, i),
+                bulk_free_pages: at(&bulk_pages, i),
             });
         }
     }
@@ -268,11 +283,24 @@ pub fn read_skb_tables(ebpf: &Ebpf, ksyms: Option<&Kallsyms>) -> Result<SkbTable
     }
     let sites: Vec<SkbSite> = merged.into_values().collect();
 
-    let ipis = read_counter_per_cpu(ebpf, counter::SKB_DEFER_IPIS)?;
     let mut defer: std::collections::BTreeMap<u32, SkbDefer> = Default::default();
-    for (cpu, &n) in ipis.iter().enumerate().filter(|(_, n)| **n > 0) {
-        defer.entry(cpu as u32).or_default().ipis = n;
-    }
+    let per_cpu_into = |idx: u32,
+                        defer: &mut std::collections::BTreeMap<u32, SkbDefer>,
+                        set: fn(&mut SkbDefer, u64)|
+     -> Result<(), AggregateError> {
+        for (cpu, &n) in read_counter_per_cpu(ebpf, idx)?
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+        {
+            set(defer.entry(cpu as u32).or_default(), n);
+        }
+        Ok(())
+    };
+    per_cpu_into(counter::SKB_DEFER_IPIS, &mut defer, |d, n| d.ipis = n)?;
+    per_cpu_into(counter::DEFER_CALLS, &mut defer, |d, n| d.calls = n)?;
+    per_cpu_into(counter::DEFER_QUEUED, &mut defer, |d, n| d.deferred = n)?;
+    per_cpu_into(counter::DEFER_LOCAL, &mut defer, |d, n| d.immediate = n)?;
     for s in sites
         .iter()
         .filter(|s| s.function == "consume_skb" && DEFER_FLUSH_CALLERS.contains(&s.caller.as_str()))

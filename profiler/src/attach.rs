@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use aya::{
     Ebpf, EbpfLoader,
     maps::Array,
-    programs::{ProgramError, TracePoint},
+    programs::{FEntry, FExit, KProbe, Program, ProgramError, TracePoint},
 };
-use profiler_common::{ABSENT, MAX_CPUS};
+use profiler_common::{ABSENT, FuncRange, MAX_CPUS, func_slot};
 
 use crate::{
     btf::Btf,
-    probes::{CATALOG, Method, ProbeSpec},
+    probes::{Backend, CATALOG, Method, ProbeSpec},
     recording::{AttachAttempt, ProbeStatus},
     symbolize::Kallsyms,
     tracefs,
@@ -97,6 +97,8 @@ pub struct PlanOpts {
     pub page_flows: bool,
     /// One page in N is tracked.
     pub page_sample: u32,
+    /// Attach only with this kind of method (`--backend`).
+    pub backend: Backend,
 }
 
 impl PlanOpts {
@@ -108,13 +110,22 @@ impl PlanOpts {
     }
 }
 
+/// A method that passed the checks possible before loading, with its resolved target.
+#[derive(Debug, Clone)]
+struct Candidate {
+    method: Method,
+    /// Tracepoint `cat:event`, or the kernel symbol (a `.isra.N` clone, a renamed function).
+    target: String,
+}
+
 /// What could be learnt about the running kernel before loading.
 pub struct Plan {
-    tracefs_root: PathBuf,
     pub tracefs_mounted_by_us: bool,
     globals: Globals,
-    /// Per catalog entry: the method to use, or why none is usable.
-    choices: Vec<Result<Method, Vec<AttachAttempt>>>,
+    /// Per catalog entry: methods to try in order, and the failed pre-checks.
+    candidates: Vec<(Vec<Candidate>, Vec<AttachAttempt>)>,
+    /// Function ranges for caller attribution: (slot, range).
+    ranges: Vec<(u32, FuncRange)>,
     /// Why zone locks cannot be labelled by address, if they cannot.
     pub zone_label_unavailable: Option<String>,
     /// Why SKB frees cannot be attributed to their allocating CPU, if they cannot.
@@ -122,49 +133,151 @@ pub struct Plan {
     pub opts: PlanOpts,
 }
 
-/// Reads tracefs formats, BTF and kallsyms, and decides which method each probe will try.
+const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe/type";
+
+/// Kernel facts the pre-checks need, read once.
+struct Kernel<'a> {
+    tracefs: PathBuf,
+    btf: Result<Btf, String>,
+    ksyms: Option<&'a Kallsyms>,
+    kprobes: Result<(), String>,
+    /// Functions ftrace can trace (kprobes on them and fentry need that); None when the
+    /// list is unreadable.
+    traceable: Option<std::collections::HashSet<String>>,
+}
+
+impl Kernel<'_> {
+    /// Err when ftrace says `sym` is `notrace` (kprobe gets EINVAL, fentry EBUSY).
+    fn check_traceable(&self, sym: &str) -> Result<(), String> {
+        match &self.traceable {
+            Some(t) if !t.contains(sym) => Err(format!(
+                "{sym} is not traceable (notrace: missing from available_filter_functions)"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn read_traceable(tracefs: &std::path::Path) -> Option<std::collections::HashSet<String>> {
+    let text = std::fs::read_to_string(tracefs.join("available_filter_functions")).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(String::from)
+            .collect(),
+    )
+}
+
+/// Reads tracefs formats, BTF and kallsyms, and decides which methods each probe will try.
 pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachError> {
     check_privileges()?;
     let (root, mounted) =
         tracefs::ensure_tracefs().map_err(|e| AttachError::Tracefs(e.to_string()))?;
+    let k = Kernel {
+        traceable: read_traceable(&root),
+        tracefs: root,
+        btf: Btf::from_sys_vmlinux().map_err(|e| format!("no kernel BTF: {e}")),
+        ksyms,
+        kprobes: if std::path::Path::new(KPROBE_PMU).exists() {
+            Ok(())
+        } else {
+            Err(format!(
+                "kprobes are not available on this kernel (no kprobe PMU at {KPROBE_PMU}: CONFIG_KPROBES off?)"
+            ))
+        },
+    };
     let mut globals = Globals::default();
-    let btf = Btf::from_sys_vmlinux().map_err(|e| format!("no kernel BTF: {e}"));
-    let mut choices = Vec::new();
+    let mut candidates = Vec::new();
+    let mut ranges = Vec::new();
     for spec in CATALOG {
-        let choice = match spec.opt_in {
-            Some(opt) if !opts.enables(opt) => Err(vec![AttachAttempt {
-                method: "off".into(),
-                target: spec.methods.first().map(|m| m.target()).unwrap_or_default(),
-                error: Some(format!("off by default (costly); enable with {opt}")),
-            }]),
-            _ => choose(&root, spec, &mut globals),
-        };
-        choices.push(choice);
+        let mut ok = Vec::new();
+        let mut failed = Vec::new();
+        for m in spec.methods {
+            let fail = |e: String| AttachAttempt {
+                method: m.kind().into(),
+                target: m.target(),
+                error: Some(e),
+            };
+            if let Some(opt) = spec.opt_in.filter(|o| !opts.enables(o)) {
+                failed.push(fail(format!("off by default (costly); enable with {opt}")));
+                break;
+            }
+            if !m.allowed_by(opts.backend) {
+                failed.push(fail(format!(
+                    "not tried: --backend {} forces another method",
+                    backend_name(opts.backend)
+                )));
+                continue;
+            }
+            match precheck(&k, spec, m, &mut globals) {
+                Ok(cs) => {
+                    for c in cs {
+                        if let Some(slot) = caller_slot(spec.name)
+                            && let Some(r) = ksyms.and_then(|ks| ks.symbol_range(&c.target))
+                            && !ranges.iter().any(|(s, _)| *s == slot)
+                        {
+                            ranges.push((
+                                slot,
+                                FuncRange {
+                                    start: r.0,
+                                    end: r.1,
+                                },
+                            ));
+                        }
+                        ok.push(c);
+                    }
+                }
+                Err(e) => failed.push(fail(e)),
+            }
+        }
+        if ok.is_empty() && failed.is_empty() {
+            failed.push(AttachAttempt {
+                method: backend_name(opts.backend).into(),
+                target: String::new(),
+                error: Some(format!(
+                    "this probe has no {} method",
+                    backend_name(opts.backend)
+                )),
+            });
+        }
+        candidates.push((ok, failed));
     }
     // The deferred-flush IPI is recognised by its callback's address.
     match ksyms.and_then(|k| k.address_of("trigger_rx_softirq")) {
         Some(a) => globals.set64("DEFER_IPI_FN", a),
         None => {
-            if let Some(i) = CATALOG.iter().position(|p| p.name == "skb_defer_ipi")
-                && choices[i].is_ok()
-            {
-                choices[i] = Err(vec![AttachAttempt {
-                    method: "tracepoint".into(),
-                    target: "ipi:ipi_send_cpu".into(),
-                    error: Some(
-                        "trigger_rx_softirq (the deferred-flush IPI callback) is not in kallsyms"
-                            .into(),
-                    ),
-                }]);
+            if let Some(i) = CATALOG.iter().position(|p| p.name == "skb_defer_ipi") {
+                let (ok, failed) = &mut candidates[i];
+                if !ok.is_empty() {
+                    ok.clear();
+                    failed.push(AttachAttempt {
+                        method: "tracepoint".into(),
+                        target: "ipi:ipi_send_cpu".into(),
+                        error: Some(
+                            "trigger_rx_softirq (the deferred-flush IPI callback) is not in kallsyms"
+                                .into(),
+                        ),
+                    });
+                }
             }
         }
     }
     globals.set("PAGE_SAMPLE", opts.page_sample.max(1));
-    let zone_label_unavailable = match &btf {
+    let defer_max = std::fs::read_to_string("/proc/sys/net/core/skb_defer_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    globals.set("SKB_DEFER_MAX", defer_max.unwrap_or(64));
+    if let Ok(n) = std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .map_err(|_| ())
+        .and_then(|s| crate::cpulist::parse_cpu_list(s.trim()).map_err(|_| ()))
+    {
+        globals.set("NR_CPU_IDS", n.last().map_or(1, |c| c + 1));
+    }
+    let zone_label_unavailable = match &k.btf {
         Ok(b) => zone_layout(b, &mut globals).err(),
         Err(e) => Some(e.clone()),
     };
-    let skb_alloc_cpu_unavailable = match &btf {
+    let skb_alloc_cpu_unavailable = match &k.btf {
         Ok(b) => match b.member_offset("sk_buff", "alloc_cpu") {
             Ok(Some(off)) => {
                 globals.set("SKB_ALLOC_CPU_OFF", off);
@@ -176,57 +289,139 @@ pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachErr
         Err(e) => Some(e.clone()),
     };
     Ok(Plan {
-        tracefs_root: root,
         tracefs_mounted_by_us: mounted,
         globals,
-        choices,
+        candidates,
+        ranges,
         zone_label_unavailable,
         skb_alloc_cpu_unavailable,
         opts: opts.clone(),
     })
 }
 
-fn choose(
-    root: &std::path::Path,
+pub fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Auto => "auto",
+        Backend::Fentry => "fentry",
+        Backend::Kprobe => "kprobe",
+        Backend::Tracepoint => "tracepoint",
+    }
+}
+
+/// Which function-range slot a probe uses to find its caller.
+fn caller_slot(probe: &str) -> Option<u32> {
+    match probe {
+        "consume_skb" => Some(func_slot::CONSUME_SKB),
+        "kfree_skb" => Some(func_slot::KFREE_SKB),
+        "skb_attempt_defer_free" => Some(func_slot::DEFER_FREE),
+        _ => None,
+    }
+}
+
+/// Index of the SKB argument of a kfree_skb kprobe/fentry target.
+fn kfree_skb_arg(symbol: &str) -> u32 {
+    if symbol.starts_with("sk_skb_reason_drop") {
+        1
+    } else {
+        0
+    }
+}
+
+/// Checks what can be checked before loading: the tracepoint and its fields, the symbol
+/// in kallsyms, the function in BTF, whether ftrace can trace it, the kprobe PMU. Returns
+/// every usable target in order of preference and sets the globals the method needs.
+fn precheck(
+    k: &Kernel<'_>,
     spec: &ProbeSpec,
+    m: &Method,
     globals: &mut Globals,
-) -> Result<Method, Vec<AttachAttempt>> {
-    let mut attempts = Vec::new();
-    for m in spec.methods {
-        match *m {
-            Method::Tracepoint { category, event } => {
-                let fail = |e: String| AttachAttempt {
-                    method: m.kind().into(),
-                    target: m.target(),
-                    error: Some(e),
-                };
-                if !tracefs::event_exists(root, category, event) {
-                    attempts.push(fail(format!(
-                        "tracepoint {category}:{event} does not exist on this kernel"
-                    )));
-                    continue;
-                }
-                let fmt = match tracefs::read_format(root, category, event) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        attempts.push(fail(e.to_string()));
-                        continue;
-                    }
-                };
-                if let Some(missing) = spec.fields.iter().find(|f| fmt.field(f).is_none()) {
-                    attempts.push(fail(format!(
-                        "tracepoint {category}:{event} has no field `{missing}`"
-                    )));
-                    continue;
-                }
-                for &(global, field) in spec.field_globals {
-                    globals.set(global, fmt.field(field).map_or(ABSENT, |f| f.offset));
-                }
-                return Ok(*m);
+) -> Result<Vec<Candidate>, String> {
+    match *m {
+        Method::Tracepoint {
+            category, event, ..
+        } => {
+            if !tracefs::event_exists(&k.tracefs, category, event) {
+                return Err(format!(
+                    "tracepoint {category}:{event} does not exist on this kernel"
+                ));
             }
+            let fmt =
+                tracefs::read_format(&k.tracefs, category, event).map_err(|e| e.to_string())?;
+            if let Some(missing) = spec.fields.iter().find(|f| fmt.field(f).is_none()) {
+                return Err(format!(
+                    "tracepoint {category}:{event} has no field `{missing}`"
+                ));
+            }
+            for &(global, field) in spec.field_globals {
+                globals.set(global, fmt.field(field).map_or(ABSENT, |f| f.offset));
+            }
+            Ok(vec![Candidate {
+                method: *m,
+                target: m.target(),
+            }])
+        }
+        Method::Fentry { targets, .. } => {
+            let btf = k.btf.as_ref().map_err(Clone::clone)?;
+            let mut why = Vec::new();
+            let mut found = Vec::new();
+            for t in targets.iter() {
+                if !btf.has_func(t) {
+                    why.push(format!("{t} not in the kernel's BTF (inlined or renamed)"));
+                } else if let Err(e) = k.check_traceable(t) {
+                    why.push(e);
+                } else {
+                    found.push(t.to_string());
+                }
+            }
+            finish_targets(spec, m, found, why, globals, "FE_KFREE_ARG")
+        }
+        Method::Kprobe { targets, .. } => {
+            k.kprobes.clone()?;
+            let ksyms = k
+                .ksyms
+                .ok_or("kallsyms is not readable, so kprobe targets cannot be resolved")?;
+            let mut why = Vec::new();
+            let mut found = Vec::new();
+            for t in targets.iter() {
+                // The plain name first, then compiler clones (`.isra.0`, `.constprop.0`).
+                let sym = if ksyms.contains(t) {
+                    Some(t.to_string())
+                } else {
+                    ksyms.variants_of(t).into_iter().find(|v| v.as_str() != *t)
+                };
+                match sym {
+                    None => why.push(format!("{t} not in kallsyms (inlined or renamed)")),
+                    Some(s) => match k.check_traceable(&s) {
+                        Err(e) => why.push(e),
+                        Ok(()) => found.push(s),
+                    },
+                }
+            }
+            finish_targets(spec, m, found, why, globals, "KP_KFREE_ARG")
         }
     }
-    Err(attempts)
+}
+
+fn finish_targets(
+    spec: &ProbeSpec,
+    m: &Method,
+    mut found: Vec<String>,
+    why: Vec<String>,
+    globals: &mut Globals,
+    kfree_global: &'static str,
+) -> Result<Vec<Candidate>, String> {
+    if found.is_empty() {
+        return Err(why.join("; "));
+    }
+    if spec.name == "kfree_skb" {
+        // The SKB's argument index is a load-time global: only the first target can be used.
+        found.truncate(1);
+        globals.set(kfree_global, kfree_skb_arg(&found[0]));
+    }
+    Ok(found
+        .into_iter()
+        .map(|target| Candidate { method: *m, target })
+        .collect())
 }
 
 /// `struct zone` / `struct pglist_data` layout from BTF, so the eBPF side can prove a lock
@@ -271,32 +466,69 @@ impl Attached {
     pub fn detach(&mut self) {
         for name in self.programs.drain(..) {
             if let Some(p) = self.ebpf.program_mut(name) {
-                let tp: Result<&mut TracePoint, _> = p.try_into();
-                if let Ok(tp) = tp {
-                    let _ = tp.unload();
-                }
+                unload(p);
             }
         }
     }
 }
 
-fn program_error(e: &ProgramError) -> String {
-    // ProgramError's Display already carries the verifier log for load failures.
-    let s = e.to_string();
-    if let ProgramError::SyscallError(se) = e
-        && se.io_error.raw_os_error() == Some(libc::EPERM)
-    {
-        return format!("{s}{}", privilege_hint());
-    }
-    s
+/// Unloads (and so detaches) a program of any kind zoneprof uses.
+fn unload(p: &mut Program) {
+    let _ = match p {
+        Program::TracePoint(p) => p.unload(),
+        Program::KProbe(p) => p.unload(),
+        Program::FEntry(p) => p.unload(),
+        Program::FExit(p) => p.unload(),
+        _ => Ok(()),
+    };
 }
 
-/// Loads the object with the planned globals and attaches every usable probe.
-/// `cpus`: record only these CPUs (None: all).
+fn program_error(e: &ProgramError) -> String {
+    // ProgramError's Display carries the verifier log for load failures; drop it when empty.
+    let s = e.to_string();
+    let s = s
+        .strip_suffix(" Verifier output: ")
+        .or_else(|| s.strip_suffix(". Verifier output: "))
+        .map(str::to_string)
+        .unwrap_or(s);
+    let errno = match e {
+        ProgramError::SyscallError(se) => se.io_error.raw_os_error(),
+        ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
+        _ => None,
+    };
+    match errno {
+        Some(libc::EPERM) => format!(
+            "{s}: the kernel refuses this program type here (lockdown or a security policy){}",
+            privilege_hint()
+        ),
+        Some(libc::EBUSY) => format!("{s}: the function is busy or notrace for trampolines"),
+        _ => s,
+    }
+}
+
+fn set_array<T: aya::Pod>(
+    ebpf: &mut Ebpf,
+    map: &'static str,
+    items: impl IntoIterator<Item = (u32, T)>,
+) -> Result<(), AttachError> {
+    let err = |detail: String| AttachError::Map { map, detail };
+    let m = ebpf
+        .map_mut(map)
+        .ok_or_else(|| err("missing from the eBPF object".into()))?;
+    let mut arr: Array<_, T> = Array::try_from(m).map_err(|e| err(e.to_string()))?;
+    for (i, v) in items {
+        arr.set(i, v, 0).map_err(|e| err(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Loads the object with the planned globals and attaches every usable probe, each with
+/// the first of its methods that really attaches.
 pub fn load_and_attach(
     plan: &Plan,
     cpus: Option<&[u32]>,
     cpu_node: &[(u32, u32)],
+    online: &[u32],
 ) -> Result<Attached, AttachError> {
     let mut loader = EbpfLoader::new();
     let cpu_filter_on: u32 = u32::from(cpus.is_some());
@@ -312,47 +544,62 @@ pub fn load_and_attach(
         .map_err(|e| AttachError::Load(e.to_string()))?;
 
     if let Some(cpus) = cpus {
-        let map = ebpf.map_mut("CPU_FILTER").ok_or(AttachError::Map {
-            map: "CPU_FILTER",
-            detail: "missing from the eBPF object".into(),
-        })?;
-        let mut arr: Array<_, u8> = Array::try_from(map).map_err(|e| AttachError::Map {
-            map: "CPU_FILTER",
-            detail: e.to_string(),
-        })?;
-        for &c in cpus {
-            if c < MAX_CPUS {
-                arr.set(c, 1u8, 0).map_err(|e| AttachError::Map {
-                    map: "CPU_FILTER",
-                    detail: e.to_string(),
-                })?;
-            }
-        }
+        set_array(
+            &mut ebpf,
+            "CPU_FILTER",
+            cpus.iter().filter(|&&c| c < MAX_CPUS).map(|&c| (c, 1u8)),
+        )?;
     }
+    set_array(
+        &mut ebpf,
+        "CPU_NODE",
+        cpu_node.iter().filter(|(c, _)| *c < MAX_CPUS).copied(),
+    )?;
+    set_array(
+        &mut ebpf,
+        "CPU_ONLINE",
+        online.iter().filter(|&&c| c < MAX_CPUS).map(|&c| (c, 1u8)),
+    )?;
+    set_array(&mut ebpf, "FUNC_RANGES", plan.ranges.iter().copied())?;
 
-    {
-        let map = ebpf.map_mut("CPU_NODE").ok_or(AttachError::Map {
-            map: "CPU_NODE",
-            detail: "missing from the eBPF object".into(),
-        })?;
-        let mut arr: Array<_, u32> = Array::try_from(map).map_err(|e| AttachError::Map {
-            map: "CPU_NODE",
-            detail: e.to_string(),
-        })?;
-        for &(cpu, node) in cpu_node.iter().filter(|(c, _)| *c < MAX_CPUS) {
-            arr.set(cpu, node, 0).map_err(|e| AttachError::Map {
-                map: "CPU_NODE",
-                detail: e.to_string(),
-            })?;
-        }
-    }
-
+    let mut btf: Option<Result<aya::Btf, String>> = None;
     let mut probes = Vec::new();
     let mut programs = Vec::new();
-    for (spec, choice) in CATALOG.iter().zip(&plan.choices) {
-        let preferred = spec.methods.first().copied();
-        let status = match choice {
-            Err(attempts) => ProbeStatus {
+    for (spec, (cands, failed)) in CATALOG.iter().zip(&plan.candidates) {
+        let mut attempts = failed.clone();
+        let mut attached: Option<&Candidate> = None;
+        for c in cands {
+            let result = attach_one(&mut ebpf, &c.method, &c.target, &mut btf);
+            attempts.push(AttachAttempt {
+                method: c.method.kind().into(),
+                target: c.target.clone(),
+                error: result.as_ref().err().cloned(),
+            });
+            if let Ok(progs) = result {
+                programs.extend(progs);
+                attached = Some(c);
+                break;
+            }
+        }
+        // Report attempts in the catalog's order of preference.
+        let order = |a: &AttachAttempt| {
+            spec.methods
+                .iter()
+                .position(|m| m.kind() == a.method)
+                .unwrap_or(usize::MAX)
+        };
+        attempts.sort_by_key(order);
+        let preferred = spec.methods.first();
+        probes.push(match attached {
+            Some(c) => ProbeStatus {
+                name: spec.name.into(),
+                method: c.method.kind().into(),
+                target: c.target.clone(),
+                attached: true,
+                reason: None,
+                attempts,
+            },
+            None => ProbeStatus {
                 name: spec.name.into(),
                 method: preferred.map_or("none", |m| m.kind()).into(),
                 target: preferred.map(|m| m.target()).unwrap_or_default(),
@@ -360,33 +607,13 @@ pub fn load_and_attach(
                 reason: Some(
                     attempts
                         .iter()
-                        .filter_map(|a| a.error.clone())
+                        .filter_map(|a| a.error.as_ref().map(|e| format!("{}: {e}", a.method)))
                         .collect::<Vec<_>>()
                         .join("; "),
                 ),
-                attempts: attempts.clone(),
+                attempts,
             },
-            Ok(m) => {
-                let result = attach_one(&mut ebpf, spec, m, &plan.tracefs_root);
-                let attempt = AttachAttempt {
-                    method: m.kind().into(),
-                    target: m.target(),
-                    error: result.clone().err(),
-                };
-                if result.is_ok() {
-                    programs.push(spec.program);
-                }
-                ProbeStatus {
-                    name: spec.name.into(),
-                    method: m.kind().into(),
-                    target: m.target(),
-                    attached: result.is_ok(),
-                    reason: result.err(),
-                    attempts: vec![attempt],
-                }
-            }
-        };
-        probes.push(status);
+        });
     }
     if programs.is_empty() {
         let why = probes
@@ -403,21 +630,96 @@ pub fn load_and_attach(
     })
 }
 
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program, String> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the eBPF object"))
+}
+
+/// Loads and attaches one method; returns the programs to detach later. On failure,
+/// whatever part attached (an entry without its exit probe) is undone.
 fn attach_one(
     ebpf: &mut Ebpf,
-    spec: &ProbeSpec,
     method: &Method,
-    _tracefs_root: &std::path::Path,
-) -> Result<(), String> {
-    let prog = ebpf
-        .program_mut(spec.program)
-        .ok_or_else(|| format!("program {} missing from the eBPF object", spec.program))?;
+    target: &str,
+    btf: &mut Option<Result<aya::Btf, String>>,
+) -> Result<Vec<&'static str>, String> {
     match *method {
-        Method::Tracepoint { category, event } => {
-            let tp: &mut TracePoint = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+        Method::Tracepoint {
+            program: name,
+            category,
+            event,
+        } => {
+            let tp: &mut TracePoint = program(ebpf, name)?
+                .try_into()
+                .map_err(|e: ProgramError| e.to_string())?;
             tp.load().map_err(|e| program_error(&e))?;
             tp.attach(category, event).map_err(|e| program_error(&e))?;
+            Ok(vec![name])
+        }
+        Method::Kprobe {
+            program: name, ret, ..
+        } => {
+            let mut done = Vec::new();
+            for n in std::iter::once(name).chain(ret) {
+                let r = (|| {
+                    let kp: &mut KProbe = program(ebpf, n)?
+                        .try_into()
+                        .map_err(|e: ProgramError| e.to_string())?;
+                    kp.load().map_err(|e| program_error(&e))?;
+                    kp.attach(target, 0).map_err(|e| program_error(&e))?;
+                    Ok::<_, String>(())
+                })();
+                if let Err(e) = r {
+                    for d in done.iter().chain(std::iter::once(&n)) {
+                        if let Ok(p) = program(ebpf, d) {
+                            unload(p);
+                        }
+                    }
+                    return Err(e);
+                }
+                done.push(n);
+            }
+            Ok(done)
+        }
+        Method::Fentry {
+            program: name,
+            exit,
+            ..
+        } => {
+            let btf = btf
+                .get_or_insert_with(|| {
+                    aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))
+                })
+                .as_ref()
+                .map_err(Clone::clone)?;
+            let mut done = Vec::new();
+            for (n, is_exit) in std::iter::once((name, false)).chain(exit.map(|e| (e, true))) {
+                let r = (|| {
+                    let p = program(ebpf, n)?;
+                    if is_exit {
+                        let fx: &mut FExit =
+                            p.try_into().map_err(|e: ProgramError| e.to_string())?;
+                        fx.load(target, btf).map_err(|e| program_error(&e))?;
+                        fx.attach().map_err(|e| program_error(&e))?;
+                    } else {
+                        let fe: &mut FEntry =
+                            p.try_into().map_err(|e: ProgramError| e.to_string())?;
+                        fe.load(target, btf).map_err(|e| program_error(&e))?;
+                        fe.attach().map_err(|e| program_error(&e))?;
+                    }
+                    Ok::<_, String>(())
+                })();
+                if let Err(e) = r {
+                    for d in done.iter().chain(std::iter::once(&n)) {
+                        if let Ok(p) = program(ebpf, d) {
+                            unload(p);
+                        }
+                    }
+                    return Err(e);
+                }
+                done.push(n);
+            }
+            Ok(done)
         }
     }
-    Ok(())
 }

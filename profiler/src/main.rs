@@ -58,12 +58,35 @@ struct RecordArgs {
     /// matrix, lifetimes, orders). Costs a program run on every page alloc and free.
     #[arg(long)]
     page_flows: bool,
+    /// Attach with this method only (auto: each probe's preferred method that works,
+    /// e.g. fentry, then kprobe, then tracepoint).
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
     /// Track one page in N (by pfn hash) with --page-flows.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     page_sample: u32,
     /// Command to run while recording; its output passes through unchanged.
     #[arg(last = true)]
     command: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Auto,
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+impl From<BackendArg> for zoneprof::probes::Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Auto => Self::Auto,
+            BackendArg::Fentry => Self::Fentry,
+            BackendArg::Kprobe => Self::Kprobe,
+            BackendArg::Tracepoint => Self::Tracepoint,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -177,6 +200,7 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
         plan: zoneprof::attach::PlanOpts {
             page_flows: a.page_flows,
             page_sample: a.page_sample,
+            backend: a.backend.into(),
         },
     };
     let out = runtime()?.block_on(record::record(opts))?;

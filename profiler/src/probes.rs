@@ -6,22 +6,65 @@
 pub enum Method {
     /// A stable `category:event` tracepoint, fields read at offsets from its tracefs format.
     Tracepoint {
+        program: &'static str,
         category: &'static str,
         event: &'static str,
     },
+    /// fentry (and fexit when `exit` is set) on the first target that BTF knows; needs
+    /// BPF trampolines (x86-64/arm64, 5.5+) and permission to load tracing programs.
+    Fentry {
+        program: &'static str,
+        exit: Option<&'static str>,
+        targets: &'static [&'static str],
+    },
+    /// kprobe (and kretprobe when `ret` is set) on the first target kallsyms lists,
+    /// `.isra.N`/`.constprop.N` clones included; needs CONFIG_KPROBES.
+    Kprobe {
+        program: &'static str,
+        ret: Option<&'static str>,
+        targets: &'static [&'static str],
+    },
+}
+
+/// The backends `--backend` can force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    #[default]
+    Auto,
+    Fentry,
+    Kprobe,
+    Tracepoint,
 }
 
 impl Method {
     pub fn kind(&self) -> &'static str {
         match self {
             Method::Tracepoint { .. } => "tracepoint",
+            Method::Fentry { .. } => "fentry",
+            Method::Kprobe { .. } => "kprobe",
         }
     }
 
+    /// What it attaches to, e.g. `lock:contention_begin` or `consume_skb` (first choice).
     pub fn target(&self) -> String {
         match self {
-            Method::Tracepoint { category, event } => format!("{category}:{event}"),
+            Method::Tracepoint {
+                category, event, ..
+            } => format!("{category}:{event}"),
+            Method::Fentry { targets, .. } | Method::Kprobe { targets, .. } => {
+                targets.first().copied().unwrap_or("").to_string()
+            }
         }
+    }
+
+    pub fn allowed_by(&self, b: Backend) -> bool {
+        matches!(
+            (b, self),
+            (Backend::Auto, _)
+                | (Backend::Fentry, Method::Fentry { .. })
+                | (Backend::Kprobe, Method::Kprobe { .. })
+                | (Backend::Tracepoint, Method::Tracepoint { .. })
+        )
     }
 }
 
@@ -30,8 +73,6 @@ impl Method {
 pub struct ProbeSpec {
     /// Stable name used in recordings and reports.
     pub name: &'static str,
-    /// eBPF program (function name in profiler-ebpf) that implements the tracepoint form.
-    pub program: &'static str,
     /// Ways to attach, most preferred first.
     pub methods: &'static [Method],
     /// Tracepoint fields the program cannot do without.
@@ -45,14 +86,17 @@ pub struct ProbeSpec {
     pub feeds: &'static str,
 }
 
-const fn tp(category: &'static str, event: &'static str) -> Method {
-    Method::Tracepoint { category, event }
+const fn tp(program: &'static str, category: &'static str, event: &'static str) -> Method {
+    Method::Tracepoint {
+        program,
+        category,
+        event,
+    }
 }
 
 pub const CONTENTION_BEGIN: ProbeSpec = ProbeSpec {
     name: "contention_begin",
-    program: "contention_begin",
-    methods: &[tp("lock", "contention_begin")],
+    methods: &[tp("contention_begin", "lock", "contention_begin")],
     fields: &["lock_addr", "flags"],
     field_globals: &[("CB_LOCK_ADDR_OFF", "lock_addr"), ("CB_FLAGS_OFF", "flags")],
     opt_in: None,
@@ -61,8 +105,7 @@ pub const CONTENTION_BEGIN: ProbeSpec = ProbeSpec {
 
 pub const CONTENTION_END: ProbeSpec = ProbeSpec {
     name: "contention_end",
-    program: "contention_end",
-    methods: &[tp("lock", "contention_end")],
+    methods: &[tp("contention_end", "lock", "contention_end")],
     fields: &["lock_addr"],
     field_globals: &[("CE_LOCK_ADDR_OFF", "lock_addr")],
     opt_in: None,
@@ -71,8 +114,11 @@ pub const CONTENTION_END: ProbeSpec = ProbeSpec {
 
 pub const PCP_REFILL: ProbeSpec = ProbeSpec {
     name: "pcp_refill",
-    program: "page_alloc_zone_locked",
-    methods: &[tp("kmem", "mm_page_alloc_zone_locked")],
+    methods: &[tp(
+        "page_alloc_zone_locked",
+        "kmem",
+        "mm_page_alloc_zone_locked",
+    )],
     // `percpu_refill` is optional: before 5.19 the kernel derived it from `order == 0`.
     fields: &["order"],
     field_globals: &[
@@ -85,8 +131,7 @@ pub const PCP_REFILL: ProbeSpec = ProbeSpec {
 
 pub const PCP_DRAIN: ProbeSpec = ProbeSpec {
     name: "pcp_drain",
-    program: "page_pcpu_drain",
-    methods: &[tp("kmem", "mm_page_pcpu_drain")],
+    methods: &[tp("page_pcpu_drain", "kmem", "mm_page_pcpu_drain")],
     fields: &["order"],
     field_globals: &[("PD_ORDER_OFF", "order")],
     opt_in: None,
@@ -95,8 +140,20 @@ pub const PCP_DRAIN: ProbeSpec = ProbeSpec {
 
 pub const CONSUME_SKB: ProbeSpec = ProbeSpec {
     name: "consume_skb",
-    program: "skb_consume",
-    methods: &[tp("skb", "consume_skb")],
+    // Tracepoint first: a stable ABI, and since 6.3 it carries the caller.
+    methods: &[
+        tp("skb_consume", "skb", "consume_skb"),
+        Method::Fentry {
+            program: "fe_consume_skb",
+            exit: None,
+            targets: &["consume_skb"],
+        },
+        Method::Kprobe {
+            program: "kp_consume_skb",
+            ret: None,
+            targets: &["consume_skb"],
+        },
+    ],
     // `location` (the caller) only since 6.3.
     fields: &["skbaddr"],
     field_globals: &[("CS_SKB_OFF", "skbaddr"), ("CS_LOC_OFF", "location")],
@@ -106,8 +163,20 @@ pub const CONSUME_SKB: ProbeSpec = ProbeSpec {
 
 pub const KFREE_SKB: ProbeSpec = ProbeSpec {
     name: "kfree_skb",
-    program: "skb_kfree",
-    methods: &[tp("skb", "kfree_skb")],
+    methods: &[
+        tp("skb_kfree", "skb", "kfree_skb"),
+        // sk_skb_reason_drop(sk, skb, reason) since 6.11; kfree_skb_reason(skb, reason) before.
+        Method::Fentry {
+            program: "fe_kfree_skb",
+            exit: None,
+            targets: &["sk_skb_reason_drop", "kfree_skb_reason", "kfree_skb"],
+        },
+        Method::Kprobe {
+            program: "kp_kfree_skb",
+            ret: None,
+            targets: &["sk_skb_reason_drop", "kfree_skb_reason", "kfree_skb"],
+        },
+    ],
     fields: &["skbaddr"],
     field_globals: &[("KS_SKB_OFF", "skbaddr"), ("KS_LOC_OFF", "location")],
     opt_in: None,
@@ -116,8 +185,7 @@ pub const KFREE_SKB: ProbeSpec = ProbeSpec {
 
 pub const DEFER_IPI: ProbeSpec = ProbeSpec {
     name: "skb_defer_ipi",
-    program: "ipi_send_cpu",
-    methods: &[tp("ipi", "ipi_send_cpu")],
+    methods: &[tp("ipi_send_cpu", "ipi", "ipi_send_cpu")],
     fields: &["callback"],
     field_globals: &[("IPI_CALLBACK_OFF", "callback")],
     opt_in: None,
@@ -126,8 +194,7 @@ pub const DEFER_IPI: ProbeSpec = ProbeSpec {
 
 pub const PAGE_ALLOC: ProbeSpec = ProbeSpec {
     name: "page_alloc",
-    program: "page_alloc",
-    methods: &[tp("kmem", "mm_page_alloc")],
+    methods: &[tp("page_alloc", "kmem", "mm_page_alloc")],
     fields: &["pfn", "order"],
     field_globals: &[("PG_ALLOC_PFN_OFF", "pfn"), ("PG_ALLOC_ORDER_OFF", "order")],
     opt_in: Some("--page-flows"),
@@ -136,12 +203,74 @@ pub const PAGE_ALLOC: ProbeSpec = ProbeSpec {
 
 pub const PAGE_FREE: ProbeSpec = ProbeSpec {
     name: "page_free",
-    program: "page_free",
-    methods: &[tp("kmem", "mm_page_free")],
+    methods: &[tp("page_free", "kmem", "mm_page_free")],
     fields: &["pfn", "order"],
     field_globals: &[("PG_FREE_PFN_OFF", "pfn"), ("PG_FREE_ORDER_OFF", "order")],
     opt_in: Some("--page-flows"),
     feeds: "page alloc-CPU x free-CPU flows, lifetimes and orders (sampled)",
+};
+
+pub const SKB_DEFER_FREE: ProbeSpec = ProbeSpec {
+    name: "skb_attempt_defer_free",
+    // No tracepoint exists for it.
+    methods: &[
+        Method::Fentry {
+            program: "fe_defer_free",
+            exit: None,
+            targets: &["skb_attempt_defer_free"],
+        },
+        Method::Kprobe {
+            program: "kp_defer_free",
+            ret: None,
+            targets: &["skb_attempt_defer_free"],
+        },
+    ],
+    fields: &[],
+    field_globals: &[],
+    opt_in: None,
+    feeds: "deferred vs immediate SKB frees (skb_attempt_defer_free) and their free sites",
+};
+
+pub const RMQUEUE_PCPLIST: ProbeSpec = ProbeSpec {
+    name: "rmqueue_pcplist",
+    // `rmqueue_bulk` is the nearest caller of the refill when __rmqueue_pcplist is not
+    // attachable; both take `struct zone *` first.
+    methods: &[
+        Method::Fentry {
+            program: "fe_rmqueue_pcplist",
+            exit: Some("fx_rmqueue_pcplist"),
+            targets: &["__rmqueue_pcplist", "rmqueue_bulk"],
+        },
+        Method::Kprobe {
+            program: "kp_rmqueue_pcplist",
+            ret: Some("krp_rmqueue_pcplist"),
+            targets: &["__rmqueue_pcplist", "rmqueue_bulk"],
+        },
+    ],
+    fields: &[],
+    field_globals: &[],
+    opt_in: None,
+    feeds: "PCP allocation slow-path calls and time per CPU, and its zone",
+};
+
+pub const FREE_PCPPAGES_BULK: ProbeSpec = ProbeSpec {
+    name: "free_pcppages_bulk",
+    methods: &[
+        Method::Fentry {
+            program: "fe_free_pcppages_bulk",
+            exit: None,
+            targets: &["free_pcppages_bulk"],
+        },
+        Method::Kprobe {
+            program: "kp_free_pcppages_bulk",
+            ret: None,
+            targets: &["free_pcppages_bulk"],
+        },
+    ],
+    fields: &[],
+    field_globals: &[],
+    opt_in: None,
+    feeds: "PCP drain calls and pages per CPU, and their zone",
 };
 
 /// Every probe, in attach order.
@@ -153,6 +282,9 @@ pub const CATALOG: &[ProbeSpec] = &[
     CONSUME_SKB,
     KFREE_SKB,
     DEFER_IPI,
+    SKB_DEFER_FREE,
+    RMQUEUE_PCPLIST,
+    FREE_PCPPAGES_BULK,
     PAGE_ALLOC,
     PAGE_FREE,
 ];

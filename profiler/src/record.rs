@@ -68,9 +68,15 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
     if plan.tracefs_mounted_by_us {
         eprintln!("zoneprof: mounted tracefs at /sys/kernel/tracing");
     }
-    let mut attached = attach::load_and_attach(&plan, opts.cpus.as_deref(), &host.cpu_node)
-        .context("attaching probes")?;
-    for p in attached.probes.iter().filter(|p| !p.attached) {
+    let mut attached = attach::load_and_attach(
+        &plan,
+        opts.cpus.as_deref(),
+        &host.cpu_node,
+        &host.online_cpus,
+    )
+    .context("attaching probes")?;
+    let off = |p: &&crate::recording::ProbeStatus| p.attempts.iter().any(|a| a.method == "off");
+    for p in attached.probes.iter().filter(|p| !p.attached && !off(p)) {
         eprintln!(
             "zoneprof: probe {} not attached ({}): {}",
             p.name,

@@ -126,6 +126,16 @@ pub struct CpuPages {
     pub buddy_pages: u64,
     pub drain_events: u64,
     pub drain_pages: u64,
+    /// `__rmqueue_pcplist` (PCP refill slow path) calls and time inside it (kprobe/fentry).
+    #[serde(default)]
+    pub rmqueue_calls: u64,
+    #[serde(default)]
+    pub rmqueue_ns: u64,
+    /// `free_pcppages_bulk` calls and the pages they were asked to free (kprobe/fentry).
+    #[serde(default)]
+    pub bulk_free_calls: u64,
+    #[serde(default)]
+    pub bulk_free_pages: u64,
 }
 
 /// Event counts and every way an event can be lost, summed over CPUs.
@@ -166,6 +176,9 @@ pub struct Counters {
     pub page_track_full: u64,
     #[serde(default)]
     pub page_matrix_full: u64,
+    /// `__rmqueue_pcplist` exits without a matching entry.
+    #[serde(default)]
+    pub rmqueue_unmatched: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -345,6 +345,16 @@ impl Kallsyms {
         self.names.get(name).copied()
     }
 
+    /// `[start, end)` of function `name`: from its address to the next symbol's. Used to find
+    /// a probed function's caller in a captured stack.
+    pub fn symbol_range(&self, name: &str) -> Option<(u64, u64)> {
+        let start = self.address_of(name)?;
+        let idx = self.entries.partition_point(|e| e.addr <= start);
+        let entry = self.entries.get(idx.checked_sub(1)?)?;
+        let next = self.entries.get(idx).map_or(entry.limit, |e| e.addr);
+        Some((start, next.min(entry.limit).max(start + 1)))
+    }
+
     /// Whether kallsyms lists `name` (any type), e.g. to see if a function survived inlining.
     pub fn contains(&self, name: &str) -> bool {
         self.names.contains_key(name)
@@ -372,6 +382,28 @@ impl Kallsyms {
     /// Whether no text symbol was found (never true for a successfully parsed table).
     pub fn is_empty(&self) -> bool {
         self.text_symbols == 0
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    #[test]
+    fn symbol_range_ends_at_the_next_symbol() {
+        let k = Kallsyms::parse(
+            "ffffffff81000000 T a\nffffffff81000040 t b\nffffffff81000100 T c\nffffffff81000200 T _etext\n",
+        )
+        .expect("parse");
+        assert_eq!(
+            k.symbol_range("b"),
+            Some((0xffffffff81000040, 0xffffffff81000100))
+        );
+        assert_eq!(
+            k.symbol_range("c"),
+            Some((0xffffffff81000100, 0xffffffff81000200))
+        );
+        assert_eq!(k.symbol_range("nope"), None);
     }
 }
 
