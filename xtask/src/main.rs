@@ -3,6 +3,8 @@
 mod cmd;
 mod setup;
 mod tasks;
+#[allow(dead_code)] // wired up to the vm-* subcommands in the next commit
+mod vm;
 mod workspace;
 
 use std::ffi::OsString;
