@@ -14,11 +14,13 @@
 //!   local bzImage (SHA256SUMS-checked).
 //! - [`scenarios`] is the data-driven table `vm-test` runs; [`cli`] has the `vm-*` commands.
 
+pub mod cli;
 mod console;
 mod cpio;
 mod initramfs;
 pub mod kernel;
 mod qemu;
+pub mod scenarios;
 
 use std::fs;
 use std::io::Read as _;
