@@ -294,6 +294,82 @@ pub fn boot(dirs: &Dirs, kernel: &Kernel, payload: &Payload, opts: &BootOpts) ->
     })
 }
 
+/// A script's boot and the files it brought back.
+#[derive(Debug)]
+pub struct ScriptRun {
+    pub boot: Boot,
+    /// Collect name -> contents.
+    pub files: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+/// The strict one-call form, e.g. for `vm-compare`: boots `kernel` (a Debian kernel or
+/// [`kernel::bzimage`]) with `files`, runs `script` as one step named `run` (`sh -ex`, at
+/// most `opts.timeout` inside the guest), and returns every `collect` file (name, guest
+/// path). Fails, naming the kernel and the console log, when the script fails or a file
+/// does not come back.
+pub fn run_script(
+    dirs: &Dirs,
+    kernel: &Kernel,
+    script: &str,
+    files: Vec<GuestFile>,
+    modules: &[String],
+    collect: &[(String, String)],
+    opts: &BootOpts,
+) -> Result<ScriptRun> {
+    let payload = Payload {
+        steps: vec![Step {
+            name: "run".into(),
+            script: script.to_owned(),
+            requires: None,
+            timeout_s: opts.timeout.as_secs().clamp(1, u32::MAX as u64) as u32,
+            collect: collect.to_vec(),
+        }],
+        files,
+        modules: modules.to_vec(),
+    };
+    // The boot gets time for booting and sending files on top of the script's limit.
+    let boot_opts = BootOpts {
+        timeout: opts.timeout + Duration::from_secs(120),
+        ..opts.clone()
+    };
+    let boot = boot(dirs, kernel, &payload, &boot_opts)?;
+    let log = boot.console_log.display().to_string();
+    let mut problems = boot.problems();
+    match boot.transcript.step("run").map(|s| &s.end) {
+        Some(StepEnd::Exited { status: 0, .. }) => {}
+        Some(StepEnd::Exited { status, .. }) => {
+            problems.push(format!("the script exited with status {status}"))
+        }
+        Some(StepEnd::Unfinished) => problems.push("the script did not finish".into()),
+        Some(StepEnd::Skipped(why)) => problems.push(format!("the script was skipped: {why}")),
+        None if problems.is_empty() => problems.push("the script never started".into()),
+        None => {}
+    }
+    if let Some(m) = boot.transcript.step("modules")
+        && !matches!(m.end, StepEnd::Exited { status: 0, .. })
+    {
+        problems.push(format!("loading modules {modules:?} failed"));
+    }
+    let mut got = std::collections::BTreeMap::new();
+    for (name, guest) in collect {
+        match boot.file(&format!("run/{name}")) {
+            Some(data) => {
+                got.insert(name.clone(), data.to_vec());
+            }
+            None => problems.push(format!("{name} ({guest}) did not come back")),
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "kernel {}: {} (console log {log}, file channel {})",
+            kernel.label,
+            problems.join("; "),
+            boot.channel_log.display()
+        );
+    }
+    Ok(ScriptRun { boot, files: got })
+}
+
 /// Builds `zoneprof` statically (glibc, `+crt-static`; eBPF object embedded) and returns
 /// its path, after checking it has no ELF interpreter.
 pub fn build_static_zoneprof(ws: &Workspace) -> Result<PathBuf> {

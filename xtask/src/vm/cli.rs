@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 
 use super::scenarios::{self, Backend, GUEST_ZONEPROF, KernelInfo, Run, Scenario};
-use super::{Boot, BootOpts, Dirs, End, GuestFile, Kernel, Payload, Step, StepEnd, kernel};
+use super::{Boot, BootOpts, Dirs, End, GuestFile, Kernel, Payload, StepEnd, kernel};
 use crate::workspace::Workspace;
 
 /// `--kernel all` must stay under this (the project's time budget); exceeded = warned.
@@ -462,7 +462,7 @@ pub struct RunOpts {
     /// HOST[:GUEST] files to add (guest path defaults to /root/<file name>).
     pub files: Vec<String>,
     pub modules: Vec<String>,
-    /// NAME=GUEST_PATH files to bring back.
+    /// NAME=/GUEST_PATH files to bring back.
     pub collect: Vec<String>,
     pub with_zoneprof: bool,
     pub zoneprof: Option<PathBuf>,
@@ -493,66 +493,48 @@ pub fn vm_run(ws: &Workspace, opts: &RunOpts) -> Result<()> {
                 .ok_or_else(|| anyhow!("--collect {c:?}: use NAME=GUEST_PATH"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let payload = Payload {
-        steps: vec![Step {
-            name: "run".into(),
-            script: opts.script.clone(),
-            requires: None,
-            timeout_s: opts.timeout.as_secs().min(u32::MAX as u64) as u32,
-            collect,
-        }],
-        files,
-        modules: opts.modules.clone(),
+    let boot_opts = BootOpts {
+        timeout: opts.timeout,
+        echo: !opts.quiet,
+        tag: "vm-run".into(),
+        ..BootOpts::default()
     };
     let mut failed = Vec::new();
     for sel in &sels {
         let kernel = sel.resolve(&dirs)?;
         println!("==> vm-run: booting {} ({})", kernel.label, kernel.origin);
-        let boot = super::boot(
+        match super::run_script(
             &dirs,
             &kernel,
-            &payload,
-            &BootOpts {
-                timeout: opts.timeout + Duration::from_secs(120),
-                echo: !opts.quiet,
-                tag: "vm-run".into(),
-                ..BootOpts::default()
-            },
-        )?;
-        let dir = save_files(&dirs, &format!("run-{}", kernel.label), &boot)?;
-        let step = boot.transcript.step("run");
-        println!(
-            "==> vm-run: {}: {}; booted after {}; script {}; console log {}{}",
-            kernel.label,
-            boot.end_text,
-            boot.booted_after
-                .map(|d| format!("{:.1} s", d.as_secs_f64()))
-                .unwrap_or_else(|| "never".into()),
-            match step.map(|s| &s.end) {
-                Some(StepEnd::Exited { status, .. }) => format!("exited {status}"),
-                Some(StepEnd::Skipped(w)) => format!("skipped ({w})"),
-                Some(StepEnd::Unfinished) => "did not finish".into(),
-                None => "never started".into(),
-            },
-            boot.console_log.display(),
-            dir.map(|d| format!("; files in {}", d.display()))
-                .unwrap_or_default()
-        );
-        for p in boot.problems() {
-            println!("    problem: {p}");
-        }
-        for (name, _) in &payload.steps[0].collect {
-            match boot.file(&format!("run/{name}")) {
-                Some(data) => println!("    collected {name}: {} bytes", data.len()),
-                None => println!("    not collected: {name}"),
-            }
-        }
-        println!("    file channel log: {}", boot.channel_log.display());
-        if !matches!(
-            step.map(|s| &s.end),
-            Some(StepEnd::Exited { status: 0, .. })
+            &opts.script,
+            files.clone(),
+            &opts.modules,
+            &collect,
+            &boot_opts,
         ) {
-            failed.push(kernel.label.clone());
+            Ok(run) => {
+                let dir = save_files(&dirs, &format!("run-{}", kernel.label), &run.boot)?;
+                println!(
+                    "==> vm-run: {}: script passed; {}; booted after {}; console log {}",
+                    kernel.label,
+                    run.boot.end_text,
+                    run.boot
+                        .booted_after
+                        .map(|d| format!("{:.1} s", d.as_secs_f64()))
+                        .unwrap_or_else(|| "?".into()),
+                    run.boot.console_log.display()
+                );
+                for (name, data) in &run.files {
+                    println!("    collected {name}: {} bytes", data.len());
+                }
+                if let Some(dir) = dir {
+                    println!("    files in {}", dir.display());
+                }
+            }
+            Err(e) => {
+                println!("==> vm-run: {e:#}");
+                failed.push(kernel.label.clone());
+            }
         }
     }
     if !failed.is_empty() {

@@ -211,8 +211,11 @@ impl KernelInfo {
             return format!("{sym} absent");
         }
         let mut s = sym.to_owned();
-        if found != sym {
-            s.push_str(&format!(" (as {found})"));
+        let clones: Vec<&str> = found.split(' ').filter(|f| *f != sym).collect();
+        if !found.split(' ').any(|f| f == sym) {
+            s.push_str(&format!(" (only as {})", clones.join(" ")));
+        } else if !clones.is_empty() {
+            s.push_str(&format!(" (+ {})", clones.join(" ")));
         }
         let ftrace = self
             .values
@@ -473,7 +476,8 @@ mod tests {
                    zpvm.tracefs=yes\nzpvm.kallsyms_lines=140000\nzpvm.ftrace_functions=40339\n\
                    zpvm.tun=yes\nzpvm.sym.__rmqueue_pcplist=__rmqueue_pcplist.isra.0\n\
                    zpvm.ftrace.__rmqueue_pcplist=\nzpvm.sym.consume_skb=consume_skb\n\
-                   zpvm.ftrace.consume_skb=consume_skb\nzpvm.kprobe_blacklisted.consume_skb=consume_skb\n";
+                   zpvm.ftrace.consume_skb=consume_skb\nzpvm.kprobe_blacklisted.consume_skb=consume_skb\n\
+                   zpvm.sym.tun_do_read=tun_do_read tun_do_read.cold\nzpvm.ftrace.tun_do_read=tun_do_read\n";
         let run = Run {
             output: out,
             files: BTreeMap::new(),
@@ -483,9 +487,10 @@ mod tests {
             "Linux 6.12.117: kprobe PMU yes, BTF yes, tracefs yes, 140000 kallsyms lines, \
              40339 ftrace-able functions; "
         ));
-        assert!(summary.contains("__rmqueue_pcplist (as __rmqueue_pcplist.isra.0) notrace, "));
+        assert!(summary.contains("__rmqueue_pcplist (only as __rmqueue_pcplist.isra.0) notrace, "));
         assert!(summary.contains("consume_skb traceable kprobe-blacklisted"));
         assert!(summary.contains("skb_attempt_defer_free absent"));
+        assert!(summary.ends_with("tun_do_read (+ tun_do_read.cold) traceable"));
         let bad = Run {
             output: "zpvm.release=6.1\n",
             files: BTreeMap::new(),
