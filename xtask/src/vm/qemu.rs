@@ -187,6 +187,7 @@ pub fn run(c: &Config) -> Result<Outcome> {
     let mut exit_seen: Option<Instant> = None;
     let mut eofs = 0;
     let mut end = End::Exited;
+    let mut log_error: Option<std::io::Error> = None;
     let deadline = started + c.timeout;
     loop {
         let now = Instant::now();
@@ -206,8 +207,10 @@ pub fn run(c: &Config) -> Result<Outcome> {
         }
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(Event::Line(line)) => {
-                log.write_all(line.as_bytes())
-                    .with_context(|| format!("writing {}", c.console_log.display()))?;
+                // Not fatal here (qemu must still be stopped); reported once it has.
+                if let Err(e) = log.write_all(line.as_bytes()) {
+                    log_error.get_or_insert(e);
+                }
                 if let Some(prefix) = &c.echo {
                     print!("{prefix}{line}");
                     if !line.ends_with('\n') {
@@ -242,6 +245,9 @@ pub fn run(c: &Config) -> Result<Outcome> {
             let _ = log.write_all(l.as_bytes());
             console.push_str(&l);
         }
+    }
+    if let Some(e) = log_error {
+        return Err(anyhow::Error::new(e).context(format!("writing {}", c.console_log.display())));
     }
     let elapsed = started.elapsed();
     let channel = match fs::read(&c.channel_log) {
