@@ -3,11 +3,13 @@
 mod cmd;
 mod setup;
 mod tasks;
+mod vm;
 mod workspace;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -28,7 +30,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Check, and install where missing, the toolchain and tools zoneprof needs
-    /// (nightly + rust-src, LLVM 22 packages, bpf-linker 0.13, iproute2, tracefs).
+    /// (nightly + rust-src, LLVM 22 packages, bpf-linker 0.13, iproute2, tracefs, and
+    /// qemu-system-x86, busybox-static, cpio, xz-utils for the VM tasks).
     Setup {
         /// Only report; exit 1 if anything is missing.
         #[arg(long)]
@@ -49,6 +52,77 @@ enum Task {
         #[arg(short = 'o', long = "out", default_value = "zoneprof-demo")]
         out: PathBuf,
     },
+    /// Boot Debian cloud kernels (and/or local bzImages) under qemu (TCG) and run the
+    /// zoneprof scenarios inside each; print a kernel × scenario pass/fail table.
+    VmTest {
+        #[command(flatten)]
+        kernels: KernelArgs,
+        /// Recording backends to test (default, tracepoint, kprobe, fentry, all); repeatable.
+        /// Scenarios for a backend zoneprof does not offer yet are skipped in the guest.
+        #[arg(long, value_name = "BACKEND", value_parser = parse_backends)]
+        backend: Vec<Vec<vm::scenarios::Backend>>,
+        /// Use this static zoneprof instead of building one.
+        #[arg(long, value_name = "PATH")]
+        zoneprof: Option<PathBuf>,
+        /// Hard limit per boot, seconds (qemu is killed after it).
+        #[arg(long, default_value_t = 400)]
+        timeout: u64,
+        /// Stream each guest console.
+        #[arg(short, long)]
+        verbose: bool,
+        /// Only print the scenario table for the selected backends.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Boot kernels under qemu and run one shell script inside (console streamed).
+    VmRun {
+        #[command(flatten)]
+        kernels: KernelArgs,
+        /// Shell text run with `sh -ex` in the guest's /tmp.
+        #[arg(long)]
+        script: String,
+        /// HOST_PATH[:/GUEST_PATH] to add to the initramfs (default /root/NAME); repeatable.
+        #[arg(long, value_name = "SPEC")]
+        file: Vec<String>,
+        /// Kernel module to load first (packaged kernels); repeatable.
+        #[arg(long)]
+        module: Vec<String>,
+        /// NAME=/GUEST_PATH to bring back into target/vm/results/run-KERNEL/run/; repeatable.
+        #[arg(long, value_name = "SPEC")]
+        collect: Vec<String>,
+        /// Build a static zoneprof and put it at /usr/bin/zoneprof.
+        #[arg(long)]
+        with_zoneprof: bool,
+        /// Put this static zoneprof at /usr/bin/zoneprof.
+        #[arg(long, value_name = "PATH")]
+        zoneprof: Option<PathBuf>,
+        /// Script limit, seconds (the boot gets 120 s more).
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Do not stream the console.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Fetch and cache Debian cloud kernels for the VM tasks (under target/vm/kernels).
+    VmFetch {
+        #[command(flatten)]
+        kernels: KernelArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct KernelArgs {
+    /// Debian cloud kernel series to boot: 6.1, 6.12 or all; repeatable or comma-separated.
+    #[arg(long, value_name = "SERIES")]
+    kernel: Vec<String>,
+    /// A local bzImage to boot (modules must be built in); repeatable. Checked against
+    /// SHA256SUMS in its directory when that lists it.
+    #[arg(long, value_name = "PATH")]
+    bzimage: Vec<PathBuf>,
+}
+
+fn parse_backends(s: &str) -> Result<Vec<vm::scenarios::Backend>, String> {
+    vm::scenarios::Backend::parse(s).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -74,6 +148,58 @@ fn run(task: Task) -> Result<()> {
         Task::Build => tasks::build(&ws),
         Task::Test { cargo_test_args } => tasks::test(&ws, &cargo_test_args),
         Task::Demo { out } => tasks::demo(&ws, &out),
+        Task::VmTest {
+            backend,
+            list: true,
+            ..
+        } => {
+            vm::cli::list_scenarios(&backend.into_iter().flatten().collect::<Vec<_>>());
+            Ok(())
+        }
+        Task::VmTest {
+            kernels,
+            backend,
+            zoneprof,
+            timeout,
+            verbose,
+            list: false,
+        } => vm::cli::vm_test(
+            &ws,
+            &vm::cli::TestOpts {
+                kernels: kernels.kernel,
+                bzimages: kernels.bzimage,
+                backends: backend.into_iter().flatten().collect(),
+                zoneprof,
+                timeout: Duration::from_secs(timeout),
+                verbose,
+            },
+        ),
+        Task::VmRun {
+            kernels,
+            script,
+            file,
+            module,
+            collect,
+            with_zoneprof,
+            zoneprof,
+            timeout,
+            quiet,
+        } => vm::cli::vm_run(
+            &ws,
+            &vm::cli::RunOpts {
+                kernels: kernels.kernel,
+                bzimages: kernels.bzimage,
+                script,
+                files: file,
+                modules: module,
+                collect,
+                with_zoneprof,
+                zoneprof,
+                timeout: Duration::from_secs(timeout),
+                quiet,
+            },
+        ),
+        Task::VmFetch { kernels } => vm::cli::vm_fetch(&ws, &kernels.kernel, &kernels.bzimage),
     }
 }
 

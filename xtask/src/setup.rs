@@ -10,13 +10,19 @@ use anyhow::{Result, bail};
 use crate::cmd::{Cmd, find_in_path};
 use crate::workspace::Workspace;
 
-/// Debian packages: LLVM 22 for building bpf-linker, iproute2 (`ip`) for the tests.
+/// Debian packages: LLVM 22 for building bpf-linker, iproute2 (`ip`) for the tests;
+/// qemu, a static busybox and xz for booting other kernels (`cargo xtask vm-test`), and cpio
+/// to look inside the initramfs it writes (`zcat …cpio.gz | cpio -t`).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
     "iproute2",
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "xz-utils",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
