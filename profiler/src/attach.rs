@@ -491,6 +491,7 @@ fn program_error(e: &ProgramError) -> String {
         .or_else(|| s.strip_suffix(". Verifier output: "))
         .map(str::to_string)
         .unwrap_or(s);
+    let s = s.trim_end_matches('.');
     let errno = match e {
         ProgramError::SyscallError(se) => se.io_error.raw_os_error(),
         ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
@@ -502,7 +503,7 @@ fn program_error(e: &ProgramError) -> String {
             privilege_hint()
         ),
         Some(libc::EBUSY) => format!("{s}: the function is busy or notrace for trampolines"),
-        _ => s,
+        _ => s.to_string(),
     }
 }
 

@@ -129,6 +129,12 @@ pub struct PerCpu {
     pub pcp_drain_pages: u64,
     pub pcp_refill_events: u64,
     pub pcp_drain_events: u64,
+    /// `__rmqueue_pcplist` calls and time inside (kprobe/fentry; 0 when not attached).
+    pub rmqueue_calls: u64,
+    pub rmqueue_ns: u64,
+    /// `free_pcppages_bulk` calls and pages (kprobe/fentry; 0 when not attached).
+    pub pcp_bulk_free_calls: u64,
+    pub pcp_bulk_free_pages: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -243,6 +249,10 @@ pub fn build(rec: &Recording, top: usize) -> Report {
                 pcp_drain_pages: p.map_or(0, |p| p.drain_pages),
                 pcp_refill_events: p.map_or(0, |p| p.refill_events),
                 pcp_drain_events: p.map_or(0, |p| p.drain_events),
+                rmqueue_calls: p.map_or(0, |p| p.rmqueue_calls),
+                rmqueue_ns: p.map_or(0, |p| p.rmqueue_ns),
+                pcp_bulk_free_calls: p.map_or(0, |p| p.bulk_free_calls),
+                pcp_bulk_free_pages: p.map_or(0, |p| p.bulk_free_pages),
             }
         })
         .collect();
@@ -852,6 +862,90 @@ mod tests {
     }
 
     #[test]
+    fn skb_sites_merge_cpus_and_compute_remote_ratio() {
+        use crate::recording::{SkbCell, SkbSite};
+        let mut rec = sample();
+        rec.host.cpu_node = vec![(0, 0), (1, 1)];
+        rec.host.numa_nodes = vec![0, 1];
+        let site = |function: &str, caller: &str, cpu, count, remote| SkbSite {
+            function: function.into(),
+            caller: caller.into(),
+            cpu,
+            count,
+            remote,
+            cross_node: remote,
+        };
+        rec.skb_sites = vec![
+            site("consume_skb", "tun_do_read", 1, 900, 890),
+            site("consume_skb", "tun_do_read", 0, 100, 0),
+            site("kfree_skb", "tcp_data_queue", 1, 5, 0),
+        ];
+        rec.skb_matrix = vec![
+            SkbCell {
+                alloc_cpu: 0,
+                free_cpu: 1,
+                count: 890,
+            },
+            SkbCell {
+                alloc_cpu: 1,
+                free_cpu: 1,
+                count: 15,
+            },
+            SkbCell {
+                alloc_cpu: 0,
+                free_cpu: 0,
+                count: 100,
+            },
+        ];
+        let r = build(&rec, 10);
+        let tun = &r.skb_free_sites[0];
+        assert_eq!(
+            (tun.function.as_str(), tun.caller.as_str()),
+            ("consume_skb", "tun_do_read")
+        );
+        assert_eq!((tun.count, tun.remote), (1000, 890));
+        assert!((tun.remote_ratio - 0.89).abs() < 1e-12);
+        assert_eq!(tun.cpus, vec![(0, 100), (1, 900)]);
+        // Node pairs: CPU 0 is node 0, CPU 1 node 1.
+        let cross: u64 = r
+            .skb_node_matrix
+            .iter()
+            .filter(|c| c.alloc_cpu == 0 && c.free_cpu == 1)
+            .map(|c| c.count)
+            .sum();
+        assert_eq!(cross, 890);
+        let t = to_text(&r, 10);
+        assert!(t.contains("0 -> 1"), "{t}");
+        assert!(t.contains("tun_do_read"), "{t}");
+        assert!(t.contains("89.0 %"), "{t}");
+        // JSON contract keys of issue 3.
+        let v: serde_json::Value = serde_json::from_str(&to_json(&r)).expect("json");
+        for k in ["alloc_cpu", "free_cpu", "count"] {
+            assert!(v["skb_matrix"][0][k].is_u64(), "skb_matrix[].{k}");
+        }
+        for k in ["function", "caller", "count", "remote"] {
+            assert!(
+                v["skb_free_sites"][0].get(k).is_some(),
+                "skb_free_sites[].{k}"
+            );
+        }
+        assert!(v["page_matrix"].is_array());
+    }
+
+    #[test]
+    fn defer_without_its_probe_is_not_observable_never_zero() {
+        let mut rec = sample();
+        rec.skb_defer = vec![crate::recording::SkbDefer {
+            cpu: 0,
+            flushed: 40,
+            ..Default::default()
+        }];
+        let t = to_text(&build(&rec, 5), 5);
+        assert!(t.contains("n/a"), "{t}");
+        assert!(t.contains("skb_attempt_defer_free"), "{t}");
+    }
+
+    #[test]
     fn text_report_names_sides_and_losses() {
         let mut rec = sample();
         rec.counters.stack_collisions = 3;
@@ -866,9 +960,13 @@ mod tests {
 
 fn write_skb_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     let total: u64 = r.skb_free_sites.iter().map(|x| x.count).sum();
-    if total == 0 {
-        return Ok(());
+    if total > 0 {
+        write_skb_frees_text(s, r, top, total)?;
     }
+    write_defer_text(s, r)
+}
+
+fn write_skb_frees_text(s: &mut String, r: &Report, top: usize, total: u64) -> std::fmt::Result {
     let remote: u64 = r.skb_free_sites.iter().map(|x| x.remote).sum();
     let cross: u64 = r.skb_free_sites.iter().map(|x| x.cross_node).sum();
     writeln!(
@@ -950,6 +1048,10 @@ fn write_skb_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
             )?;
         }
     }
+    Ok(())
+}
+
+fn write_defer_text(s: &mut String, r: &Report) -> std::fmt::Result {
     let defer_probe = r
         .probes
         .iter()
