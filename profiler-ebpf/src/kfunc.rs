@@ -47,6 +47,7 @@ pub fn caller_of<C: EbpfContext>(ctx: &C, slot: u32) -> u64 {
 /// `skb_attempt_defer_free(skb)` entry: the outcome is decided by where the skb was
 /// allocated, as the kernel decides it (same CPU, offline or out of range, or deferral
 /// disabled: freed at once; else queued to the allocating CPU's list).
+#[inline(always)]
 pub fn on_defer_free(skb: u64, caller: u64) {
     // SAFETY: helper with no preconditions.
     let cpu = unsafe { bpf_get_smp_processor_id() };
@@ -84,6 +85,7 @@ pub fn on_defer_free(skb: u64, caller: u64) {
 }
 
 /// `__rmqueue_pcplist(zone, ...)` entry: time the PCP refill slow path, learn the zone.
+#[inline(always)]
 pub fn on_rmqueue_entry(zone: u64) {
     // SAFETY: helpers with no preconditions.
     let (cpu, now) = unsafe { (bpf_get_smp_processor_id(), bpf_ktime_get_ns()) };
@@ -105,6 +107,7 @@ pub fn on_rmqueue_entry(zone: u64) {
     }
 }
 
+#[inline(always)]
 pub fn on_rmqueue_exit() {
     // SAFETY: helpers with no preconditions.
     let (cpu, now) = unsafe { (bpf_get_smp_processor_id(), bpf_ktime_get_ns()) };
@@ -128,6 +131,7 @@ pub fn on_rmqueue_exit() {
 }
 
 /// `free_pcppages_bulk(zone, count, pcp, pindex)` entry: a PCP drain of `count` pages.
+#[inline(always)]
 pub fn on_free_bulk(zone: u64, count: i32) {
     // SAFETY: helper with no preconditions.
     let cpu = unsafe { bpf_get_smp_processor_id() };

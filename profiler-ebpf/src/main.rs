@@ -113,6 +113,24 @@ pub fn page_free(ctx: TracePointContext) -> u32 {
 // kprobe and fentry forms. The attach target (and its fallbacks) is chosen in userspace;
 // fentry programs are bound to their target at load time.
 
+/// fentry argument `n` as a plain number. The verifier types fentry pointer arguments from
+/// BTF and forbids the arithmetic zoneprof does on them (zone checks), so read the raw
+/// value through the helper, which yields a scalar.
+#[inline(always)]
+fn fentry_arg(ctx: &FEntryContext, n: usize) -> u64 {
+    use aya_ebpf::EbpfContext;
+    let p = ctx.as_ptr().cast::<u64>().wrapping_add(n);
+    // SAFETY: the helper validates the address; ctx holds the traced function's arguments.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(p) }.unwrap_or(0)
+}
+
+/// The kfree_skb target's SKB argument: index 1 for `sk_skb_reason_drop(sk, skb, ...)`,
+/// else 0. Both are read at constant offsets (the verifier rejects a variable ctx offset).
+#[inline(always)]
+fn pick_arg(idx: u32, a0: u64, a1: u64) -> u64 {
+    if idx == 1 { a1 } else { a0 }
+}
+
 #[kprobe]
 pub fn kp_consume_skb(ctx: ProbeContext) -> u32 {
     if let Some(skb) = ctx.arg::<u64>(0) {
@@ -124,7 +142,7 @@ pub fn kp_consume_skb(ctx: ProbeContext) -> u32 {
 
 #[fentry]
 pub fn fe_consume_skb(ctx: FEntryContext) -> u32 {
-    let skb: u64 = ctx.arg(0);
+    let skb = fentry_arg(&ctx, 0);
     let caller = kfunc::caller_of(&ctx, func_slot::CONSUME_SKB);
     skb::on_free(skb, skb_func::CONSUME_SKB, caller);
     0
@@ -132,7 +150,9 @@ pub fn fe_consume_skb(ctx: FEntryContext) -> u32 {
 
 #[kprobe]
 pub fn kp_kfree_skb(ctx: ProbeContext) -> u32 {
-    if let Some(skb) = ctx.arg::<u64>(config::get(&config::KP_KFREE_ARG) as usize) {
+    let (a0, a1) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1));
+    if let (Some(a0), Some(a1)) = (a0, a1) {
+        let skb = pick_arg(config::get(&config::KP_KFREE_ARG), a0, a1);
         let caller = kfunc::caller_of(&ctx, func_slot::KFREE_SKB);
         skb::on_free(skb, skb_func::KFREE_SKB, caller);
     }
@@ -141,7 +161,11 @@ pub fn kp_kfree_skb(ctx: ProbeContext) -> u32 {
 
 #[fentry]
 pub fn fe_kfree_skb(ctx: FEntryContext) -> u32 {
-    let skb: u64 = ctx.arg(config::get(&config::FE_KFREE_ARG) as usize);
+    let skb = pick_arg(
+        config::get(&config::FE_KFREE_ARG),
+        fentry_arg(&ctx, 0),
+        fentry_arg(&ctx, 1),
+    );
     let caller = kfunc::caller_of(&ctx, func_slot::KFREE_SKB);
     skb::on_free(skb, skb_func::KFREE_SKB, caller);
     0
@@ -157,7 +181,7 @@ pub fn kp_defer_free(ctx: ProbeContext) -> u32 {
 
 #[fentry]
 pub fn fe_defer_free(ctx: FEntryContext) -> u32 {
-    let skb: u64 = ctx.arg(0);
+    let skb = fentry_arg(&ctx, 0);
     kfunc::on_defer_free(skb, kfunc::caller_of(&ctx, func_slot::DEFER_FREE));
     0
 }
@@ -178,8 +202,7 @@ pub fn krp_rmqueue_pcplist(_ctx: RetProbeContext) -> u32 {
 
 #[fentry]
 pub fn fe_rmqueue_pcplist(ctx: FEntryContext) -> u32 {
-    let zone: u64 = ctx.arg(0);
-    kfunc::on_rmqueue_entry(zone);
+    kfunc::on_rmqueue_entry(fentry_arg(&ctx, 0));
     0
 }
 
@@ -199,9 +222,7 @@ pub fn kp_free_pcppages_bulk(ctx: ProbeContext) -> u32 {
 
 #[fentry]
 pub fn fe_free_pcppages_bulk(ctx: FEntryContext) -> u32 {
-    let zone: u64 = ctx.arg(0);
-    let count: i32 = ctx.arg(1);
-    kfunc::on_free_bulk(zone, count);
+    kfunc::on_free_bulk(fentry_arg(&ctx, 0), fentry_arg(&ctx, 1) as i32);
     0
 }
 
