@@ -9,6 +9,7 @@
 //! - `classify`: which lock a contention stack waits on, and on which side (alloc/free)
 //! - `recording`: the on-disk recording format
 //! - `report`: text and JSON reports
+//! - `flamegraph`: folded stacks and SVG flamegraphs of a recording
 //! - `host`: host facts (topology, sysctls, PCP settings)
 //! - `workload`: built-in reproducers
 pub mod aggregate;
@@ -17,6 +18,7 @@ pub mod attach;
 pub mod btf;
 pub mod classify;
 pub mod cpulist;
+pub mod flamegraph;
 pub mod host;
 pub mod probes;
 pub mod record;

@@ -38,6 +38,8 @@ enum Cmd {
     },
     /// Record the built-in cross-CPU reproducer and print its report.
     Demo(DemoArgs),
+    /// Flamegraph (SVG, or folded stacks) of a recording's lock waits, SKB frees or PCP pages.
+    Flamegraph(FlamegraphArgs),
 }
 
 #[derive(Args)]
@@ -157,6 +159,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Report(a) => cmd_report(a),
         Cmd::Workload { w } => cmd_workload(w),
         Cmd::Demo(a) => cmd_demo(a),
+        Cmd::Flamegraph(a) => cmd_flamegraph(a),
     }
 }
 
@@ -282,5 +285,55 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
         path.display(),
         json.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- flamegraph / compare / html wiring (thin: the work is in the library modules) ----
+
+#[derive(Args)]
+struct FlamegraphArgs {
+    /// Recording written by `zoneprof record`.
+    file: PathBuf,
+    /// Output file. Default: <recording stem>.<view>.svg beside the recording; with
+    /// --folded, stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "zone-wait")]
+    view: zoneprof::flamegraph::View,
+    /// Only these CPUs, e.g. "0-3,8".
+    #[arg(long, value_parser = parse_cpus)]
+    cpu: Option<Cpus>,
+    /// One root frame per CPU (`cpuN`).
+    #[arg(long)]
+    per_cpu: bool,
+    /// Write folded stacks (`frame;frame;... count`, root first) instead of SVG.
+    #[arg(long)]
+    folded: bool,
+}
+
+fn cmd_flamegraph(a: FlamegraphArgs) -> Result<ExitCode> {
+    use zoneprof::flamegraph as fg;
+    let rec = Recording::read(&a.file)?;
+    let opts = fg::FoldOptions {
+        per_cpu: a.per_cpu,
+        cpus: a.cpu.map(|c| c.0),
+    };
+    let source = a.file.display().to_string();
+    let flame = fg::build(&rec, a.view, &opts, &source)?;
+    let bytes = if a.folded {
+        let text = flame.folded.to_text();
+        if a.output.is_none() {
+            print!("{text}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        text.into_bytes()
+    } else {
+        fg::render_svg(&flame.folded, a.view, &flame.title, &flame.subtitle)?
+    };
+    let path = a
+        .output
+        .unwrap_or_else(|| fg::default_output(&a.file, a.view));
+    fg::write_atomic(&path, &bytes)?;
+    eprintln!("zoneprof: wrote {} ({})", path.display(), flame.title);
     Ok(ExitCode::SUCCESS)
 }
