@@ -10,6 +10,7 @@
 //! - `recording`: the on-disk recording format
 //! - `report`: text and JSON reports
 //! - `flamegraph`: folded stacks and SVG flamegraphs of a recording
+//! - `compare`: two recordings side by side, verdict, differential flamegraphs
 //! - `host`: host facts (topology, sysctls, PCP settings)
 //! - `workload`: built-in reproducers
 pub mod aggregate;
@@ -17,6 +18,7 @@ pub mod analysis;
 pub mod attach;
 pub mod btf;
 pub mod classify;
+pub mod compare;
 pub mod cpulist;
 pub mod flamegraph;
 pub mod host;

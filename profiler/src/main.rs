@@ -40,6 +40,9 @@ enum Cmd {
     Demo(DemoArgs),
     /// Flamegraph (SVG, or folded stacks) of a recording's lock waits, SKB frees or PCP pages.
     Flamegraph(FlamegraphArgs),
+    /// Compare two recordings (before/after a fix): every headline per second, a verdict,
+    /// differential flamegraphs.
+    Compare(CompareArgs),
 }
 
 #[derive(Args)]
@@ -160,6 +163,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Workload { w } => cmd_workload(w),
         Cmd::Demo(a) => cmd_demo(a),
         Cmd::Flamegraph(a) => cmd_flamegraph(a),
+        Cmd::Compare(a) => cmd_compare(a),
     }
 }
 
@@ -335,5 +339,70 @@ fn cmd_flamegraph(a: FlamegraphArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| fg::default_output(&a.file, a.view));
     fg::write_atomic(&path, &bytes)?;
     eprintln!("zoneprof: wrote {} ({})", path.display(), flame.title);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompareFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Recording before the change.
+    before: PathBuf,
+    /// Recording after the change.
+    after: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    format: CompareFormat,
+    /// Report file; or a directory (existing, or ending in '/') that receives
+    /// compare.<txt|json> and the differential flamegraphs. Default: stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Write differential flamegraphs (before->after and the negated after->before) to DIR.
+    #[arg(long, value_name = "DIR")]
+    flamegraphs: Option<PathBuf>,
+    /// Rows in the grew/shrank stack lists.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+}
+
+fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
+    use zoneprof::compare;
+    let before = Recording::read(&a.before)?;
+    let after = Recording::read(&a.after)?;
+    let mut c = compare::compare(
+        &before,
+        &after,
+        &a.before.display().to_string(),
+        &a.after.display().to_string(),
+        a.top,
+    );
+    for w in &c.warnings {
+        eprintln!("zoneprof: warning: {w}");
+    }
+    let ext = match a.format {
+        CompareFormat::Text => "txt",
+        CompareFormat::Json => "json",
+    };
+    let plan = compare::OutputPlan::new(a.output.as_deref(), ext);
+    if let Some(d) = &plan.dir {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    if let Some(dir) = a.flamegraphs.as_deref().or(plan.dir.as_deref()) {
+        c.flamegraphs = compare::write_flamegraphs(&before, &after, dir)?;
+    }
+    let doc = match a.format {
+        CompareFormat::Text => compare::to_text(&c),
+        CompareFormat::Json => compare::to_json(&c) + "\n",
+    };
+    match &plan.report {
+        Some(p) => {
+            zoneprof::flamegraph::write_atomic(p, doc.as_bytes())?;
+            eprintln!("zoneprof: wrote {}", p.display());
+        }
+        None => print!("{doc}"),
+    }
     Ok(ExitCode::SUCCESS)
 }
