@@ -717,7 +717,8 @@ fn verdict(c: &Comparison) -> Vec<String> {
             .iter()
             .filter(|m| m.name.ends_with(&format!(".{suffix}")))
             .filter_map(|m| Some((cpu_of_metric(&m.name)?, m.before?, m.after?)))
-            .max_by(|x, y| x.1.total_cmp(&y.1));
+            // Ties go to the lowest CPU.
+            .max_by(|x, y| x.1.total_cmp(&y.1).then(y.0.cmp(&x.0)));
         if let Some((cpu, b, a)) = busiest
             && let Some(mv) = movement(Unit::PagesPerS, b, a)
         {

@@ -11,6 +11,7 @@
 //! - `report`: text and JSON reports
 //! - `flamegraph`: folded stacks and SVG flamegraphs of a recording
 //! - `compare`: two recordings side by side, verdict, differential flamegraphs
+//! - `html`: self-contained HTML for report and compare
 //! - `host`: host facts (topology, sysctls, PCP settings)
 //! - `workload`: built-in reproducers
 pub mod aggregate;
@@ -22,6 +23,7 @@ pub mod compare;
 pub mod cpulist;
 pub mod flamegraph;
 pub mod host;
+pub mod html;
 pub mod probes;
 pub mod record;
 pub mod recording;

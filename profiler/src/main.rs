@@ -68,6 +68,8 @@ struct RecordArgs {
 enum ReportFormat {
     Text,
     Json,
+    /// One self-contained HTML file (needs no network).
+    Html,
 }
 
 #[derive(Args)]
@@ -79,6 +81,9 @@ struct ReportArgs {
     /// Rows in the top-stacks and top-locks tables.
     #[arg(long, default_value_t = 10)]
     top: usize,
+    /// Output file. Default: stdout; for html, <recording stem>.html beside the recording.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -200,11 +205,18 @@ fn print_record_summary(path: &std::path::Path, out: &record::RecordOutcome) {
 
 fn cmd_report(a: ReportArgs) -> Result<ExitCode> {
     let rec = Recording::read(&a.file)?;
-    let r = report::build(&rec, a.top);
-    match a.format {
-        ReportFormat::Text => print!("{}", report::to_text(&r, a.top)),
-        ReportFormat::Json => println!("{}", report::to_json(&r)),
-    }
+    let doc = match a.format {
+        ReportFormat::Text => report::to_text(&report::build(&rec, a.top), a.top),
+        ReportFormat::Json => report::to_json(&report::build(&rec, a.top)) + "\n",
+        ReportFormat::Html => {
+            zoneprof::html::report_html(&rec, a.top, &a.file.display().to_string())?
+        }
+    };
+    let output = match a.format {
+        ReportFormat::Html => Some(a.output.unwrap_or_else(|| a.file.with_extension("html"))),
+        _ => a.output,
+    };
+    write_doc(output.as_deref(), &doc)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -346,6 +358,8 @@ fn cmd_flamegraph(a: FlamegraphArgs) -> Result<ExitCode> {
 enum CompareFormat {
     Text,
     Json,
+    /// One self-contained HTML file (default <before>-vs-<after>.html).
+    Html,
 }
 
 #[derive(Args)]
@@ -385,6 +399,7 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     let ext = match a.format {
         CompareFormat::Text => "txt",
         CompareFormat::Json => "json",
+        CompareFormat::Html => "html",
     };
     let plan = compare::OutputPlan::new(a.output.as_deref(), ext);
     if let Some(d) = &plan.dir {
@@ -396,13 +411,33 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     let doc = match a.format {
         CompareFormat::Text => compare::to_text(&c),
         CompareFormat::Json => compare::to_json(&c) + "\n",
+        CompareFormat::Html => zoneprof::html::compare_html(&c, &before, &after)?,
     };
-    match &plan.report {
+    let report = match (a.format, plan.report) {
+        (CompareFormat::Html, None) => Some(PathBuf::from(format!(
+            "{}-vs-{}.html",
+            stem(&a.before),
+            stem(&a.after)
+        ))),
+        (_, r) => r,
+    };
+    write_doc(report.as_deref(), &doc)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stem(p: &std::path::Path) -> String {
+    p.file_stem()
+        .map_or_else(|| "zoneprof".into(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Writes a report to `path` (atomically), or to stdout when None.
+fn write_doc(path: Option<&std::path::Path>, doc: &str) -> Result<()> {
+    match path {
         Some(p) => {
             zoneprof::flamegraph::write_atomic(p, doc.as_bytes())?;
             eprintln!("zoneprof: wrote {}", p.display());
         }
         None => print!("{doc}"),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
