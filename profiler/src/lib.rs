@@ -9,6 +9,9 @@
 //! - `classify`: which lock a contention stack waits on, and on which side (alloc/free)
 //! - `recording`: the on-disk recording format
 //! - `report`: text and JSON reports
+//! - `flamegraph`: folded stacks and SVG flamegraphs of a recording
+//! - `compare`: two recordings side by side, verdict, differential flamegraphs
+//! - `html`: self-contained HTML for report and compare
 //! - `host`: host facts (topology, sysctls, PCP settings)
 //! - `workload`: built-in reproducers
 pub mod aggregate;
@@ -16,8 +19,11 @@ pub mod analysis;
 pub mod attach;
 pub mod btf;
 pub mod classify;
+pub mod compare;
 pub mod cpulist;
+pub mod flamegraph;
 pub mod host;
+pub mod html;
 pub mod probes;
 pub mod record;
 pub mod recording;

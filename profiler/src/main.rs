@@ -38,6 +38,11 @@ enum Cmd {
     },
     /// Record the built-in cross-CPU reproducer and print its report.
     Demo(DemoArgs),
+    /// Flamegraph (SVG, or folded stacks) of a recording's lock waits, SKB frees or PCP pages.
+    Flamegraph(FlamegraphArgs),
+    /// Compare two recordings (before/after a fix): every headline per second, a verdict,
+    /// differential flamegraphs.
+    Compare(CompareArgs),
 }
 
 #[derive(Args)]
@@ -93,6 +98,8 @@ impl From<BackendArg> for zoneprof::probes::Backend {
 enum ReportFormat {
     Text,
     Json,
+    /// One self-contained HTML file (needs no network).
+    Html,
 }
 
 #[derive(Args)]
@@ -104,6 +111,9 @@ struct ReportArgs {
     /// Rows in the top-stacks and top-locks tables.
     #[arg(long, default_value_t = 10)]
     top: usize,
+    /// Output file. Default: stdout; for html, <recording stem>.html beside the recording.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -187,6 +197,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Report(a) => cmd_report(a),
         Cmd::Workload { w } => cmd_workload(w),
         Cmd::Demo(a) => cmd_demo(a),
+        Cmd::Flamegraph(a) => cmd_flamegraph(a),
+        Cmd::Compare(a) => cmd_compare(a),
     }
 }
 
@@ -228,11 +240,18 @@ fn print_record_summary(path: &std::path::Path, out: &record::RecordOutcome) {
 
 fn cmd_report(a: ReportArgs) -> Result<ExitCode> {
     let rec = Recording::read(&a.file)?;
-    let r = report::build(&rec, a.top);
-    match a.format {
-        ReportFormat::Text => print!("{}", report::to_text(&r, a.top)),
-        ReportFormat::Json => println!("{}", report::to_json(&r)),
-    }
+    let doc = match a.format {
+        ReportFormat::Text => report::to_text(&report::build(&rec, a.top), a.top),
+        ReportFormat::Json => report::to_json(&report::build(&rec, a.top)) + "\n",
+        ReportFormat::Html => {
+            zoneprof::html::report_html(&rec, a.top, &a.file.display().to_string())?
+        }
+    };
+    let output = match a.format {
+        ReportFormat::Html => Some(a.output.unwrap_or_else(|| a.file.with_extension("html"))),
+        _ => a.output,
+    };
+    write_doc(output.as_deref(), &doc)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -319,4 +338,142 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
         json.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+// ---- flamegraph / compare / html wiring (thin: the work is in the library modules) ----
+
+#[derive(Args)]
+struct FlamegraphArgs {
+    /// Recording written by `zoneprof record`.
+    file: PathBuf,
+    /// Output file. Default: <recording stem>.<view>.svg beside the recording; with
+    /// --folded, stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "zone-wait")]
+    view: zoneprof::flamegraph::View,
+    /// Only these CPUs, e.g. "0-3,8".
+    #[arg(long, value_parser = parse_cpus)]
+    cpu: Option<Cpus>,
+    /// One root frame per CPU (`cpuN`).
+    #[arg(long)]
+    per_cpu: bool,
+    /// Write folded stacks (`frame;frame;... count`, root first) instead of SVG.
+    #[arg(long)]
+    folded: bool,
+}
+
+fn cmd_flamegraph(a: FlamegraphArgs) -> Result<ExitCode> {
+    use zoneprof::flamegraph as fg;
+    let rec = Recording::read(&a.file)?;
+    let opts = fg::FoldOptions {
+        per_cpu: a.per_cpu,
+        cpus: a.cpu.map(|c| c.0),
+    };
+    let source = a.file.display().to_string();
+    let flame = fg::build(&rec, a.view, &opts, &source)?;
+    let bytes = if a.folded {
+        let text = flame.folded.to_text();
+        if a.output.is_none() {
+            print!("{text}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        text.into_bytes()
+    } else {
+        fg::render_svg(&flame.folded, a.view, &flame.title, &flame.subtitle)?
+    };
+    let path = a
+        .output
+        .unwrap_or_else(|| fg::default_output(&a.file, a.view));
+    fg::write_atomic(&path, &bytes)?;
+    eprintln!("zoneprof: wrote {} ({})", path.display(), flame.title);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompareFormat {
+    Text,
+    Json,
+    /// One self-contained HTML file (default <before>-vs-<after>.html).
+    Html,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Recording before the change.
+    before: PathBuf,
+    /// Recording after the change.
+    after: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    format: CompareFormat,
+    /// Report file; or a directory (existing, or ending in '/') that receives
+    /// compare.<txt|json> and the differential flamegraphs. Default: stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Write differential flamegraphs (before->after and the negated after->before) to DIR.
+    #[arg(long, value_name = "DIR")]
+    flamegraphs: Option<PathBuf>,
+    /// Rows in the grew/shrank stack lists.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+}
+
+fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
+    use zoneprof::compare;
+    let before = Recording::read(&a.before)?;
+    let after = Recording::read(&a.after)?;
+    let mut c = compare::compare(
+        &before,
+        &after,
+        &a.before.display().to_string(),
+        &a.after.display().to_string(),
+        a.top,
+    );
+    for w in &c.warnings {
+        eprintln!("zoneprof: warning: {w}");
+    }
+    let ext = match a.format {
+        CompareFormat::Text => "txt",
+        CompareFormat::Json => "json",
+        CompareFormat::Html => "html",
+    };
+    let plan = compare::OutputPlan::new(a.output.as_deref(), ext);
+    if let Some(d) = &plan.dir {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    if let Some(dir) = a.flamegraphs.as_deref().or(plan.dir.as_deref()) {
+        c.flamegraphs = compare::write_flamegraphs(&before, &after, dir)?;
+    }
+    let doc = match a.format {
+        CompareFormat::Text => compare::to_text(&c),
+        CompareFormat::Json => compare::to_json(&c) + "\n",
+        CompareFormat::Html => zoneprof::html::compare_html(&c, &before, &after)?,
+    };
+    let report = match (a.format, plan.report) {
+        (CompareFormat::Html, None) => Some(PathBuf::from(format!(
+            "{}-vs-{}.html",
+            stem(&a.before),
+            stem(&a.after)
+        ))),
+        (_, r) => r,
+    };
+    write_doc(report.as_deref(), &doc)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stem(p: &std::path::Path) -> String {
+    p.file_stem()
+        .map_or_else(|| "zoneprof".into(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Writes a report to `path` (atomically), or to stdout when None.
+fn write_doc(path: Option<&std::path::Path>, doc: &str) -> Result<()> {
+    match path {
+        Some(p) => {
+            zoneprof::flamegraph::write_atomic(p, doc.as_bytes())?;
+            eprintln!("zoneprof: wrote {}", p.display());
+        }
+        None => print!("{doc}"),
+    }
+    Ok(())
 }

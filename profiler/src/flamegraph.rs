@@ -1,0 +1,742 @@
+//! Flamegraphs of a recording: folded stacks (root first, `frame;frame;… count`, the format
+//! flamegraph.pl, inferno and speedscope read) and SVG rendered by `inferno`.
+//!
+//! Every view starts from one list of [`WeightedStack`]s, which can be built from a
+//! [`Recording`] or from folded fixture lines, so tests check exactly what users get.
+//!
+//! Views: lock waits weighted in nanoseconds (`zone-wait`, `zone-alloc`, `zone-free`,
+//! `locks`), SKB frees by site (`skb-free`), PCP page traffic (`pages`).
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+};
+
+use inferno::flamegraph::{self, color::BasicPalette, color::Palette};
+
+use crate::{
+    analysis,
+    classify::{self, LockClass, Side},
+    cpulist::format_cpu_list,
+    recording::Recording,
+    units::{fmt_count, fmt_ns},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlameError {
+    /// The view has nothing to draw; the message says what is missing and why.
+    #[error("{0}")]
+    NoData(String),
+    #[error("line {line} of {source_name}: {detail}")]
+    BadFolded {
+        source_name: String,
+        line: usize,
+        detail: String,
+    },
+    #[error("rendering the flamegraph: {0}")]
+    Render(std::io::Error),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What a flamegraph shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum View {
+    /// Every zone->lock wait (alloc, free and other takers), in ns waited.
+    ZoneWait,
+    /// zone->lock wait on the allocation side (PCP refill, buddy allocation).
+    ZoneAlloc,
+    /// zone->lock wait on the free side (PCP drain, buddy free), split by trigger.
+    ZoneFree,
+    /// Every contended lock, in ns waited.
+    Locks,
+    /// SKB frees by free function and caller, split local/remote.
+    SkbFree,
+    /// PCP refill/drain pages per CPU, and sampled page flows when present.
+    Pages,
+}
+
+impl View {
+    pub fn name(self) -> &'static str {
+        match self {
+            View::ZoneWait => "zone-wait",
+            View::ZoneAlloc => "zone-alloc",
+            View::ZoneFree => "zone-free",
+            View::Locks => "locks",
+            View::SkbFree => "skb-free",
+            View::Pages => "pages",
+        }
+    }
+
+    /// Title prefix.
+    pub fn describe(self) -> &'static str {
+        match self {
+            View::ZoneWait => "zone->lock wait",
+            View::ZoneAlloc => "zone->lock wait, allocation side",
+            View::ZoneFree => "zone->lock wait, free side",
+            View::Locks => "contended-lock wait",
+            View::SkbFree => "SKB frees by site",
+            View::Pages => "PCP page traffic",
+        }
+    }
+
+    /// What a stack's count measures (inferno's hover text unit).
+    pub fn count_name(self) -> &'static str {
+        match self {
+            View::SkbFree => "frees",
+            View::Pages => "pages",
+            _ => "ns",
+        }
+    }
+
+    /// Whether a lock wait of `class` belongs in this view.
+    pub fn accepts(self, class: &LockClass) -> bool {
+        match self {
+            View::ZoneWait => class.is_zone(),
+            View::ZoneAlloc => class.side() == Some(Side::Alloc),
+            View::ZoneFree => class.side() == Some(Side::Free),
+            View::Locks => true,
+            View::SkbFree | View::Pages => false,
+        }
+    }
+
+    /// A human total in this view's unit.
+    pub fn fmt_total(self, v: u64) -> String {
+        match self {
+            View::SkbFree => format!("{} SKB frees", fmt_count(v)),
+            View::Pages => format!("{} pages", fmt_count(v)),
+            _ => format!("{} waited", fmt_ns(v)),
+        }
+    }
+}
+
+/// One stack with its weight: the common input of every view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightedStack {
+    pub cpu: Option<u32>,
+    /// Leaf first, as recordings store stacks (for lock waits: the slowpath first).
+    pub frames_leaf_first: Vec<String>,
+    /// The lock waited on (lock views); None for SKB and page stacks.
+    pub class: Option<LockClass>,
+    /// ns waited, SKB frees, or pages.
+    pub value: u64,
+}
+
+/// Lock waits of a recording, classified (stack classifier plus the kernel's zone-address
+/// proof, as the report does).
+pub fn lock_stacks(rec: &Recording) -> Vec<WeightedStack> {
+    analysis::classify_waits(rec)
+        .into_iter()
+        .filter(|cw| cw.wait.total_ns > 0)
+        .map(|cw| WeightedStack {
+            cpu: Some(cw.wait.cpu),
+            frames_leaf_first: match cw.wait.stack {
+                Some(s) => rec.stack_frames(s).into_iter().map(String::from).collect(),
+                None => vec!["[stack unavailable]".to_string()],
+            },
+            class: Some(cw.class),
+            value: cw.wait.total_ns,
+        })
+        .collect()
+}
+
+/// Lock waits from folded lines (`cpuN;root;…;leaf NS`, the contention fixtures' format),
+/// classified by stack alone. Blank lines and `#` comments are skipped.
+pub fn lock_stacks_from_folded(
+    text: &str,
+    source_name: &str,
+) -> Result<Vec<WeightedStack>, FlameError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let f = classify::parse_folded_line(trimmed).map_err(|e| FlameError::BadFolded {
+            source_name: source_name.to_string(),
+            line: i + 1,
+            detail: e.to_string(),
+        })?;
+        let leaf_first: Vec<String> = f.frames_root_first.iter().rev().cloned().collect();
+        let refs: Vec<&str> = leaf_first.iter().map(String::as_str).collect();
+        let class = classify::classify(&refs).class;
+        out.push(WeightedStack {
+            cpu: f.cpu,
+            frames_leaf_first: leaf_first,
+            class: Some(class),
+            value: f.value,
+        });
+    }
+    Ok(out)
+}
+
+/// Leaf labels splitting a site's frees by where the SKB was allocated.
+pub const SKB_LOCAL: &str = "[freed on its alloc CPU]";
+pub const SKB_REMOTE: &str = "[freed on another CPU, same node]";
+pub const SKB_CROSS_NODE: &str = "[freed on another NUMA node]";
+
+/// SKB frees from `skb_sites`: `caller;function;[local|remote|cross-node]` per CPU.
+pub fn skb_free_stacks(rec: &Recording) -> Vec<WeightedStack> {
+    let mut out = Vec::new();
+    for s in &rec.skb_sites {
+        // remote ⊇ cross_node; clamp so a bad table cannot underflow.
+        let remote = s.remote.min(s.count);
+        let cross = s.cross_node.min(remote);
+        for (label, v) in [
+            (SKB_LOCAL, s.count - remote),
+            (SKB_REMOTE, remote - cross),
+            (SKB_CROSS_NODE, cross),
+        ] {
+            if v > 0 {
+                out.push(WeightedStack {
+                    cpu: Some(s.cpu),
+                    frames_leaf_first: vec![
+                        label.to_string(),
+                        s.function.clone(),
+                        s.caller.clone(),
+                    ],
+                    class: None,
+                    value: v,
+                });
+            }
+        }
+    }
+    out
+}
+
+pub const PCP_REFILL: &str = "[PCP refill: buddy -> PCP list]";
+pub const PCP_DRAIN: &str = "[PCP drain: PCP list -> buddy]";
+pub const PAGE_FLOWS: &str = "[page flows: alloc CPU -> free CPU, sampled estimate]";
+
+/// PCP refill/drain pages per CPU (`[PCP refill];cpuN`), and page-matrix flows
+/// (`[page flows];alloc cpuA;freed on cpuB`) when page tracking ran.
+pub fn page_stacks(rec: &Recording) -> Vec<WeightedStack> {
+    let mut out = Vec::new();
+    for p in &rec.pcp {
+        for (label, v) in [(PCP_REFILL, p.refill_pages), (PCP_DRAIN, p.drain_pages)] {
+            if v > 0 {
+                out.push(WeightedStack {
+                    cpu: Some(p.cpu),
+                    frames_leaf_first: vec![format!("cpu{}", p.cpu), label.to_string()],
+                    class: None,
+                    value: v,
+                });
+            }
+        }
+    }
+    for c in rec.page_matrix.iter().filter(|c| c.pages > 0) {
+        out.push(WeightedStack {
+            cpu: Some(c.alloc_cpu),
+            frames_leaf_first: vec![
+                format!("freed on cpu{}", c.free_cpu),
+                format!("alloc cpu{}", c.alloc_cpu),
+                PAGE_FLOWS.to_string(),
+            ],
+            class: None,
+            value: c.pages,
+        });
+    }
+    out
+}
+
+/// The stacks of `view` from a recording.
+pub fn stacks_for_view(rec: &Recording, view: View) -> Vec<WeightedStack> {
+    match view {
+        View::SkbFree => skb_free_stacks(rec),
+        View::Pages => page_stacks(rec),
+        _ => lock_stacks(rec)
+            .into_iter()
+            .filter(|s| s.class.as_ref().is_some_and(|c| view.accepts(c)))
+            .collect(),
+    }
+}
+
+/// How to fold stacks.
+#[derive(Debug, Clone, Default)]
+pub struct FoldOptions {
+    /// Put `cpuN` as the root frame.
+    pub per_cpu: bool,
+    /// Keep only these CPUs (stacks without a CPU are dropped when set).
+    pub cpus: Option<Vec<u32>>,
+}
+
+/// Folded stacks, root first, merged and sorted (deterministic output for diffs and goldens).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Folded {
+    pub stacks: BTreeMap<String, u64>,
+}
+
+impl Folded {
+    pub fn total(&self) -> u64 {
+        self.stacks.values().sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total() == 0
+    }
+
+    /// `frame;frame;… count` lines.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        for (k, v) in self.stacks.iter().filter(|(_, v)| **v > 0) {
+            let _ = writeln!(s, "{k} {v}");
+        }
+        s
+    }
+
+    /// The same stacks with every count multiplied by `factor` and rounded (per-second
+    /// normalisation for comparisons). Stacks that round to 0 are dropped.
+    pub fn scaled(&self, factor: f64) -> Folded {
+        Folded {
+            stacks: self
+                .stacks
+                .iter()
+                .map(|(k, &v)| (k.clone(), (v as f64 * factor).round() as u64))
+                .filter(|(_, v)| *v > 0)
+                .collect(),
+        }
+    }
+}
+
+/// A frame as shown in flamegraphs: the symbol without its `+0xoff` (so one function is one
+/// box, as perf's folded output does), module kept; `;` and control characters replaced so
+/// they cannot break the folded format.
+pub fn display_frame(frame: &str) -> String {
+    let frame = frame.trim();
+    let (sym, module) = match frame.find(" [") {
+        Some(i) => (&frame[..i], Some(frame[i..].trim())),
+        None => (frame, None),
+    };
+    let sym = match sym.find("+0x") {
+        Some(i) if i > 0 => &sym[..i],
+        _ => sym,
+    };
+    let mut out: String = sym
+        .chars()
+        .map(|c| match c {
+            ';' => ':',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    if let Some(m) = module {
+        out.push(' ');
+        out.extend(
+            m.chars()
+                .map(|c| if c == ';' || c.is_control() { ' ' } else { c }),
+        );
+    }
+    if out.trim().is_empty() {
+        "[unknown]".to_string()
+    } else {
+        out
+    }
+}
+
+/// The root frame naming the lock, e.g. `[zone->lock alloc]`, so a flamegraph splits by lock
+/// (and by alloc/free side and free trigger) at its base.
+pub fn class_frame(class: &LockClass) -> String {
+    display_frame(&format!("[{}]", class.label()))
+}
+
+/// Folds `stacks` root first: `[cpuN;][lock class;]root;…;leaf count`.
+pub fn fold(stacks: &[WeightedStack], opts: &FoldOptions) -> Folded {
+    let mut out = Folded::default();
+    for s in stacks {
+        let wanted = match &opts.cpus {
+            Some(cpus) => s.cpu.is_some_and(|c| cpus.contains(&c)),
+            None => true,
+        };
+        if !wanted || s.value == 0 {
+            continue;
+        }
+        let mut parts: Vec<String> = Vec::with_capacity(s.frames_leaf_first.len() + 2);
+        let cpu_frame = s.cpu.map(|c| format!("cpu{c}"));
+        if opts.per_cpu {
+            parts.push(cpu_frame.clone().unwrap_or_else(|| "cpu?".to_string()));
+        }
+        if let Some(class) = &s.class {
+            parts.push(class_frame(class));
+        }
+        parts.extend(s.frames_leaf_first.iter().rev().map(|f| display_frame(f)));
+        // Page stacks carry their CPU as the leaf; under a `cpuN` root it would repeat.
+        if opts.per_cpu && parts.len() > 1 && parts.last() == cpu_frame.as_ref() {
+            parts.pop();
+        }
+        *out.stacks.entry(parts.join(";")).or_default() += s.value;
+    }
+    out
+}
+
+/// Where a flamegraph's data came from, for its title.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub host: Option<String>,
+    pub kernel: Option<String>,
+    pub duration_s: Option<f64>,
+    /// Used when host is unknown (a fixture file name).
+    pub source: String,
+}
+
+impl Meta {
+    pub fn of(rec: &Recording, source: &str) -> Meta {
+        Meta {
+            host: Some(rec.host.hostname.clone()),
+            kernel: Some(rec.host.kernel_release.clone()),
+            duration_s: Some(rec.duration_s()),
+            source: source.to_string(),
+        }
+    }
+
+    /// "host (Linux 6.18.44), 2.03 s"
+    pub fn describe(&self) -> String {
+        let mut s = match (&self.host, &self.kernel) {
+            (Some(h), Some(k)) => format!("{h} (Linux {k})"),
+            (Some(h), None) => h.clone(),
+            (None, Some(k)) => format!("{} (Linux {k})", self.source),
+            (None, None) => self.source.clone(),
+        };
+        if let Some(d) = self.duration_s {
+            let _ = write!(s, ", {d:.2} s");
+        }
+        s
+    }
+}
+
+/// Flamegraph title: view, host, kernel, duration and total with units.
+pub fn title(view: View, meta: &Meta, total: u64) -> String {
+    format!(
+        "{}: {}, {}",
+        view.describe(),
+        meta.describe(),
+        view.fmt_total(total)
+    )
+}
+
+/// Subtitle: what the widths mean, and the filters applied.
+pub fn subtitle(view: View, opts: &FoldOptions) -> String {
+    let mut s = match view {
+        View::SkbFree => {
+            "width = SKB frees; leaf splits by where the SKB was allocated".to_string()
+        }
+        View::Pages => "width = base pages (4 KiB units)".to_string(),
+        _ => "width = nanoseconds waited; root frame names the lock".to_string(),
+    };
+    if opts.per_cpu {
+        s.push_str("; one root per CPU");
+    }
+    if let Some(c) = &opts.cpus {
+        let _ = write!(s, "; CPUs {}", format_cpu_list(c));
+    }
+    s
+}
+
+/// A folded view of a recording with its title, or why there is nothing to draw.
+pub struct Flame {
+    pub view: View,
+    pub folded: Folded,
+    pub title: String,
+    pub subtitle: String,
+}
+
+/// Folds `view` of `rec`; [`FlameError::NoData`] when there is nothing to draw.
+pub fn build(
+    rec: &Recording,
+    view: View,
+    opts: &FoldOptions,
+    source: &str,
+) -> Result<Flame, FlameError> {
+    let folded = fold(&stacks_for_view(rec, view), opts);
+    if folded.is_empty() {
+        return Err(FlameError::NoData(no_data_reason(rec, view, opts)));
+    }
+    let meta = Meta::of(rec, source);
+    Ok(Flame {
+        view,
+        title: title(view, &meta, folded.total()),
+        subtitle: subtitle(view, opts),
+        folded,
+    })
+}
+
+/// One line saying why `view` is empty for this recording.
+pub fn no_data_reason(rec: &Recording, view: View, opts: &FoldOptions) -> String {
+    let attached = |name: &str| rec.probes.iter().any(|p| p.name == name && p.attached);
+    let mut s = match view {
+        View::SkbFree => "no SKB frees in this recording: its skb_sites table is empty (the SKB \
+                          free probes did not run on this kernel or saw no frees)"
+            .to_string(),
+        View::Pages => {
+            let mut s = "no PCP refill/drain pages and no page flows in this recording".to_string();
+            if !attached("pcp_refill") && !attached("pcp_drain") {
+                s.push_str(" (the PCP probes did not attach)");
+            }
+            s
+        }
+        _ => {
+            let what = match view {
+                View::ZoneAlloc => "no zone->lock wait on the allocation side",
+                View::ZoneFree => "no zone->lock wait on the free side",
+                View::ZoneWait => "no zone->lock wait",
+                _ => "no lock contention",
+            };
+            let mut s = format!("{what} in this recording");
+            if !attached("contention_end") {
+                s.push_str(" (the lock-contention probes did not attach)");
+            }
+            s
+        }
+    };
+    if let Some(c) = &opts.cpus {
+        let _ = write!(s, " on CPUs {}", format_cpu_list(c));
+    }
+    s
+}
+
+fn svg_options(view: View, title: &str, subtitle: &str) -> flamegraph::Options<'static> {
+    let mut o = flamegraph::Options::default();
+    o.title = title.to_string();
+    o.subtitle = Some(subtitle.to_string());
+    o.count_name = view.count_name().to_string();
+    o.name_type = "Frame:".to_string();
+    // Same colour for the same frame in every picture, and byte-identical output for a
+    // given input (no random colours).
+    o.hash = true;
+    o.deterministic = true;
+    o.colors = match view {
+        View::Pages => Palette::Basic(BasicPalette::Mem),
+        View::SkbFree => Palette::Basic(BasicPalette::Io),
+        _ => Palette::Basic(BasicPalette::Hot),
+    };
+    o
+}
+
+/// Renders folded stacks as an interactive SVG flamegraph.
+pub fn render_svg(
+    folded: &Folded,
+    view: View,
+    title: &str,
+    subtitle: &str,
+) -> Result<Vec<u8>, FlameError> {
+    if folded.is_empty() {
+        return Err(FlameError::NoData(format!("{title}: nothing to draw")));
+    }
+    let text = folded.to_text();
+    let mut o = svg_options(view, title, subtitle);
+    let mut out = Vec::new();
+    flamegraph::from_lines(&mut o, text.lines(), &mut out).map_err(FlameError::Render)?;
+    Ok(out)
+}
+
+/// Renders a differential flamegraph (inferno-diff-folded, then flamegraph): widths from
+/// `after`, red where a stack grew from `before`, blue where it shrank. With `negate`, the
+/// roles swap (widths from `before`, colours still read "after vs before"), so stacks that
+/// vanished are visible: FlameGraph's `difffolded.pl after before | flamegraph.pl --negate`.
+pub fn render_diff_svg(
+    before: &Folded,
+    after: &Folded,
+    negate: bool,
+    view: View,
+    title: &str,
+    subtitle: &str,
+) -> Result<Vec<u8>, FlameError> {
+    let (first, second) = if negate {
+        (after, before)
+    } else {
+        (before, after)
+    };
+    if second.is_empty() {
+        return Err(FlameError::NoData(format!(
+            "{title}: the {} recording has no stacks to size the picture by",
+            if negate { "before" } else { "after" }
+        )));
+    }
+    let mut diff = Vec::new();
+    inferno::differential::from_readers(
+        inferno::differential::Options::default(),
+        BufReader::new(first.to_text().as_bytes()),
+        BufReader::new(second.to_text().as_bytes()),
+        &mut diff,
+    )
+    .map_err(FlameError::Render)?;
+    let mut o = svg_options(view, title, subtitle);
+    o.negate_differentials = negate;
+    let mut out = Vec::new();
+    let lines: Vec<String> = BufReader::new(diff.as_slice())
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(FlameError::Render)?;
+    flamegraph::from_lines(&mut o, lines.iter().map(String::as_str), &mut out)
+        .map_err(FlameError::Render)?;
+    Ok(out)
+}
+
+/// Default output path: `<recording stem>.<view>.svg` beside the recording.
+pub fn default_output(recording: &Path, view: View) -> PathBuf {
+    let stem = recording
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "zoneprof".to_string());
+    recording.with_file_name(format!("{stem}.{}.svg", view.name()))
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place, so no reader
+/// (a browser, a CI artifact upload) ever sees half a picture.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FlameError> {
+    let werr = |source| FlameError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".to_string());
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(werr(e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws(cpu: u32, leaf_first: &[&str], class: Option<LockClass>, value: u64) -> WeightedStack {
+        WeightedStack {
+            cpu: Some(cpu),
+            frames_leaf_first: leaf_first.iter().map(|s| s.to_string()).collect(),
+            class,
+            value,
+        }
+    }
+
+    #[test]
+    fn display_frame_strips_offsets_keeps_modules_and_escapes_separators() {
+        assert_eq!(
+            display_frame("free_pcppages_bulk+0x39"),
+            "free_pcppages_bulk"
+        );
+        assert_eq!(display_frame("tun_do_read+0x23 [tun]"), "tun_do_read [tun]");
+        assert_eq!(display_frame("a;b+0x1"), "a:b");
+        assert_eq!(display_frame("0xffffffff81234567"), "0xffffffff81234567");
+        assert_eq!(display_frame("  "), "[unknown]");
+        assert_eq!(display_frame("x\ny"), "x y");
+    }
+
+    #[test]
+    fn fold_reverses_to_root_first_merges_and_prefixes_class_and_cpu() {
+        let stacks = vec![
+            ws(
+                0,
+                &["slow+0x1", "__rmqueue_pcplist+0x10", "root+0x2"],
+                Some(LockClass::ZoneAlloc),
+                5,
+            ),
+            ws(
+                1,
+                &["slow+0x9", "__rmqueue_pcplist+0x11", "root+0x3"],
+                Some(LockClass::ZoneAlloc),
+                7,
+            ),
+        ];
+        let f = fold(&stacks, &FoldOptions::default());
+        assert_eq!(
+            f.to_text(),
+            "[zone->lock alloc];root;__rmqueue_pcplist;slow 12\n"
+        );
+        let f = fold(
+            &stacks,
+            &FoldOptions {
+                per_cpu: true,
+                cpus: Some(vec![1]),
+            },
+        );
+        assert_eq!(
+            f.to_text(),
+            "cpu1;[zone->lock alloc];root;__rmqueue_pcplist;slow 7\n"
+        );
+        assert_eq!(f.total(), 7);
+    }
+
+    #[test]
+    fn page_stacks_do_not_repeat_the_cpu_under_a_cpu_root() {
+        let stacks = vec![ws(3, &["cpu3", PCP_REFILL], None, 10)];
+        let plain = fold(&stacks, &FoldOptions::default());
+        assert_eq!(plain.to_text(), format!("{PCP_REFILL};cpu3 10\n"));
+        let per_cpu = fold(
+            &stacks,
+            &FoldOptions {
+                per_cpu: true,
+                cpus: None,
+            },
+        );
+        assert_eq!(per_cpu.to_text(), format!("cpu3;{PCP_REFILL} 10\n"));
+    }
+
+    #[test]
+    fn folded_fixture_lines_are_classified() {
+        let text = "cpu0;root+0x1;__rmqueue_pcplist+0x5;_raw_spin_lock_irqsave+0x55;\
+                    __pv_queued_spin_lock_slowpath+0x15f 100\n\
+                    # comment\n\n\
+                    cpu1;root+0x1;free_frozen_page_commit+0x2;free_pcppages_bulk+0x3;\
+                    _raw_spin_lock+0x1;native_queued_spin_lock_slowpath+0x1 50\n";
+        let s = lock_stacks_from_folded(text, "t").expect("parses");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].class, Some(LockClass::ZoneAlloc));
+        assert_eq!(
+            s[0].frames_leaf_first[0],
+            "__pv_queued_spin_lock_slowpath+0x15f"
+        );
+        assert!(View::ZoneFree.accepts(s[1].class.as_ref().expect("class")));
+        let err = lock_stacks_from_folded("cpu0;a;b notanumber\n", "t.folded").unwrap_err();
+        assert!(err.to_string().starts_with("line 1 of t.folded"), "{err}");
+    }
+
+    #[test]
+    fn scaled_rounds_and_drops_zeroes() {
+        let mut f = Folded::default();
+        f.stacks.insert("a;b".into(), 10);
+        f.stacks.insert("a;c".into(), 1);
+        let s = f.scaled(0.25);
+        assert_eq!(s.stacks.get("a;b"), Some(&3));
+        assert_eq!(s.stacks.get("a;c"), None);
+    }
+
+    #[test]
+    fn empty_folded_renders_no_picture() {
+        let e = render_svg(&Folded::default(), View::ZoneWait, "t", "s").unwrap_err();
+        assert!(matches!(e, FlameError::NoData(_)));
+    }
+
+    #[test]
+    fn svg_has_title_and_diff_svg_renders_both_ways() {
+        let mut before = Folded::default();
+        before.stacks.insert("[zone->lock alloc];a;b".into(), 900);
+        before.stacks.insert("[zone->lock free];a;c".into(), 100);
+        let mut after = Folded::default();
+        after.stacks.insert("[zone->lock free];a;c".into(), 300);
+        let svg = render_svg(&before, View::ZoneWait, "my <title>", "sub").expect("svg");
+        let svg = String::from_utf8(svg).expect("utf8");
+        assert!(svg.contains("my &lt;title&gt;"), "title escaped in SVG");
+        let fwd = render_diff_svg(&before, &after, false, View::ZoneWait, "d", "s").expect("diff");
+        let fwd = String::from_utf8(fwd).expect("utf8");
+        // The vanished alloc stack has no width in the forward diff ...
+        assert!(!fwd.contains("zone-&gt;lock alloc"));
+        // ... but shows (blue: shrank) in the negated one.
+        let neg = render_diff_svg(&before, &after, true, View::ZoneWait, "d", "s").expect("diff");
+        let neg = String::from_utf8(neg).expect("utf8");
+        assert!(neg.contains("zone-&gt;lock alloc"));
+        let e = render_diff_svg(&before, &Folded::default(), false, View::ZoneWait, "d", "s");
+        assert!(matches!(e, Err(FlameError::NoData(_))));
+    }
+}

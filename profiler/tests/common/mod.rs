@@ -1,0 +1,118 @@
+//! Test helpers shared by the integration tests: the contention fixtures, and synthetic
+//! recordings built from them.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+
+use zoneprof::{
+    classify::parse_folded_line,
+    host::{HostInfo, Settings},
+    recording::{Counters, LockWait, ProbeStatus, Recording, StackInterner},
+};
+
+/// `shared/fixtures/contention` beside the repository (the worktree's or CI's `../shared`).
+pub fn fixture_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/contention"
+    ))
+}
+
+/// The fixture's text, or None after printing why the test is skipped.
+pub fn fixture(test: &str, name: &str) -> Option<String> {
+    let p = fixture_dir().join(name);
+    match std::fs::read_to_string(&p) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("SKIPPED {test}: fixture {} unavailable: {e}", p.display());
+            None
+        }
+    }
+}
+
+pub fn probe(name: &str, target: &str, attached: bool) -> ProbeStatus {
+    ProbeStatus {
+        name: name.into(),
+        method: "tracepoint".into(),
+        target: target.into(),
+        attached,
+        reason: (!attached).then(|| "not in this synthetic recording".into()),
+        attempts: vec![],
+    }
+}
+
+/// A recording whose lock waits are the folded lines of `text` (one stack and one wait per
+/// line, `count` 1), as if recorded on `host` for `duration_s` seconds with `ncpus` CPUs.
+/// The PCP probes are marked not attached (the fixtures have no page counts).
+pub fn recording_from_folded(text: &str, host: &str, duration_s: f64, ncpus: u32) -> Recording {
+    let mut interner = StackInterner::default();
+    let mut lock_waits = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let f = parse_folded_line(line).expect("fixture line parses");
+        let frames: Vec<u32> = f
+            .frames_root_first
+            .iter()
+            .rev()
+            .map(|fr| interner.frame(fr.clone()))
+            .collect();
+        let stack = interner.stack(frames);
+        lock_waits.push(LockWait {
+            stack: Some(stack),
+            stack_error: None,
+            cpu: f.cpu.unwrap_or(0),
+            lock_addr: 0xffff_0000_0000_1000,
+            lock_flags: 1,
+            count: 1,
+            total_ns: f.value,
+            max_ns: f.value,
+        });
+    }
+    let (frames, stacks) = interner.finish();
+    let cpus: Vec<u32> = (0..ncpus).collect();
+    Recording {
+        format: "zoneprof-recording".into(),
+        version: 1,
+        zoneprof_version: "test".into(),
+        host: HostInfo {
+            hostname: host.into(),
+            kernel_release: "6.18.44".into(),
+            kernel_version: "#1 SMP".into(),
+            arch: "x86_64".into(),
+            online_cpus: cpus.clone(),
+            possible_cpus: ncpus,
+            cpu_node: cpus.iter().map(|&c| (c, 0)).collect(),
+            numa_nodes: vec![0],
+        },
+        settings: Settings::default(),
+        start_unix_ms: 1_764_140_000_000,
+        duration_ns: (duration_s * 1e9) as u64,
+        cpus,
+        end_reason: "command exited".into(),
+        command: None,
+        probes: vec![
+            probe("contention_begin", "lock:contention_begin", true),
+            probe("contention_end", "lock:contention_end", true),
+            probe("pcp_refill", "kmem:mm_page_alloc_zone_locked", false),
+            probe("pcp_drain", "kmem:mm_page_pcpu_drain", false),
+        ],
+        frames,
+        stacks,
+        lock_waits,
+        wait_hist: vec![],
+        zones: vec![],
+        pcp: vec![],
+        counters: Counters::default(),
+        skb_matrix: vec![],
+        skb_sites: vec![],
+        skb_defer: vec![],
+        page_matrix: vec![],
+        page_tracking: None,
+    }
+}
+
+/// Writes `rec` as a recording file in `dir`.
+pub fn write_recording(dir: &Path, name: &str, rec: &Recording) -> PathBuf {
+    let p = dir.join(name);
+    rec.write_atomic(&p).expect("write recording");
+    p
+}
