@@ -131,6 +131,9 @@ impl Comparison {
     }
 }
 
+/// Probes that see SKB frees (see probes.rs).
+const SKB_FREE_PROBES: &[&str] = &["consume_skb", "kfree_skb", "skb_attempt_defer_free"];
+
 /// What a recording could observe (its probes attached, or it holds the data).
 #[derive(Debug, Clone, Copy)]
 pub struct Observable {
@@ -138,7 +141,10 @@ pub struct Observable {
     pub refill: bool,
     pub drain: bool,
     pub skb: bool,
+    /// `skb_attempt_defer_free` itself was probed (calls, deferred vs immediate).
     pub defer: bool,
+    /// Deferred-list flushes (consume_skb from the flush path) and their IPIs were watched.
+    pub defer_cost: bool,
     pub skb_matrix: bool,
     pub page_matrix: bool,
 }
@@ -151,12 +157,13 @@ impl Observable {
             locks: !rec.lock_waits.is_empty() || attached(&|n| n == "contention_end"),
             refill: rec.pcp.iter().any(|p| p.refill_pages > 0) || attached(&|n| n == "pcp_refill"),
             drain: rec.pcp.iter().any(|p| p.drain_pages > 0) || attached(&|n| n == "pcp_drain"),
-            // The SKB probes are named skb_*; any of them attached means frees were watched.
             skb: !rec.skb_sites.is_empty()
-                || attached(&|n| n.starts_with("skb") && !n.contains("defer")),
-            defer: !rec.skb_defer.is_empty() || attached(&|n| n.contains("defer")),
+                || attached(&|n| SKB_FREE_PROBES.contains(&n)),
+            defer: rec.skb_defer.iter().any(|d| d.calls > 0)
+                || attached(&|n| n == "skb_attempt_defer_free"),
+            defer_cost: attached(&|n| n == "skb_defer_ipi" || n == "consume_skb"),
             skb_matrix: !rec.skb_matrix.is_empty()
-                || attached(&|n| n.starts_with("skb") && !n.contains("defer")),
+                || attached(&|n| SKB_FREE_PROBES.contains(&n)),
             page_matrix: !rec.page_matrix.is_empty() || rec.page_tracking.is_some(),
         }
     }
@@ -285,12 +292,12 @@ fn metrics_of(rec: &Recording) -> Vec<(String, Unit, Option<f64>)> {
     push(
         "skb_defer_flushed_per_s",
         Unit::PerS,
-        when(od, per_s(sum(|x| x.flushed))),
+        when(obs.defer_cost, per_s(sum(|x| x.flushed))),
     );
     push(
         "skb_defer_ipis_per_s",
         Unit::PerS,
-        when(od, per_s(sum(|x| x.ipis))),
+        when(obs.defer_cost, per_s(sum(|x| x.ipis))),
     );
 
     let skb_all: u64 = rec.skb_matrix.iter().map(|c| c.count).sum();
