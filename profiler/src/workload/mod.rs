@@ -12,6 +12,7 @@
 
 mod pair;
 mod spawn;
+pub mod tap;
 
 use std::io;
 use std::time::Duration;
