@@ -296,12 +296,12 @@ fn cmd_tap(a: TapArgs) -> Result<ExitCode> {
         secs
     );
     println!(
-        "  frames sent {}, read {} ({}); send errors {}, window stalls {}",
+        "  frames sent {}, read {} ({}); lost {}, send errors {}",
         units::fmt_count(r.frames_sent),
         units::fmt_count(r.frames_read),
         units::fmt_bytes(r.bytes_read),
-        units::fmt_count(r.send_errors),
-        units::fmt_count(r.window_stalls)
+        units::fmt_count(r.frames_lost),
+        units::fmt_count(r.send_errors)
     );
     println!(
         "  read side: {} packets/s, {:.2} Gbit/s",

@@ -16,10 +16,12 @@
 //! PCP drains on the reader CPU (see docs/kernel-facts.md).
 //!
 //! Flow control: a sender keeps at most `window` frames unread in its pair, below the
-//! tap's 500-frame queue. Like a vhost virtqueue, this keeps the tap from dropping frames
-//! (a drop frees the SKB on the sender CPU, diluting the cross-CPU pattern). A window that
-//! makes no progress for 20 ms is forgiven (counted in `window_stalls`), so a frame lost
-//! elsewhere cannot wedge the sender.
+//! tap's queue (its 1000-frame txqueuelen sizes the ring `tun_net_xmit` fills). Like a
+//! vhost virtqueue, this keeps the tap from dropping frames (a drop frees the SKB on the
+//! sender CPU, diluting the cross-CPU pattern). Frames lost
+//! anyway are counted exactly, without timeouts: sending is synchronous, so when a read
+//! finds the queue empty, every frame sent before that read began was either read or
+//! dropped; the difference is `frames_lost`, and it no longer counts against the window.
 //!
 //! Cleanup: the taps are not persistent, so they vanish with their fds (even on SIGKILL);
 //! the namespace `zoneprof-tap-<pid>-<seq>` is deleted by a guard on every return and
@@ -59,13 +61,11 @@ pub const MAX_FRAME_SIZE: u32 = TAP_MTU - 28;
 pub const DEFAULT_FRAME_SIZE: u32 = 32 * 1024;
 /// Default unread frames allowed per pair.
 pub const DEFAULT_WINDOW: u32 = 256;
-/// Largest window: stays below the tap queue (`TUN_READQ_SIZE`, 500 frames).
+/// Largest window: stays below the tap's ring (txqueuelen, 1000 frames by default).
 pub const MAX_WINDOW: u32 = 400;
 /// Destination UDP port (discard); nothing listens, the frames never reach a socket.
 pub const UDP_PORT: u16 = 9;
 
-/// A full window with no read progress for this long is forgiven.
-const STALL: Duration = Duration::from_millis(20);
 /// Longest a reader sleeps in poll before rechecking the stop conditions.
 const POLL: Duration = Duration::from_millis(10);
 /// How long readers may drain after the send phase.
@@ -148,8 +148,9 @@ pub struct TapResult {
     pub per_reader: Vec<(u32, u64)>,
     /// Sends that failed (e.g. ENOBUFS); the run goes on.
     pub send_errors: u64,
-    /// Times a sender forgave a window that made no progress for 20 ms.
-    pub window_stalls: u64,
+    /// Frames sent but neither read nor in the queue at the end: dropped on the way
+    /// (e.g. by a full tap queue). 0 in a healthy run.
+    pub frames_lost: u64,
     /// The namespace this run used (already deleted).
     pub namespace: String,
     /// Namespaces of dead earlier runs deleted at start.
@@ -456,10 +457,13 @@ impl Ctl {
     }
 }
 
-/// Per pair: frames read so far (the sender's window) and whether the sender finished.
+/// Per pair: the window's counters and whether the sender finished.
 #[derive(Default)]
 struct PairCtl {
+    sent: AtomicU64,
     read: AtomicU64,
+    /// Frames known dropped (see the module docs); only grows.
+    lost: AtomicU64,
     sender_done: AtomicBool,
 }
 
@@ -476,7 +480,6 @@ impl Drop for SetOnDrop<'_> {
 struct SenderStats {
     sent: u64,
     errors: u64,
-    stalls: u64,
 }
 
 struct ReaderStats {
@@ -509,8 +512,6 @@ fn sender(
         return Ok(st);
     }
     let deadline = Instant::now() + duration;
-    let mut forgiven = 0u64;
-    let mut stall_since: Option<Instant> = None;
     let mut spins = 0u32;
     let mut first_err: Option<io::Error> = None;
     loop {
@@ -518,14 +519,9 @@ fn sender(
         if now >= deadline || ctl.should_stop() {
             break;
         }
-        let read = pc.read.load(Ordering::Acquire);
-        if st.sent.saturating_sub(read.saturating_add(forgiven)) >= window {
-            let since = *stall_since.get_or_insert(now);
-            if now.duration_since(since) >= STALL {
-                forgiven = st.sent.saturating_sub(read);
-                st.stalls += 1;
-                stall_since = None;
-            } else if spins < 64 {
+        let done = pc.read.load(Ordering::Acquire) + pc.lost.load(Ordering::Acquire);
+        if st.sent.saturating_sub(done) >= window {
+            if spins < 64 {
                 // Yield first: with sender and reader on one CPU this lets the reader run.
                 spins += 1;
                 thread::yield_now();
@@ -534,10 +530,13 @@ fn sender(
             }
             continue;
         }
-        stall_since = None;
         spins = 0;
         match path.send() {
-            Ok(()) => st.sent += 1,
+            Ok(()) => {
+                st.sent += 1;
+                // Release: the frame is queued (or dropped) before a reader sees the count.
+                pc.sent.store(st.sent, Ordering::Release);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 st.errors += 1;
@@ -580,6 +579,8 @@ fn reader(
         source,
     };
     loop {
+        // Frames sent before this read began are queued or dropped by now.
+        let sent_before = pc.sent.load(Ordering::Acquire);
         match (&tap).read(&mut buf) {
             Ok(n) => {
                 st.frames += 1;
@@ -592,7 +593,10 @@ fn reader(
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Empty queue: once the sender is done every frame it sent has been queued
+                // Empty queue: whatever of `sent_before` was not read was dropped.
+                pc.lost
+                    .fetch_max(sent_before.saturating_sub(st.frames), Ordering::Release);
+                // Once the sender is done every frame it sent has been queued or dropped
                 // (transmission is synchronous), so the pair is drained.
                 if pc.sender_done.load(Ordering::Acquire)
                     || ctl.should_stop()
@@ -747,7 +751,7 @@ fn run_pairs(ios: Vec<PairIo>, opts: &TapOpts) -> Result<TapResult, TapError> {
         elapsed: Duration::ZERO,
         per_reader: Vec::new(),
         send_errors: 0,
-        window_stalls: 0,
+        frames_lost: 0,
         namespace: String::new(),
         stale_removed: Vec::new(),
     };
@@ -756,7 +760,6 @@ fn run_pairs(ios: Vec<PairIo>, opts: &TapOpts) -> Result<TapResult, TapError> {
         let s = s??;
         res.frames_sent += s.sent;
         res.send_errors += s.errors;
-        res.window_stalls += s.stalls;
     }
     let mut per_cpu: BTreeMap<u32, u64> = BTreeMap::new();
     let mut end = start;
@@ -767,6 +770,7 @@ fn run_pairs(ios: Vec<PairIo>, opts: &TapOpts) -> Result<TapResult, TapError> {
         end = end.max(r.finished);
         *per_cpu.entry(pc_pair).or_default() += r.frames;
     }
+    res.frames_lost = pcs.iter().map(|p| p.lost.load(Ordering::Acquire)).sum();
     res.elapsed = end.duration_since(start);
     res.per_reader = per_cpu.into_iter().collect();
     Ok(res)
@@ -950,7 +954,7 @@ mod tests {
             elapsed: Duration::from_secs(2),
             per_reader: vec![(1, 10)],
             send_errors: 0,
-            window_stalls: 0,
+            frames_lost: 0,
             namespace: String::new(),
             stale_removed: Vec::new(),
         };
