@@ -700,7 +700,7 @@ fn run_pairs(ios: Vec<PairIo>, opts: &TapOpts) -> Result<TapResult, TapError> {
                 .name(format!("tap-read-{}", pair.index))
                 .spawn_scoped(s, move || reader(read, pair, pc, ctl, duration, buf_len));
             match r {
-                Ok(h) => readers.push(h),
+                Ok(h) => readers.push((pair.reader_cpu, h)),
                 Err(e) => {
                     spawn_err = Some(TapError::Thread {
                         role: "reader",
@@ -734,7 +734,10 @@ fn run_pairs(ios: Vec<PairIo>, opts: &TapOpts) -> Result<TapResult, TapError> {
             .collect();
         let readers: Vec<_> = readers
             .into_iter()
-            .map(|h| h.join().map_err(|_| TapError::ThreadPanicked("reader")))
+            .map(|(cpu, h)| {
+                let r = h.join().map_err(|_| TapError::ThreadPanicked("reader"));
+                (cpu, r)
+            })
             .collect();
         match spawn_err {
             Some(e) => Err(e),
@@ -763,24 +766,17 @@ fn run_pairs(ios: Vec<PairIo>, opts: &TapOpts) -> Result<TapResult, TapError> {
     }
     let mut per_cpu: BTreeMap<u32, u64> = BTreeMap::new();
     let mut end = start;
-    for (r, pc_pair) in readers.into_iter().zip(plan_cpus(opts)) {
+    for (cpu, r) in readers {
         let r = r??;
         res.frames_read += r.frames;
         res.bytes_read += r.bytes;
         end = end.max(r.finished);
-        *per_cpu.entry(pc_pair).or_default() += r.frames;
+        *per_cpu.entry(cpu).or_default() += r.frames;
     }
     res.frames_lost = pcs.iter().map(|p| p.lost.load(Ordering::Acquire)).sum();
     res.elapsed = end.duration_since(start);
     res.per_reader = per_cpu.into_iter().collect();
     Ok(res)
-}
-
-/// Reader CPU of each pair, in pair order.
-fn plan_cpus(opts: &TapOpts) -> Vec<u32> {
-    plan_taps(opts)
-        .map(|p| p.iter().map(|p| p.reader_cpu).collect())
-        .unwrap_or_default()
 }
 
 /// Runs the tap reproducer: validate, check privileges, remove stale namespaces, create
@@ -798,12 +794,11 @@ pub fn run_tap(opts: &TapOpts) -> Result<TapResult, TapError> {
     let stale_removed = cleanup_stale()?;
     let netns = Netns::create()?;
     let namespace = netns.name().to_string();
-    let outcome = match setup(&netns, &pairs, opts) {
-        // A signal during setup: skip the run; the guards below clean up.
-        Ok(_) if signal::caught().is_some() => Err(TapError::Interrupted(0)),
-        Ok(ios) => run_pairs(ios, opts),
-        Err(e) => Err(e),
-    };
+    let outcome = setup(&netns, &pairs, opts).and_then(|ios| match signal::caught() {
+        // A signal during setup: skip the run; the cleanup below still happens.
+        Some(sig) => Err(TapError::Interrupted(sig)),
+        None => run_pairs(ios, opts),
+    });
     // All tap fds are closed by now (dropped with the threads or the setup error), so
     // deleting the namespace releases the last of it.
     let deleted = netns.delete();

@@ -7,6 +7,7 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -54,8 +55,11 @@ pub fn pid_alive(pid: u32) -> bool {
 /// Runs `ip ARGS…` (stdin from `input` when given) and turns a failure into one line.
 pub fn ip(args: &[&str], input: Option<&str>) -> Result<(), TapError> {
     let cmd = args.join(" ");
+    // Own process group: a terminal's Ctrl-C reaches only us, so it cannot kill an `ip`
+    // halfway through setup or, worse, the `ip netns delete` of the cleanup.
     let mut child = Command::new("ip")
         .args(args)
+        .process_group(0)
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {
