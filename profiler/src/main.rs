@@ -123,6 +123,8 @@ enum WorkloadCmd {
     /// One alloc/free pair (internal: run by cross-cpu-pages in a child process).
     #[command(name = "__pair", hide = true)]
     Pair(PairArgs),
+    /// SKBs built on the sender CPUs, freed on the reader CPUs in tun_do_read (needs root).
+    Tap(TapArgs),
 }
 
 #[derive(Args)]
@@ -280,6 +282,7 @@ fn cmd_workload(w: WorkloadCmd) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        WorkloadCmd::Tap(a) => cmd_tap(a),
         WorkloadCmd::Pair(a) => {
             // run_pair prints the machine-readable result line the parent reads.
             workload::run_pair(&workload::PairOpts {
@@ -292,6 +295,86 @@ fn cmd_workload(w: WorkloadCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TapModeArg {
+    /// UDP from the namespace's stack out of a tap, read from the tap fd.
+    Udp,
+    /// Frames written into tap A, forwarded by the namespace, read from tap B.
+    Forward,
+}
+
+#[derive(Args)]
+struct TapArgs {
+    #[arg(long, value_parser = parse_cpus, default_value = "0")]
+    sender_cpus: Cpus,
+    #[arg(long, value_parser = parse_cpus, default_value = "1")]
+    reader_cpus: Cpus,
+    #[arg(short, long, value_parser = parse_duration, default_value = "5s")]
+    duration: Duration,
+    /// UDP payload bytes per frame; over 8 KiB the SKB data comes from the page allocator.
+    #[arg(long, default_value_t = workload::tap::DEFAULT_FRAME_SIZE)]
+    frame_size: u32,
+    #[arg(long, value_enum, default_value = "udp")]
+    mode: TapModeArg,
+    /// Number of (sender, reader) tap pairs; default: the longer CPU list.
+    #[arg(long)]
+    taps: Option<usize>,
+}
+
+fn cmd_tap(a: TapArgs) -> Result<ExitCode> {
+    use workload::tap::{TapMode, TapOpts, run_tap};
+    let opts = TapOpts {
+        duration: a.duration,
+        frame_size: a.frame_size,
+        mode: match a.mode {
+            TapModeArg::Udp => TapMode::Udp,
+            TapModeArg::Forward => TapMode::Forward,
+        },
+        taps: a.taps,
+        ..TapOpts::new(a.sender_cpus.0, a.reader_cpus.0)
+    };
+    let r = run_tap(&opts)?;
+    for ns in &r.stale_removed {
+        eprintln!("tap: removed stale namespace {ns}");
+    }
+    let secs = r.elapsed.as_secs_f64();
+    println!(
+        "tap ({}): {} tap(s), {}-byte payloads, sender CPUs {}, reader CPUs {}, {:.2} s",
+        r.mode.name(),
+        r.taps,
+        r.frame_size,
+        zoneprof::cpulist::format_cpu_list(&opts.sender_cpus),
+        zoneprof::cpulist::format_cpu_list(&opts.reader_cpus),
+        secs
+    );
+    println!(
+        "  frames sent {}, read {} ({}); lost {}, send errors {}",
+        units::fmt_count(r.frames_sent),
+        units::fmt_count(r.frames_read),
+        units::fmt_bytes(r.bytes_read),
+        units::fmt_count(r.frames_lost),
+        units::fmt_count(r.send_errors)
+    );
+    println!(
+        "  read side: {} packets/s, {:.2} Gbit/s",
+        units::fmt_count(r.packets_per_s().round() as u64),
+        r.gbit_per_s()
+    );
+    for (cpu, frames) in &r.per_reader {
+        let pps = if secs > 0.0 {
+            *frames as f64 / secs
+        } else {
+            0.0
+        };
+        println!(
+            "  reader CPU {cpu}: {} frames, {} packets/s",
+            units::fmt_count(*frames),
+            units::fmt_count(pps.round() as u64)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {

@@ -9,9 +9,13 @@
 //!
 //! Each (alloc, free) pair runs in its own process ([`run_cross_cpu_pages`] re-executes the
 //! current binary), so pairs do not serialize on one `mmap_lock`.
+//!
+//! `tap`: SKBs built on a sender CPU and freed on a reader CPU in `tun_do_read`, the
+//! vhost-net pattern, with tap devices in a network namespace of its own ([`tap`]).
 
 mod pair;
 mod spawn;
+pub mod tap;
 
 use std::io;
 use std::time::Duration;
