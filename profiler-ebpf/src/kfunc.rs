@@ -120,11 +120,12 @@ pub fn on_rmqueue_exit() {
     // SAFETY: per-CPU slot, preemption is off.
     let st = unsafe { &mut *st };
     let d = st.depth as usize;
-    if d == 0 || d > MAX_SPIN_NEST {
+    // `get` rather than indexing: a bounds-check panic path would end the program in a
+    // call, which older verifiers (6.1) reject ("last insn is not an exit or jmp").
+    let Some(&start) = d.checked_sub(1).and_then(|i| st.start_ns.get(i)) else {
         maps::count(counter::RMQUEUE_UNMATCHED, 1);
         return;
-    }
-    let start = st.start_ns[d - 1];
+    };
     st.depth = d as u32 - 1;
     maps::count(counter::RMQUEUE_CALLS, 1);
     maps::count(counter::RMQUEUE_NS, now.saturating_sub(start));
