@@ -724,3 +724,50 @@ fn attach_one(
         }
     }
 }
+
+/// Where one kprobe/fentry target stands on this kernel, for `zoneprof doctor`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetFact {
+    pub probe: &'static str,
+    pub method: &'static str,
+    pub symbol: &'static str,
+    /// Name found in kallsyms (possibly a `.isra.N` clone), None when absent (inlined).
+    pub in_kallsyms: Option<String>,
+    pub in_btf: bool,
+    /// Listed in available_filter_functions (None: list unreadable).
+    pub traceable: Option<bool>,
+}
+
+/// Every kprobe/fentry target of the catalog, checked against kallsyms, BTF and ftrace.
+pub fn target_facts(ksyms: Option<&Kallsyms>, btf: Option<&Btf>) -> Vec<TargetFact> {
+    let traceable = tracefs::find_tracefs().and_then(|p| read_traceable(&p));
+    let mut out = Vec::new();
+    for spec in CATALOG {
+        for m in spec.methods {
+            let targets = match m {
+                Method::Fentry { targets, .. } | Method::Kprobe { targets, .. } => *targets,
+                Method::Tracepoint { .. } => continue,
+            };
+            for &symbol in targets {
+                let in_kallsyms = ksyms.and_then(|k| {
+                    if k.contains(symbol) {
+                        Some(symbol.to_string())
+                    } else {
+                        k.variants_of(symbol).into_iter().next()
+                    }
+                });
+                out.push(TargetFact {
+                    probe: spec.name,
+                    method: m.kind(),
+                    symbol,
+                    traceable: traceable
+                        .as_ref()
+                        .map(|t| in_kallsyms.as_deref().is_some_and(|s| t.contains(s))),
+                    in_kallsyms,
+                    in_btf: btf.is_some_and(|b| b.has_func(symbol)),
+                });
+            }
+        }
+    }
+    out
+}

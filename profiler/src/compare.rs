@@ -157,13 +157,11 @@ impl Observable {
             locks: !rec.lock_waits.is_empty() || attached(&|n| n == "contention_end"),
             refill: rec.pcp.iter().any(|p| p.refill_pages > 0) || attached(&|n| n == "pcp_refill"),
             drain: rec.pcp.iter().any(|p| p.drain_pages > 0) || attached(&|n| n == "pcp_drain"),
-            skb: !rec.skb_sites.is_empty()
-                || attached(&|n| SKB_FREE_PROBES.contains(&n)),
+            skb: !rec.skb_sites.is_empty() || attached(&|n| SKB_FREE_PROBES.contains(&n)),
             defer: rec.skb_defer.iter().any(|d| d.calls > 0)
                 || attached(&|n| n == "skb_attempt_defer_free"),
             defer_cost: attached(&|n| n == "skb_defer_ipi" || n == "consume_skb"),
-            skb_matrix: !rec.skb_matrix.is_empty()
-                || attached(&|n| SKB_FREE_PROBES.contains(&n)),
+            skb_matrix: !rec.skb_matrix.is_empty() || attached(&|n| SKB_FREE_PROBES.contains(&n)),
             page_matrix: !rec.page_matrix.is_empty() || rec.page_tracking.is_some(),
         }
     }

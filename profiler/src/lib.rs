@@ -21,6 +21,7 @@ pub mod btf;
 pub mod classify;
 pub mod compare;
 pub mod cpulist;
+pub mod doctor;
 pub mod flamegraph;
 pub mod host;
 pub mod html;

@@ -29,6 +29,12 @@ struct Cli {
 enum Cmd {
     /// Record the whole host (needs root) until the duration ends, Ctrl-C, or COMMAND exits.
     Record(RecordArgs),
+    /// Check what this host offers: privileges, tracefs, BTF, kprobes, fentry, every probe.
+    /// Exit status 0 when a useful recording is possible, 1 otherwise.
+    Doctor {
+        #[arg(long, value_enum, default_value = "text")]
+        format: DoctorFormat,
+    },
     /// Report a recording: zone-lock wait per CPU split alloc/free, stacks, PCP traffic.
     Report(ReportArgs),
     /// Built-in reproducers.
@@ -73,6 +79,12 @@ struct RecordArgs {
     /// Command to run while recording; its output passes through unchanged.
     #[arg(last = true)]
     command: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DoctorFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -196,6 +208,21 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Record(a) => cmd_record(a),
+        Cmd::Doctor { format } => {
+            let d = zoneprof::doctor::run();
+            match format {
+                DoctorFormat::Text => print!("{}", zoneprof::doctor::to_text(&d)),
+                DoctorFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&d).context("serializing the doctor report")?
+                ),
+            }
+            Ok(if d.recording_useful {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Cmd::Report(a) => cmd_report(a),
         Cmd::Workload { w } => cmd_workload(w),
         Cmd::Demo(a) => cmd_demo(a),

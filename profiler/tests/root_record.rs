@@ -364,3 +364,61 @@ fn record_without_privileges_says_so_in_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!out_file.exists());
 }
+
+#[test]
+fn doctor_reports_every_probe_and_exits_by_usefulness() {
+    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    if skip("doctor_reports_every_probe_and_exits_by_usefulness") {
+        return;
+    }
+    let out = Command::new(BIN)
+        .args(["doctor", "--format", "json"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d: Value = serde_json::from_slice(&out.stdout).expect("doctor JSON");
+    assert_eq!(d["recording_useful"], Value::Bool(true));
+    let probes = d["probes"].as_array().expect("probes");
+    for name in [
+        "contention_begin",
+        "contention_end",
+        "pcp_refill",
+        "pcp_drain",
+        "consume_skb",
+    ] {
+        let p = probes.iter().find(|p| p["name"] == name).expect(name);
+        assert_eq!(p["attached"], Value::Bool(true), "{p}");
+    }
+    // Every probe that did not attach says why.
+    for p in probes.iter().filter(|p| p["attached"] != Value::Bool(true)) {
+        assert!(p["reason"].as_str().is_some_and(|r| !r.is_empty()), "{p}");
+    }
+    let checks = d["checks"].as_array().expect("checks");
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "offset sk_buff.alloc_cpu")
+    );
+
+    // Without privileges: a FAIL line saying what to do, and exit status 1.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            BIN,
+            "doctor",
+        ])
+        .output()
+        .expect("setpriv runs");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[FAIL] privileges"), "{text}");
+    assert!(text.contains("sudo"), "{text}");
+}

@@ -1,0 +1,340 @@
+//! `zoneprof doctor`: can this host be recorded, and what would a recording see? Checks
+//! privileges, tracefs, BTF, kprobes, fentry, every probe (by really loading and attaching
+//! it, then detaching), every struct offset, topology and sysctls. Each failure says what
+//! to do.
+use serde::Serialize;
+
+use crate::{attach, btf::Btf, host, probes::CATALOG, symbolize::Kallsyms, tracefs};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+    /// What to do about it (empty when nothing is needed).
+    pub fix: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Doctor {
+    pub format: &'static str,
+    pub version: u32,
+    pub checks: Vec<Check>,
+    pub probes: Vec<crate::recording::ProbeStatus>,
+    pub targets: Vec<attach::TargetFact>,
+    /// A recording would show zone-lock contention or PCP traffic.
+    pub recording_useful: bool,
+}
+
+fn check(name: &str, status: Status, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        status,
+        detail: detail.into(),
+        fix: fix.into(),
+    }
+}
+
+/// Struct members the probes read, as (struct, member, what needs it).
+const OFFSETS: &[(&str, &str, &str)] = &[
+    ("zone", "lock", "zone-lock proof by address"),
+    ("zone", "name", "zone labels"),
+    ("zone", "zone_pgdat", "zone-lock proof by address"),
+    ("pglist_data", "node_zones", "zone-lock proof by address"),
+    ("pglist_data", "node_id", "zone labels"),
+    (
+        "sk_buff",
+        "alloc_cpu",
+        "SKB alloc-CPU x free-CPU attribution (5.19+)",
+    ),
+];
+
+/// Tracepoints the catalog uses, with what each gives.
+fn tracepoints() -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut v = Vec::new();
+    for spec in CATALOG {
+        for m in spec.methods {
+            if let crate::probes::Method::Tracepoint {
+                category, event, ..
+            } = m
+            {
+                v.push((*category, *event, spec.feeds));
+            }
+        }
+    }
+    v
+}
+
+pub fn run() -> Doctor {
+    let mut checks = Vec::new();
+    let privileged = attach::check_privileges();
+    checks.push(match &privileged {
+        Ok(()) => check("privileges", Status::Ok, "can load eBPF programs", ""),
+        Err(e) => check(
+            "privileges",
+            Status::Fail,
+            e.to_string(),
+            "run as root (sudo zoneprof ...)",
+        ),
+    });
+
+    let tracefs_root = match tracefs::ensure_tracefs() {
+        Ok((p, mounted)) => {
+            checks.push(check(
+                "tracefs",
+                Status::Ok,
+                if mounted {
+                    format!("mounted it at {}", p.display())
+                } else {
+                    format!("at {}", p.display())
+                },
+                "",
+            ));
+            Some(p)
+        }
+        Err(e) => {
+            checks.push(check(
+                "tracefs",
+                Status::Fail,
+                e.to_string(),
+                "as root: mount -t tracefs nodev /sys/kernel/tracing",
+            ));
+            None
+        }
+    };
+
+    let btf = match Btf::from_sys_vmlinux() {
+        Ok(b) => {
+            checks.push(check("BTF", Status::Ok, "/sys/kernel/btf/vmlinux", ""));
+            Some(b)
+        }
+        Err(e) => {
+            checks.push(check(
+                "BTF",
+                Status::Warn,
+                e.to_string(),
+                "use a kernel built with CONFIG_DEBUG_INFO_BTF=y: without it zone locks are not \
+                 labelled, SKB frees not attributed, and fentry is unavailable",
+            ));
+            None
+        }
+    };
+
+    let kprobe_pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
+    checks.push(if kprobe_pmu {
+        check("kprobes", Status::Ok, "kprobe PMU present", "")
+    } else {
+        check(
+            "kprobes",
+            Status::Warn,
+            "no kprobe PMU (CONFIG_KPROBES off)",
+            "probes fall back to fentry or tracepoints; skb_attempt_defer_free needs kprobe or fentry",
+        )
+    });
+
+    let ksyms = match Kallsyms::load() {
+        Ok(k) => {
+            checks.push(check(
+                "kallsyms",
+                Status::Ok,
+                format!("{} symbols", k.len()),
+                "",
+            ));
+            Some(k)
+        }
+        Err(e) => {
+            checks.push(check(
+                "kallsyms",
+                Status::Warn,
+                e.to_string(),
+                "run as root, or set kernel.kptr_restrict=0: stacks stay unsymbolized otherwise",
+            ));
+            None
+        }
+    };
+
+    if let Some(root) = &tracefs_root {
+        for (cat, ev, feeds) in tracepoints() {
+            let ok = tracefs::event_exists(root, cat, ev);
+            checks.push(if ok {
+                check(&format!("tracepoint {cat}:{ev}"), Status::Ok, "present", "")
+            } else {
+                check(
+                    &format!("tracepoint {cat}:{ev}"),
+                    Status::Warn,
+                    format!("missing: no {feeds} from it"),
+                    if cat == "lock" {
+                        "lock:contention_* needs Linux 5.19+"
+                    } else {
+                        "needs a newer kernel, or another method for this probe"
+                    },
+                )
+            });
+        }
+    }
+
+    if let Some(b) = &btf {
+        for (s, m, why) in OFFSETS {
+            let name = format!("offset {s}.{m}");
+            checks.push(match b.member_offset(s, m) {
+                Ok(Some(off)) => check(&name, Status::Ok, format!("{off}"), ""),
+                Ok(None) => check(
+                    &name,
+                    Status::Warn,
+                    format!("absent on this kernel: no {why}"),
+                    "",
+                ),
+                Err(e) => check(&name, Status::Warn, e.to_string(), ""),
+            });
+        }
+    }
+
+    match host::host_info() {
+        Ok(h) => checks.push(check(
+            "topology",
+            Status::Ok,
+            format!(
+                "{} online CPUs ({}), {} possible, {} NUMA node(s); Linux {}",
+                h.online_cpus.len(),
+                crate::cpulist::format_cpu_list(&h.online_cpus),
+                h.possible_cpus,
+                h.numa_nodes.len().max(1),
+                h.kernel_release
+            ),
+            "",
+        )),
+        Err(e) => checks.push(check("topology", Status::Warn, e.to_string(), "")),
+    }
+    let s = host::read_settings();
+    let show = |v: Option<i64>| v.map_or("absent".to_string(), |v| v.to_string());
+    checks.push(check(
+        "sysctls",
+        Status::Ok,
+        format!(
+            "net.core.skb_defer_max={} vm.percpu_pagelist_high_fraction={} vm.stat_interval={}",
+            show(s.skb_defer_max),
+            show(s.percpu_pagelist_high_fraction),
+            show(s.stat_interval)
+        ),
+        "",
+    ));
+    if s.skb_defer_max == Some(0) {
+        checks.push(check(
+            "skb deferral",
+            Status::Warn,
+            "net.core.skb_defer_max=0: skb_attempt_defer_free never defers",
+            "sysctl -w net.core.skb_defer_max=64 to compare deferral",
+        ));
+    }
+
+    // The real test: load and attach everything, then detach at once.
+    let mut probes = Vec::new();
+    if privileged.is_ok() && tracefs_root.is_some() {
+        let opts = attach::PlanOpts {
+            page_flows: true,
+            page_sample: 64,
+            backend: Default::default(),
+        };
+        let host = host::host_info().ok();
+        let (cpu_node, online) = host
+            .map(|h| (h.cpu_node, h.online_cpus))
+            .unwrap_or_default();
+        match attach::plan(&opts, ksyms.as_ref())
+            .and_then(|p| attach::load_and_attach(&p, None, &cpu_node, &online))
+        {
+            Ok(mut a) => {
+                a.detach();
+                probes = a.probes;
+            }
+            Err(e) => checks.push(check(
+                "load",
+                Status::Fail,
+                e.to_string(),
+                "see the probe lines above",
+            )),
+        }
+    }
+    for p in &probes {
+        checks.push(if p.attached {
+            check(
+                &format!("probe {}", p.name),
+                Status::Ok,
+                format!("attaches with {} on {}", p.method, p.target),
+                "",
+            )
+        } else {
+            check(
+                &format!("probe {}", p.name),
+                Status::Warn,
+                p.reason.clone().unwrap_or_default(),
+                "the report will list it as not observable",
+            )
+        });
+    }
+    let attached = |n: &str| probes.iter().any(|p| p.name == n && p.attached);
+    let recording_useful = (attached("contention_begin") && attached("contention_end"))
+        || attached("pcp_refill")
+        || attached("pcp_drain")
+        || attached("free_pcppages_bulk");
+    Doctor {
+        format: "zoneprof-doctor",
+        version: 1,
+        checks,
+        targets: attach::target_facts(ksyms.as_ref(), btf.as_ref()),
+        probes,
+        recording_useful,
+    }
+}
+
+pub fn to_text(d: &Doctor) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for c in &d.checks {
+        let tag = match c.status {
+            Status::Ok => "ok  ",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        };
+        let _ = writeln!(s, "[{tag}] {:<36} {}", c.name, c.detail);
+        if !c.fix.is_empty() && c.status != Status::Ok {
+            let _ = writeln!(s, "       {:<36} -> {}", "", c.fix);
+        }
+    }
+    if !d.targets.is_empty() {
+        let _ = writeln!(s, "\nkprobe/fentry targets");
+        for t in &d.targets {
+            let _ = writeln!(
+                s,
+                "  {:<24} {:<7} {:<22} kallsyms: {:<28} BTF: {:<3} traceable: {}",
+                t.probe,
+                t.method,
+                t.symbol,
+                t.in_kallsyms.as_deref().unwrap_or("absent (inlined?)"),
+                if t.in_btf { "yes" } else { "no" },
+                match t.traceable {
+                    Some(true) => "yes",
+                    Some(false) => "no (notrace)",
+                    None => "unknown",
+                }
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n{}",
+        if d.recording_useful {
+            "A useful recording is possible: zoneprof record -o r.zprof"
+        } else {
+            "No useful recording is possible on this host: fix the FAIL lines above."
+        }
+    );
+    s
+}
