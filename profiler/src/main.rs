@@ -405,47 +405,113 @@ fn cmd_tap(a: TapArgs) -> Result<ExitCode> {
 }
 
 fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
-    std::fs::create_dir_all(&a.output)
-        .with_context(|| format!("creating {}", a.output.display()))?;
+    use zoneprof::{compare, flamegraph as fg, html};
+    let dir = &a.output;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let exe = std::env::current_exe().context("locating the zoneprof binary")?;
+    let exe = exe.to_string_lossy().into_owned();
     let host = zoneprof::host::host_info()?;
     if host.online_cpus.len() < 2 {
         bail!("the demo needs two online CPUs (allocate on one, free on the other)");
     }
     let (c0, c1) = (host.online_cpus[0], host.online_cpus[1]);
-    let secs = format!("{}ms", a.duration.as_millis());
-    let path = a.output.join("cross-cpu.zprof");
-    eprintln!(
-        "zoneprof demo: recording the cross-CPU page reproducer (alloc CPU {c0}, free CPU {c1}, {secs})"
+    let d = format!("{}ms", a.duration.as_millis());
+    let tap = std::path::Path::new("/dev/net/tun").exists();
+    if !tap {
+        eprintln!(
+            "zoneprof demo: /dev/net/tun is missing (modprobe tun): recording the page reproducer only"
+        );
+    }
+    // "before": allocation and free on different CPUs; "after": on one CPU, the userspace
+    // analogue of freeing SKBs on their allocating CPU.
+    let script = |free_cpu: u32, same: &str| {
+        let mut s = format!(
+            "{exe} workload cross-cpu-pages --alloc-cpus {c0} --free-cpus {c1} {same} -d {d}"
+        );
+        if tap {
+            s += &format!(
+                " && {exe} workload tap --sender-cpus {c0} --reader-cpus {free_cpu} -d {d}"
+            );
+        }
+        s
+    };
+    let rt = runtime()?;
+    let mut paths = Vec::new();
+    for (name, what, sh) in [
+        (
+            "before",
+            format!("alloc CPU {c0}, free CPU {c1}"),
+            script(c1, ""),
+        ),
+        (
+            "after",
+            format!("alloc and free on CPU {c0}"),
+            script(c0, "--same-cpu"),
+        ),
+    ] {
+        let path = dir.join(format!("{name}.zprof"));
+        eprintln!("zoneprof demo: recording \"{name}\" ({what})");
+        let out = rt.block_on(record::record(RecordOpts {
+            duration: None,
+            output: path.clone(),
+            cpus: None,
+            command: vec!["sh".into(), "-c".into(), sh],
+            progress: true,
+            plan: Default::default(),
+        }))?;
+        print_record_summary(&path, &out);
+        if out.command_status.is_some_and(|s| !s.success()) {
+            bail!("the {name} workload failed; see its output above");
+        }
+        paths.push(path);
+    }
+    let before = Recording::read(&paths[0])?;
+    let after = Recording::read(&paths[1])?;
+    let (bs, as_) = (
+        paths[0].display().to_string(),
+        paths[1].display().to_string(),
     );
-    let out = runtime()?.block_on(record::record(RecordOpts {
-        duration: None,
-        output: path.clone(),
-        cpus: None,
-        command: vec![
-            exe.to_string_lossy().into_owned(),
-            "workload".into(),
-            "cross-cpu-pages".into(),
-            "--alloc-cpus".into(),
-            c0.to_string(),
-            "--free-cpus".into(),
-            c1.to_string(),
-            "--duration".into(),
-            secs,
-        ],
-        progress: true,
-        plan: Default::default(),
-    }))?;
-    print_record_summary(&path, &out);
-    let r = report::build(&out.recording, 5);
-    print!("{}", report::to_text(&r, 5));
-    let json = a.output.join("cross-cpu.report.json");
-    std::fs::write(&json, report::to_json(&r))
-        .with_context(|| format!("writing {}", json.display()))?;
-    eprintln!(
-        "\nzoneprof demo: recording {}, JSON report {}",
-        path.display(),
-        json.display()
+    let mut c = compare::compare(&before, &after, &bs, &as_, 10);
+    c.flamegraphs = compare::write_flamegraphs(&before, &after, dir)?;
+    let mut written = vec![];
+    for (file, doc) in [
+        ("compare.txt", compare::to_text(&c)),
+        ("compare.json", compare::to_json(&c) + "\n"),
+        ("compare.html", html::compare_html(&c, &before, &after)?),
+        ("before.html", html::report_html(&before, 10, &bs)?),
+        ("after.html", html::report_html(&after, 10, &as_)?),
+    ] {
+        let p = dir.join(file);
+        fg::write_atomic(&p, doc.as_bytes())?;
+        written.push(p);
+    }
+    for (rec, src, name) in [(&before, &bs, "before"), (&after, &as_, "after")] {
+        for view in [fg::View::ZoneWait, fg::View::SkbFree] {
+            let opts = fg::FoldOptions::default();
+            // A view without data (no zone-lock contention) is skipped, not drawn empty.
+            if let Ok(f) = fg::build(rec, view, &opts, src)
+                && let Ok(svg) = fg::render_svg(&f.folded, view, &f.title, &f.subtitle)
+            {
+                let p = dir.join(format!("{name}.{}.svg", view.name()));
+                fg::write_atomic(&p, &svg)?;
+                written.push(p);
+            }
+        }
+    }
+    println!("\nzoneprof demo: before = cross-CPU frees, after = same-CPU frees");
+    for v in &c.verdict {
+        println!("  - {v}");
+    }
+    println!("\nFiles in {}:", dir.display());
+    for p in paths.iter().chain(&written) {
+        println!("  {}", p.display());
+    }
+    for f in &c.flamegraphs {
+        println!("  {f}");
+    }
+    println!(
+        "\nOpen {} in a browser for the before/after report.",
+        dir.join("compare.html").display()
     );
     Ok(ExitCode::SUCCESS)
 }

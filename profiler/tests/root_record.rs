@@ -575,3 +575,51 @@ fn page_flows_show_pages_moving_from_alloc_cpu_to_free_cpu() {
     );
     assert_eq!(r["page_tracking"]["sample_one_in"], 64);
 }
+
+#[test]
+fn demo_writes_recordings_compare_reports_and_flamegraphs() {
+    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    if skip("demo_writes_recordings_compare_reports_and_flamegraphs") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(&["demo", "-o", &dir.path().to_string_lossy(), "-d", "1500ms"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for f in [
+        "before.zprof",
+        "after.zprof",
+        "compare.txt",
+        "compare.json",
+        "compare.html",
+    ] {
+        assert!(
+            dir.path().join(f).exists(),
+            "demo did not write {f}:\n{stdout}"
+        );
+    }
+    let c: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("compare.json")).expect("read compare.json"),
+    )
+    .expect("compare JSON");
+    let metric = |name: &str| {
+        c["metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("metric {name}"))
+            .clone()
+    };
+    // PCP refills on the allocating CPU fall by more than 80 % when frees become local.
+    let m = metric("cpu0.pcp_refill_pages_per_s");
+    let (b, a) = (
+        m["before"].as_f64().expect("before"),
+        m["after"].as_f64().expect("after"),
+    );
+    eprintln!("demo: CPU 0 PCP refills {b:.0}/s -> {a:.0}/s");
+    assert!(
+        a < 0.2 * b,
+        "refills on CPU 0 should fall by > 80 %: {b} -> {a}"
+    );
+    assert!(stdout.contains("compare.html"), "{stdout}");
+}
