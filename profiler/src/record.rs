@@ -43,6 +43,8 @@ enum Stop {
 }
 
 pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
+    // First, so an unprivileged user gets one clear line and nothing else.
+    attach::check_privileges()?;
     let host = host::host_info().context("reading host facts")?;
     let cpus = match &opts.cpus {
         Some(c) => {
