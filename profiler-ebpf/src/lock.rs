@@ -15,8 +15,7 @@ use aya_ebpf::{
 };
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use profiler_common::{
-    HIST_BUCKETS, HistKey, LockKey, LockVal, MAX_SPIN_NEST, SpinFrame, TaskWait, ZoneInfo, counter,
-    lock_flags,
+    HIST_BUCKETS, HistKey, LockKey, LockVal, TaskWait, ZoneInfo, counter, lock_flags,
 };
 
 use crate::{config, maps};
@@ -60,19 +59,9 @@ pub fn on_begin(ctx: &TracePointContext) {
         // SAFETY: per-CPU slot, preemption is off; an NMI nesting here only adds a frame
         // above ours after we bumped depth, or is dropped.
         let st = unsafe { &mut *st };
-        let depth = st.depth as usize;
-        if depth >= MAX_SPIN_NEST {
+        if !st.push(lock, now, flags) {
             maps::count(counter::NEST_OVERFLOW, 1);
-            return;
         }
-        st.frames[depth] = SpinFrame {
-            lock_addr: lock,
-            start_ns: now,
-            nested_ns: 0,
-            flags,
-            _pad: 0,
-        };
-        st.depth = depth as u32 + 1;
         return;
     }
 
@@ -133,34 +122,20 @@ pub fn on_end(ctx: &TracePointContext) {
 }
 
 /// Pops the spin frame of `lock` from this CPU's stack; returns (exclusive wait, flags).
+/// The nesting arithmetic lives in `SpinStack::pop` (profiler-common), tested on the host.
 #[inline(always)]
 fn end_spin(lock: u64, now: u64) -> Option<(u64, u32)> {
     let st = maps::SPIN_STACK.get_ptr_mut(0)?;
     // SAFETY: per-CPU slot, preemption is off.
     let st = unsafe { &mut *st };
-    let depth = st.depth as usize;
-    let mut i = MAX_SPIN_NEST;
-    while i > 0 {
-        i -= 1;
-        if i >= depth || st.frames[i].lock_addr != lock {
-            continue;
-        }
-        let f = st.frames[i];
-        let elapsed = now.saturating_sub(f.start_ns);
-        // Frames above the match lost their end: drop them.
-        let lost = (depth - 1 - i) as u64;
-        if lost > 0 {
-            maps::count(counter::BEGIN_WITHOUT_END, lost);
-        }
-        st.depth = i as u32;
-        if i > 0 {
-            st.frames[i - 1].nested_ns += elapsed;
-        } else {
-            add_nested_to_task(elapsed);
-        }
-        return Some((elapsed.saturating_sub(f.nested_ns), f.flags));
+    let e = st.pop(lock, now)?;
+    if e.lost > 0 {
+        maps::count(counter::BEGIN_WITHOUT_END, e.lost as u64);
     }
-    None
+    if e.outermost {
+        add_nested_to_task(e.elapsed_ns);
+    }
+    Some((e.wait_ns, e.flags))
 }
 
 /// An outermost spin inside a sleeping-lock wait (e.g. a mutex's wait_lock) is part of

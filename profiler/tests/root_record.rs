@@ -195,7 +195,12 @@ fn cross_cpu_pages_refill_on_alloc_cpu_drain_on_free_cpu() {
     let rs = report_json(&same);
 
     let probes = rc["probes"].as_array().expect("probes list");
-    for name in ["contention_begin", "contention_end", "pcp_refill", "pcp_drain"] {
+    for name in [
+        "contention_begin",
+        "contention_end",
+        "pcp_refill",
+        "pcp_drain",
+    ] {
         let p = probes.iter().find(|p| p["name"] == name).expect(name);
         assert_eq!(p["attached"], Value::Bool(true), "probe not attached: {p}");
         assert_eq!(p["method"], "tracepoint");
