@@ -814,150 +814,6 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::recording::sample;
-
-    #[test]
-    fn per_cpu_split_follows_the_classifier_and_the_zone_proof() {
-        let r = build(&sample(), 10);
-        let c0 = &r.per_cpu[0];
-        let c1 = &r.per_cpu[1];
-        assert_eq!((c0.cpu, c1.cpu), (0, 1));
-        assert_eq!(c0.zone_lock_wait_ns.alloc, 6_000_000);
-        // The stackless wait on the proven zone address is zone lock, side unknown.
-        assert_eq!(c0.zone_lock_wait_ns.other, 500_000);
-        assert_eq!(c1.zone_lock_wait_ns.free, 12_000_000);
-        assert_eq!(c1.other_lock_wait_ns, 1_000_000);
-        assert!((c1.zone_lock_wait_pct.free - 0.6).abs() < 1e-9);
-        assert_eq!(c0.pcp_refill_pages, 1000);
-        assert_eq!(c1.pcp_drain_pages, 990);
-        assert_eq!(r.free_triggers[0].trigger, "pcp_high");
-        assert_eq!(r.zones[0].label, "node 0 / zone Normal");
-        assert_eq!(r.top_zone_stacks[0].side, Some("free"));
-        assert_eq!(r.top_other_locks[0].lock, "rq lock");
-    }
-
-    #[test]
-    fn json_contract_keys_are_present() {
-        let v: serde_json::Value =
-            serde_json::from_str(&to_json(&build(&sample(), 5))).expect("valid JSON");
-        for cpu in v["per_cpu"].as_array().expect("per_cpu list") {
-            for k in ["cpu", "pcp_refill_pages", "pcp_drain_pages"] {
-                assert!(cpu[k].is_u64(), "per_cpu.{k}");
-            }
-            for side in ["alloc", "free"] {
-                assert!(
-                    cpu["zone_lock_wait_ns"][side].is_u64(),
-                    "zone_lock_wait_ns.{side}"
-                );
-            }
-        }
-        for p in v["probes"].as_array().expect("probes list") {
-            for k in ["name", "method", "attached", "reason"] {
-                assert!(p.get(k).is_some(), "probes[].{k}");
-            }
-        }
-    }
-
-    #[test]
-    fn skb_sites_merge_cpus_and_compute_remote_ratio() {
-        use crate::recording::{SkbCell, SkbSite};
-        let mut rec = sample();
-        rec.host.cpu_node = vec![(0, 0), (1, 1)];
-        rec.host.numa_nodes = vec![0, 1];
-        let site = |function: &str, caller: &str, cpu, count, remote| SkbSite {
-            function: function.into(),
-            caller: caller.into(),
-            cpu,
-            count,
-            remote,
-            cross_node: remote,
-        };
-        rec.skb_sites = vec![
-            site("consume_skb", "tun_do_read", 1, 900, 890),
-            site("consume_skb", "tun_do_read", 0, 100, 0),
-            site("kfree_skb", "tcp_data_queue", 1, 5, 0),
-        ];
-        rec.skb_matrix = vec![
-            SkbCell {
-                alloc_cpu: 0,
-                free_cpu: 1,
-                count: 890,
-            },
-            SkbCell {
-                alloc_cpu: 1,
-                free_cpu: 1,
-                count: 15,
-            },
-            SkbCell {
-                alloc_cpu: 0,
-                free_cpu: 0,
-                count: 100,
-            },
-        ];
-        let r = build(&rec, 10);
-        let tun = &r.skb_free_sites[0];
-        assert_eq!(
-            (tun.function.as_str(), tun.caller.as_str()),
-            ("consume_skb", "tun_do_read")
-        );
-        assert_eq!((tun.count, tun.remote), (1000, 890));
-        assert!((tun.remote_ratio - 0.89).abs() < 1e-12);
-        assert_eq!(tun.cpus, vec![(0, 100), (1, 900)]);
-        // Node pairs: CPU 0 is node 0, CPU 1 node 1.
-        let cross: u64 = r
-            .skb_node_matrix
-            .iter()
-            .filter(|c| c.alloc_cpu == 0 && c.free_cpu == 1)
-            .map(|c| c.count)
-            .sum();
-        assert_eq!(cross, 890);
-        let t = to_text(&r, 10);
-        assert!(t.contains("0 -> 1"), "{t}");
-        assert!(t.contains("tun_do_read"), "{t}");
-        assert!(t.contains("89.0 %"), "{t}");
-        // JSON contract keys of issue 3.
-        let v: serde_json::Value = serde_json::from_str(&to_json(&r)).expect("json");
-        for k in ["alloc_cpu", "free_cpu", "count"] {
-            assert!(v["skb_matrix"][0][k].is_u64(), "skb_matrix[].{k}");
-        }
-        for k in ["function", "caller", "count", "remote"] {
-            assert!(
-                v["skb_free_sites"][0].get(k).is_some(),
-                "skb_free_sites[].{k}"
-            );
-        }
-        assert!(v["page_matrix"].is_array());
-    }
-
-    #[test]
-    fn defer_without_its_probe_is_not_observable_never_zero() {
-        let mut rec = sample();
-        rec.skb_defer = vec![crate::recording::SkbDefer {
-            cpu: 0,
-            flushed: 40,
-            ..Default::default()
-        }];
-        let t = to_text(&build(&rec, 5), 5);
-        assert!(t.contains("n/a"), "{t}");
-        assert!(t.contains("skb_attempt_defer_free"), "{t}");
-    }
-
-    #[test]
-    fn text_report_names_sides_and_losses() {
-        let mut rec = sample();
-        rec.counters.stack_collisions = 3;
-        let r = build(&rec, 3);
-        let t = to_text(&r, 3);
-        assert!(t.contains("alloc side 6.0 ms"), "{t}");
-        assert!(t.contains("free side 12.0 ms"), "{t}");
-        assert!(t.contains("stack-id collisions"), "{t}");
-        assert!(t.contains("node 0 / zone Normal"), "{t}");
-    }
-}
-
 fn write_skb_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     let total: u64 = r.skb_free_sites.iter().map(|x| x.count).sum();
     if total > 0 {
@@ -1133,4 +989,148 @@ fn write_page_flows_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Re
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::sample;
+
+    #[test]
+    fn per_cpu_split_follows_the_classifier_and_the_zone_proof() {
+        let r = build(&sample(), 10);
+        let c0 = &r.per_cpu[0];
+        let c1 = &r.per_cpu[1];
+        assert_eq!((c0.cpu, c1.cpu), (0, 1));
+        assert_eq!(c0.zone_lock_wait_ns.alloc, 6_000_000);
+        // The stackless wait on the proven zone address is zone lock, side unknown.
+        assert_eq!(c0.zone_lock_wait_ns.other, 500_000);
+        assert_eq!(c1.zone_lock_wait_ns.free, 12_000_000);
+        assert_eq!(c1.other_lock_wait_ns, 1_000_000);
+        assert!((c1.zone_lock_wait_pct.free - 0.6).abs() < 1e-9);
+        assert_eq!(c0.pcp_refill_pages, 1000);
+        assert_eq!(c1.pcp_drain_pages, 990);
+        assert_eq!(r.free_triggers[0].trigger, "pcp_high");
+        assert_eq!(r.zones[0].label, "node 0 / zone Normal");
+        assert_eq!(r.top_zone_stacks[0].side, Some("free"));
+        assert_eq!(r.top_other_locks[0].lock, "rq lock");
+    }
+
+    #[test]
+    fn json_contract_keys_are_present() {
+        let v: serde_json::Value =
+            serde_json::from_str(&to_json(&build(&sample(), 5))).expect("valid JSON");
+        for cpu in v["per_cpu"].as_array().expect("per_cpu list") {
+            for k in ["cpu", "pcp_refill_pages", "pcp_drain_pages"] {
+                assert!(cpu[k].is_u64(), "per_cpu.{k}");
+            }
+            for side in ["alloc", "free"] {
+                assert!(
+                    cpu["zone_lock_wait_ns"][side].is_u64(),
+                    "zone_lock_wait_ns.{side}"
+                );
+            }
+        }
+        for p in v["probes"].as_array().expect("probes list") {
+            for k in ["name", "method", "attached", "reason"] {
+                assert!(p.get(k).is_some(), "probes[].{k}");
+            }
+        }
+    }
+
+    #[test]
+    fn skb_sites_merge_cpus_and_compute_remote_ratio() {
+        use crate::recording::{SkbCell, SkbSite};
+        let mut rec = sample();
+        rec.host.cpu_node = vec![(0, 0), (1, 1)];
+        rec.host.numa_nodes = vec![0, 1];
+        let site = |function: &str, caller: &str, cpu, count, remote| SkbSite {
+            function: function.into(),
+            caller: caller.into(),
+            cpu,
+            count,
+            remote,
+            cross_node: remote,
+        };
+        rec.skb_sites = vec![
+            site("consume_skb", "tun_do_read", 1, 900, 890),
+            site("consume_skb", "tun_do_read", 0, 100, 0),
+            site("kfree_skb", "tcp_data_queue", 1, 5, 0),
+        ];
+        rec.skb_matrix = vec![
+            SkbCell {
+                alloc_cpu: 0,
+                free_cpu: 1,
+                count: 890,
+            },
+            SkbCell {
+                alloc_cpu: 1,
+                free_cpu: 1,
+                count: 15,
+            },
+            SkbCell {
+                alloc_cpu: 0,
+                free_cpu: 0,
+                count: 100,
+            },
+        ];
+        let r = build(&rec, 10);
+        let tun = &r.skb_free_sites[0];
+        assert_eq!(
+            (tun.function.as_str(), tun.caller.as_str()),
+            ("consume_skb", "tun_do_read")
+        );
+        assert_eq!((tun.count, tun.remote), (1000, 890));
+        assert!((tun.remote_ratio - 0.89).abs() < 1e-12);
+        assert_eq!(tun.cpus, vec![(0, 100), (1, 900)]);
+        // Node pairs: CPU 0 is node 0, CPU 1 node 1.
+        let cross: u64 = r
+            .skb_node_matrix
+            .iter()
+            .filter(|c| c.alloc_cpu == 0 && c.free_cpu == 1)
+            .map(|c| c.count)
+            .sum();
+        assert_eq!(cross, 890);
+        let t = to_text(&r, 10);
+        assert!(t.contains("0 -> 1"), "{t}");
+        assert!(t.contains("tun_do_read"), "{t}");
+        assert!(t.contains("89.0 %"), "{t}");
+        // JSON contract keys of issue 3.
+        let v: serde_json::Value = serde_json::from_str(&to_json(&r)).expect("json");
+        for k in ["alloc_cpu", "free_cpu", "count"] {
+            assert!(v["skb_matrix"][0][k].is_u64(), "skb_matrix[].{k}");
+        }
+        for k in ["function", "caller", "count", "remote"] {
+            assert!(
+                v["skb_free_sites"][0].get(k).is_some(),
+                "skb_free_sites[].{k}"
+            );
+        }
+        assert!(v["page_matrix"].is_array());
+    }
+
+    #[test]
+    fn defer_without_its_probe_is_not_observable_never_zero() {
+        let mut rec = sample();
+        rec.skb_defer = vec![crate::recording::SkbDefer {
+            cpu: 0,
+            flushed: 40,
+            ..Default::default()
+        }];
+        let t = to_text(&build(&rec, 5), 5);
+        assert!(t.contains("n/a"), "{t}");
+        assert!(t.contains("skb_attempt_defer_free"), "{t}");
+    }
+
+    #[test]
+    fn text_report_names_sides_and_losses() {
+        let mut rec = sample();
+        rec.counters.stack_collisions = 3;
+        let r = build(&rec, 3);
+        let t = to_text(&r, 3);
+        assert!(t.contains("alloc side 6.0 ms"), "{t}");
+        assert!(t.contains("free side 12.0 ms"), "{t}");
+        assert!(t.contains("stack-id collisions"), "{t}");
+        assert!(t.contains("node 0 / zone Normal"), "{t}");
+    }
 }
