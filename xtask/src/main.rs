@@ -96,6 +96,10 @@ enum Task {
         /// Put this static zoneprof at /usr/bin/zoneprof.
         #[arg(long, value_name = "PATH")]
         zoneprof: Option<PathBuf>,
+        /// Add the host's iproute2 `ip` (with its libraries) at /usr/sbin/ip, for
+        /// `ip netns` and the tap workload; implied by --with-zoneprof and --zoneprof.
+        #[arg(long)]
+        with_ip: bool,
         /// Script limit, seconds (the boot gets 120 s more).
         #[arg(long, default_value_t = 300)]
         timeout: u64,
@@ -182,6 +186,7 @@ fn run(task: Task) -> Result<()> {
             collect,
             with_zoneprof,
             zoneprof,
+            with_ip,
             timeout,
             quiet,
         } => vm::cli::vm_run(
@@ -195,6 +200,7 @@ fn run(task: Task) -> Result<()> {
                 collect,
                 with_zoneprof,
                 zoneprof,
+                with_ip,
                 timeout: Duration::from_secs(timeout),
                 quiet,
             },

@@ -17,6 +17,7 @@
 pub mod cli;
 mod console;
 mod cpio;
+pub mod hostbin;
 mod initramfs;
 pub mod kernel;
 mod qemu;
