@@ -160,9 +160,15 @@ pub fn vm_test(ws: &Workspace, opts: &TestOpts) -> Result<()> {
     backends.sort();
     backends.dedup();
     let table = scenarios::table(&backends);
+    let mut files = vec![GuestFile::from_host(&bin, GUEST_ZONEPROF, 0o755)?];
+    // The tap scenarios need iproute2's ip (netns); without it they fail naming it.
+    match super::hostbin::iproute2() {
+        Ok(ip) => files.extend(ip),
+        Err(e) => println!("==> vm-test: note: {e:#}; the tap scenarios will fail"),
+    }
     let payload = Payload {
         steps: table.iter().map(Scenario::step).collect(),
-        files: vec![GuestFile::from_host(&bin, GUEST_ZONEPROF, 0o755)?],
+        files,
         modules: {
             let mut m: Vec<String> = table
                 .iter()
