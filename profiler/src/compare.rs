@@ -925,12 +925,16 @@ fn handoff_sentences(c: &Comparison) -> Vec<String> {
         if let Some(f) = c.metric("skb_defer_flushed_per_s").and_then(|m| m.after) {
             let _ = write!(
                 sent,
-                "; the deferred-list flush freed {} there ({} of the calls; the rest were \
-                 freed at once where they were read, e.g. with the defer list full, or were \
-                 still queued)",
+                "; the deferred-list flush freed {} there ({} of the calls",
                 Unit::PerS.fmt(Some(f)),
                 share(f.min(da), da)
             );
+            sent.push_str(if f < da {
+                "; the rest were freed at once where they were read, e.g. with the defer \
+                 list full, or were still queued)"
+            } else {
+                ")"
+            });
         }
         out.push(sent);
     }

@@ -228,6 +228,13 @@ fn handoff_to_skb_attempt_defer_free_reads_as_moved_not_as_remote() {
     // The deferral calls are not counted as remote frees at tun_do_read.
     assert!(!v.contains("remote SKB frees at tun_do_read"), "{v}");
     assert_eq!(metric(&c, "skb_defer_flushed_per_s").1, Some(6_900.0));
+    // Every deferral flushed: no "the rest" clause.
+    a.skb_defer[0].flushed = 15_000;
+    let v = compare::compare(&b, &a, "b", "a", 5).verdict.join("\n");
+    assert!(
+        v.contains("the deferred-list flush freed 7,500/s there (100 % of the calls)"),
+        "{v}"
+    );
 }
 
 fn run(args: &[&str]) -> std::process::Output {

@@ -251,8 +251,11 @@ pub struct Side {
     /// Attach method of consume_skb / skb_attempt_defer_free; None = not attached.
     pub consume_probe: Option<String>,
     pub defer_probe: Option<String>,
-    pub pcp_drain_reader: u64,
+    /// PCP pages refilled from / drained to the buddy allocator (zone->lock each batch).
     pub pcp_refill_sender: u64,
+    pub pcp_drain_sender: u64,
+    pub pcp_refill_reader: u64,
+    pub pcp_drain_reader: u64,
 }
 
 impl Side {
@@ -379,8 +382,10 @@ pub fn side_from_report(report: &Value) -> Result<Side> {
         ipis: defer.iter().map(|d| u(&d["ipis"])).sum(),
         consume_probe: method("consume_skb"),
         defer_probe: method("skb_attempt_defer_free"),
-        pcp_drain_reader: pcp(READER_CPU, "pcp_drain_pages"),
         pcp_refill_sender: pcp(SENDER_CPU, "pcp_refill_pages"),
+        pcp_drain_sender: pcp(SENDER_CPU, "pcp_drain_pages"),
+        pcp_refill_reader: pcp(READER_CPU, "pcp_refill_pages"),
+        pcp_drain_reader: pcp(READER_CPU, "pcp_drain_pages"),
     })
 }
 
@@ -640,12 +645,28 @@ pub fn table(
             None => "n/a".to_owned(),
         },
     );
-    row(&format!("PCP drain pages on CPU {r} (per frame)"), &|i| {
-        per_frame(sides[i].pcp_drain_reader, work[i].frames_read)
-    });
-    row(&format!("PCP refill pages on CPU {s} (per frame)"), &|i| {
-        per_frame(sides[i].pcp_refill_sender, work[i].frames_read)
-    });
+    row(
+        &format!("PCP refill / drain pages, CPU {s} (per frame)"),
+        &|i| {
+            let x = sides[i];
+            format!(
+                "{} / {}",
+                per_frame(x.pcp_refill_sender, work[i].frames_read),
+                per_frame(x.pcp_drain_sender, work[i].frames_read)
+            )
+        },
+    );
+    row(
+        &format!("PCP refill / drain pages, CPU {r} (per frame)"),
+        &|i| {
+            let x = sides[i];
+            format!(
+                "{} / {}",
+                per_frame(x.pcp_refill_reader, work[i].frames_read),
+                per_frame(x.pcp_drain_reader, work[i].frames_read)
+            )
+        },
+    );
     row("probes: consume_skb / skb_attempt_defer_free", &|i| {
         format!(
             "{} / {}",
@@ -671,9 +692,9 @@ pub fn table(
 
 fn per_frame(pages: u64, frames: u64) -> String {
     if frames == 0 {
-        return n(pages);
+        return "-".to_owned();
     }
-    format!("{} ({:.1})", n(pages), pages as f64 / frames as f64)
+    format!("{:.1}", pages as f64 / frames as f64)
 }
 
 /// Where the two kernels come from.
@@ -1171,5 +1192,8 @@ mod tests {
         assert!(t.contains("8.3 %"));
         assert!(t.contains("253"));
         assert!(t.contains("note: zoneprof's IPI count"));
+        // Pages per frame: CPU 1 stopped draining; CPU 0 still refills (and now drains).
+        assert!(t.contains("8.4 / 0.0") && t.contains("8.4 / 7.7"), "{t}");
+        assert!(t.contains("0.0 / 8.7") && t.contains("0.3 / 1.0"), "{t}");
     }
 }
