@@ -430,6 +430,32 @@ mod tests {
     }
 
     #[test]
+    fn cache_needs_both_images_and_their_sums() {
+        let root = std::env::temp_dir().join(format!("zpvm-build-test-{}", std::process::id()));
+        let dirs = Dirs { root: root.clone() };
+        let dir = cache_dir(&dirs);
+        fs::create_dir_all(&dir).unwrap();
+        assert!(dir.ends_with("kernels/built-6.12.117"));
+        for v in VARIANTS {
+            fs::write(dir.join(image_name(v)), v).unwrap();
+        }
+        assert_eq!(cached(&dirs), None, "no SHA256SUMS yet");
+        let line = |v: &str| format!("{}  {}\n", "a".repeat(64), image_name(v));
+        fs::write(dir.join("SHA256SUMS"), line("unpatched")).unwrap();
+        assert_eq!(cached(&dirs), None, "tun-defer not listed");
+        fs::write(
+            dir.join("SHA256SUMS"),
+            line("unpatched") + &line("tun-defer"),
+        )
+        .unwrap();
+        let [a, b] = cached(&dirs).unwrap();
+        assert!(
+            a.ends_with("bzImage-6.12.117-unpatched") && b.ends_with("bzImage-6.12.117-tun-defer")
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn version_from_makefile() {
         let mk = "# SPDX\nVERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION =\nNAME = Baby Opossum Posse\n";
         assert_eq!(makefile_version(mk).as_deref(), Some("6.12.117"));
