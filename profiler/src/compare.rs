@@ -740,10 +740,12 @@ fn verdict(c: &Comparison) -> Vec<String> {
         }
     }
 
-    // Remote SKB frees by caller (free functions merged, so a switch from consume_skb to
-    // skb_attempt_defer_free at one caller still reads as one site).
+    // Remote SKB frees by caller (free functions merged). `skb_attempt_defer_free` calls
+    // are left out: a call with a remote alloc CPU is a hand-off back to that CPU, not a
+    // remote free, so counting it would read "stayed at 100 %" exactly when the frees
+    // moved; those callers get their own sentence below.
     let mut by_caller: BTreeMap<&str, [f64; 4]> = BTreeMap::new();
-    for s in &c.skb_sites {
+    for s in c.skb_sites.iter().filter(|s| s.function != DEFER_FN) {
         let e = by_caller.entry(s.caller.as_str()).or_default();
         let (bn, an) = (
             s.before_frees_per_s.unwrap_or(0.0),
@@ -776,6 +778,10 @@ fn verdict(c: &Comparison) -> Vec<String> {
                 "remote SKB frees at {caller} {dir} {rb:.0} % to {ra:.0} %"
             ));
         }
+    }
+
+    if skb_both {
+        v.extend(handoff_sentences(c));
     }
 
     // Free-method mix.
@@ -850,6 +856,89 @@ fn verdict(c: &Comparison) -> Vec<String> {
         v.push("nothing comparable: neither recording holds data both can show".to_string());
     }
     v
+}
+
+const DEFER_FN: &str = "skb_attempt_defer_free";
+
+/// Callers that freed SKBs directly before and hand them to `skb_attempt_defer_free` after
+/// (the tun patch: `tun_do_read`), one sentence each: the direct frees before/after with
+/// their remote share, the deferral calls, the share queued back to the allocating CPU,
+/// and the deferred-list flushes that freed them there.
+fn handoff_sentences(c: &Comparison) -> Vec<String> {
+    let rate = |x: Option<f64>| x.unwrap_or(0.0);
+    let mut out = Vec::new();
+    let mut callers: Vec<&str> = c
+        .skb_sites
+        .iter()
+        .filter(|s| s.function == DEFER_FN && rate(s.after_frees_per_s) > 0.0)
+        .map(|s| s.caller.as_str())
+        .collect();
+    callers.sort_unstable();
+    callers.dedup();
+    for caller in callers {
+        let (mut bn, mut br, mut an, mut ar, mut db, mut da) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        for s in c.skb_sites.iter().filter(|s| s.caller == caller) {
+            let (b, a) = (rate(s.before_frees_per_s), rate(s.after_frees_per_s));
+            if s.function == DEFER_FN {
+                db += b;
+                da += a;
+            } else {
+                bn += b;
+                br += b * rate(s.before_remote_ratio);
+                an += a;
+                ar += a * rate(s.after_remote_ratio);
+            }
+        }
+        // Only a switch: direct frees before, deferral calls after (more than before).
+        if bn == 0.0 || da <= db {
+            continue;
+        }
+        let share = |part: f64, whole: f64| {
+            if whole > 0.0 {
+                format!("{:.0} %", 100.0 * part / whole)
+            } else {
+                "n/a".to_string()
+            }
+        };
+        let mut sent = format!(
+            "SKB frees at {caller} moved to the allocating CPU: its direct frees fell from {} \
+             ({} on another CPU than allocated) to {}",
+            Unit::PerS.fmt(Some(bn)),
+            share(br, bn),
+            Unit::PerS.fmt(Some(an))
+        );
+        if an > 0.0 {
+            let _ = write!(sent, " ({} remote)", share(ar, an));
+        }
+        let _ = write!(
+            sent,
+            "; it calls skb_attempt_defer_free {}",
+            Unit::PerS.fmt(Some(da))
+        );
+        if let Some(q) = c.metric("skb_defer_deferred_ratio").and_then(|m| m.after) {
+            let _ = write!(
+                sent,
+                ", {:.0} % queued back to the allocating CPU",
+                100.0 * q
+            );
+        }
+        if let Some(f) = c.metric("skb_defer_flushed_per_s").and_then(|m| m.after) {
+            let _ = write!(
+                sent,
+                "; the deferred-list flush freed {} there ({} of the calls",
+                Unit::PerS.fmt(Some(f)),
+                share(f.min(da), da)
+            );
+            sent.push_str(if f < da {
+                "; the rest were freed at once where they were read, e.g. with the defer \
+                 list full, or were still queued)"
+            } else {
+                ")"
+            });
+        }
+        out.push(sent);
+    }
+    out
 }
 
 /// A folded lock stack in a few words: the lock frame, then the taker and two of its callers,

@@ -96,12 +96,55 @@ enum Task {
         /// Put this static zoneprof at /usr/bin/zoneprof.
         #[arg(long, value_name = "PATH")]
         zoneprof: Option<PathBuf>,
+        /// Add the host's iproute2 `ip` (with its libraries) at /usr/sbin/ip, for
+        /// `ip netns` and the tap workload; implied by --with-zoneprof and --zoneprof.
+        #[arg(long)]
+        with_ip: bool,
         /// Script limit, seconds (the boot gets 120 s more).
         #[arg(long, default_value_t = 300)]
         timeout: u64,
         /// Do not stream the console.
         #[arg(short, long)]
         quiet: bool,
+    },
+    /// Boot the 6.12.117 kernels without and with the tun patch (2 vCPUs), record the tap
+    /// workload in each, compare the recordings on the host (text, JSON, HTML,
+    /// flamegraphs) and check that the SKB frees of tun_do_read moved to the allocating CPU.
+    VmCompare {
+        /// Kernel without the patch (default: ../shared/kernels, else `vm-kernel`'s build).
+        #[arg(long, value_name = "BZIMAGE", requires = "after")]
+        before: Option<PathBuf>,
+        /// Kernel with the patch.
+        #[arg(long, value_name = "BZIMAGE", requires = "before")]
+        after: Option<PathBuf>,
+        /// Output directory (default: target/vm-compare).
+        #[arg(short = 'o', long = "out", value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Use this static zoneprof instead of building one.
+        #[arg(long, value_name = "PATH")]
+        zoneprof: Option<PathBuf>,
+        /// Workload seconds.
+        #[arg(short, long, default_value_t = 3)]
+        duration: u32,
+        /// Limit for the script in each guest, seconds (the boot gets 120 s more).
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+        /// Stream each guest console.
+        #[arg(short, long)]
+        verbose: bool,
+        /// Print the checks but do not fail on them (testing another patch).
+        #[arg(long)]
+        no_check: bool,
+    },
+    /// Build the 6.12.117 test kernels (unpatched, tun-defer) from Debian's linux-source-6.12
+    /// into target/vm/kernels/built-6.12.117 (about 15 min on 2 cores).
+    VmKernel {
+        /// Only unpack, apply the config (make olddefconfig), check it and `patch --dry-run`.
+        #[arg(long)]
+        prepare_only: bool,
+        /// make -j (default: the CPUs available).
+        #[arg(short, long)]
+        jobs: Option<usize>,
     },
     /// Fetch and cache Debian cloud kernels for the VM tasks (under target/vm/kernels).
     VmFetch {
@@ -182,6 +225,7 @@ fn run(task: Task) -> Result<()> {
             collect,
             with_zoneprof,
             zoneprof,
+            with_ip,
             timeout,
             quiet,
         } => vm::cli::vm_run(
@@ -195,10 +239,38 @@ fn run(task: Task) -> Result<()> {
                 collect,
                 with_zoneprof,
                 zoneprof,
+                with_ip,
                 timeout: Duration::from_secs(timeout),
                 quiet,
             },
         ),
+        Task::VmCompare {
+            before,
+            after,
+            out,
+            zoneprof,
+            duration,
+            timeout,
+            verbose,
+            no_check,
+        } => vm::compare::vm_compare(
+            &ws,
+            &vm::compare::Opts {
+                before,
+                after,
+                out,
+                zoneprof,
+                duration_s: duration,
+                timeout: Duration::from_secs(timeout),
+                verbose,
+                no_check,
+            },
+        ),
+        Task::VmKernel { prepare_only, jobs } => vm::build::vm_kernel(
+            &vm::Dirs::new(&ws)?,
+            &vm::build::Opts { prepare_only, jobs },
+        )
+        .map(|_| ()),
         Task::VmFetch { kernels } => vm::cli::vm_fetch(&ws, &kernels.kernel, &kernels.bzimage),
     }
 }

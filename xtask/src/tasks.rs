@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::cmd::Cmd;
 use crate::setup;
+use crate::vm;
 use crate::workspace::Workspace;
 
 /// The eBPF crate builds only for bpfel-unknown-none (through profiler's build.rs), so it
@@ -31,6 +32,8 @@ pub fn build(ws: &Workspace) -> Result<()> {
 struct Step {
     name: String,
     cmd: Cmd,
+    /// Not run, for this printed reason (counts as not passed).
+    skip: Option<String>,
 }
 
 impl Step {
@@ -38,13 +41,57 @@ impl Step {
         Self {
             name: name.into(),
             cmd,
+            skip: None,
         }
     }
 }
 
-/// Steps run after `cargo test`; placeholder for checks still to come.
-fn extra_steps(_ws: &Workspace, _bin: &Path) -> Vec<Step> {
-    Vec::new()
+/// This xtask binary (so a step runs the same build), else `cargo xtask`.
+fn xtask(ws: &Workspace) -> Cmd {
+    match env::current_exe() {
+        Ok(exe) => Cmd::new(exe).current_dir(&ws.root),
+        Err(_) => ws.cargo().arg("xtask"),
+    }
+}
+
+/// Why the VM steps cannot run here, if they cannot: only when not root (as root, setup
+/// installed qemu and busybox, and vm-compare builds missing kernels, so a failure there
+/// is a failure, not a skip).
+fn vm_skip_reason(root: bool, tools: Result<()>, kernels: Option<String>) -> [Option<String>; 2] {
+    if root {
+        return [None, None];
+    }
+    match tools {
+        Err(e) => {
+            let why = format!("{e:#} (not root: nothing installed)");
+            [Some(why.clone()), Some(why)]
+        }
+        Ok(()) => [
+            None,
+            kernels.map(|k| format!("{k} (not root: not built, run `cargo xtask vm-kernel`)")),
+        ],
+    }
+}
+
+/// Steps run after `cargo test`: the Debian 6.12 kernel under qemu with every backend
+/// (probes, cross-CPU pages, the tap workload), and the tun patch before/after.
+fn extra_steps(ws: &Workspace, _bin: &Path) -> Vec<Step> {
+    let [test_skip, compare_skip] = vm_skip_reason(
+        setup::effective_uid() == Some(0),
+        vm::check_tools(),
+        vm::compare::kernels_unavailable(ws),
+    );
+    let mut vm_test = Step::new(
+        "vm-test --kernel 6.12 --backend all",
+        xtask(ws).args(["vm-test", "--kernel", "6.12", "--backend", "all"]),
+    );
+    vm_test.skip = test_skip;
+    let mut vm_compare = Step::new(
+        "vm-compare (tun patch before/after)",
+        xtask(ws).arg("vm-compare"),
+    );
+    vm_compare.skip = compare_skip;
+    vec![vm_test, vm_compare]
 }
 
 enum Outcome {
@@ -89,6 +136,11 @@ pub fn test(ws: &Workspace, cargo_test_args: &[OsString]) -> Result<()> {
     for (i, step) in steps.enumerate() {
         if build_failed {
             results.push((step.name, Outcome::Skipped("release build failed".into())));
+            continue;
+        }
+        if let Some(why) = step.skip {
+            println!("==> {}: SKIPPED: {why}", step.name);
+            results.push((step.name, Outcome::Skipped(why)));
             continue;
         }
         println!("==> {}", step.name);
@@ -150,4 +202,30 @@ pub fn demo(ws: &Workspace, out: &Path) -> Result<()> {
         .arg(&out)
         .current_dir(&ws.root)
         .exec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_steps_skip_only_when_not_root_and_something_is_missing() {
+        let missing = || {
+            Err(anyhow::anyhow!(
+                "missing for booting VMs: qemu-system-x86_64"
+            ))
+        };
+        let none = || Some("no test kernels".to_owned());
+        assert_eq!(vm_skip_reason(true, missing(), none()), [None, None]);
+        assert_eq!(vm_skip_reason(false, Ok(()), None), [None, None]);
+        let [t, c] = vm_skip_reason(false, missing(), None);
+        assert_eq!(
+            t.as_deref(),
+            Some("missing for booting VMs: qemu-system-x86_64 (not root: nothing installed)")
+        );
+        assert_eq!(t, c);
+        let [t, c] = vm_skip_reason(false, Ok(()), none());
+        assert_eq!(t, None);
+        assert!(c.is_some_and(|c| c.starts_with("no test kernels (not root")));
+    }
 }

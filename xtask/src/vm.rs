@@ -14,9 +14,12 @@
 //!   local bzImage (SHA256SUMS-checked).
 //! - [`scenarios`] is the data-driven table `vm-test` runs; [`cli`] has the `vm-*` commands.
 
+pub mod build;
 pub mod cli;
+pub mod compare;
 mod console;
 mod cpio;
+pub mod hostbin;
 mod initramfs;
 pub mod kernel;
 mod qemu;

@@ -160,9 +160,15 @@ pub fn vm_test(ws: &Workspace, opts: &TestOpts) -> Result<()> {
     backends.sort();
     backends.dedup();
     let table = scenarios::table(&backends);
+    let mut files = vec![GuestFile::from_host(&bin, GUEST_ZONEPROF, 0o755)?];
+    // The tap scenarios need iproute2's ip (netns); without it they fail naming it.
+    match super::hostbin::iproute2() {
+        Ok(ip) => files.extend(ip),
+        Err(e) => println!("==> vm-test: note: {e:#}; the tap scenarios will fail"),
+    }
     let payload = Payload {
         steps: table.iter().map(Scenario::step).collect(),
-        files: vec![GuestFile::from_host(&bin, GUEST_ZONEPROF, 0o755)?],
+        files,
         modules: {
             let mut m: Vec<String> = table
                 .iter()
@@ -466,6 +472,8 @@ pub struct RunOpts {
     pub collect: Vec<String>,
     pub with_zoneprof: bool,
     pub zoneprof: Option<PathBuf>,
+    /// iproute2's `ip` and its libraries (implied by a zoneprof).
+    pub with_ip: bool,
     pub timeout: Duration,
     pub quiet: bool,
 }
@@ -479,6 +487,9 @@ pub fn vm_run(ws: &Workspace, opts: &RunOpts) -> Result<()> {
     if opts.with_zoneprof || opts.zoneprof.is_some() {
         let bin = zoneprof_binary(ws, opts.zoneprof.as_deref())?;
         files.push(GuestFile::from_host(&bin, GUEST_ZONEPROF, 0o755)?);
+    }
+    if opts.with_ip || opts.with_zoneprof || opts.zoneprof.is_some() {
+        files.extend(super::hostbin::iproute2()?);
     }
     for spec in &opts.files {
         let (host, guest) = parse_file_spec(spec)?;

@@ -33,6 +33,11 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs tmpfs /tmp
+# iproute2's `ip netns add` keeps its bind mounts in /run/netns (some builds use
+# /var/run/netns) and makes that directory a shared mount: give it a tmpfs of its own.
+mount -t tmpfs -o mode=0755 tmpfs /run || echo "zpvm: cannot mount /run"
+mkdir -p /run/netns /var
+[ -e /var/run ] || ln -s /run /var/run
 mkdir -p /sys/kernel/tracing /sys/kernel/debug /sys/fs/bpf
 mount -t tracefs tracefs /sys/kernel/tracing || echo "zpvm: cannot mount tracefs"
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
