@@ -39,9 +39,9 @@ globals! {
     KS_LOC_OFF: u32 = ABSENT;
     /// `offsetof(struct sk_buff, alloc_cpu)` from BTF (5.19+).
     SKB_ALLOC_CPU_OFF: u32 = ABSENT;
-    /// `ipi:ipi_send_cpu` callback offset, and the address of the deferred-SKB kick
-    /// callback (`trigger_rx_softirq`) from kallsyms; 0 disables IPI counting.
-    IPI_CALLBACK_OFF: u32 = ABSENT;
+    /// `csd:csd_queue_cpu` func offset, and the address of the deferred-SKB kick function
+    /// (`trigger_rx_softirq`) from kallsyms; 0 disables kick counting.
+    CSD_FUNC_OFF: u32 = ABSENT;
     DEFER_IPI_FN: u64 = 0;
     /// `kmem:mm_page_alloc` / `kmem:mm_page_free` offsets, and 1-in-N pfn sampling.
     PG_ALLOC_PFN_OFF: u32 = 8;

@@ -81,7 +81,13 @@ pub fn on_defer_free(skb: u64, caller: u64) {
         },
         1,
     );
-    crate::skb::on_free(skb, profiler_common::skb_func::ATTEMPT_DEFER_FREE, caller);
+    // Freed at once: a free on this CPU. Queued: freed later on the allocating CPU.
+    crate::skb::on_free(
+        skb,
+        profiler_common::skb_func::ATTEMPT_DEFER_FREE,
+        caller,
+        !queued,
+    );
 }
 
 /// `__rmqueue_pcplist(zone, ...)` entry: time the PCP refill slow path, learn the zone.

@@ -62,7 +62,7 @@ fn field<T>(ctx: &TracePointContext, off: &aya_ebpf::Global<u32>) -> Option<T> {
 pub fn skb_consume(ctx: TracePointContext) -> u32 {
     if let Some(skb) = field::<u64>(&ctx, &config::CS_SKB_OFF) {
         let loc = field::<u64>(&ctx, &config::CS_LOC_OFF).unwrap_or(0);
-        skb::on_free(skb, profiler_common::skb_func::CONSUME_SKB, loc);
+        skb::on_free(skb, profiler_common::skb_func::CONSUME_SKB, loc, true);
     }
     0
 }
@@ -72,16 +72,16 @@ pub fn skb_consume(ctx: TracePointContext) -> u32 {
 pub fn skb_kfree(ctx: TracePointContext) -> u32 {
     if let Some(skb) = field::<u64>(&ctx, &config::KS_SKB_OFF) {
         let loc = field::<u64>(&ctx, &config::KS_LOC_OFF).unwrap_or(0);
-        skb::on_free(skb, profiler_common::skb_func::KFREE_SKB, loc);
+        skb::on_free(skb, profiler_common::skb_func::KFREE_SKB, loc, true);
     }
     0
 }
 
-/// `ipi:ipi_send_cpu(cpu, callsite, callback)`.
+/// `csd:csd_queue_cpu(cpu, callsite, func, csd)`: a cross-CPU function call queued.
 #[tracepoint]
-pub fn ipi_send_cpu(ctx: TracePointContext) -> u32 {
-    if let Some(cb) = field::<u64>(&ctx, &config::IPI_CALLBACK_OFF) {
-        skb::on_ipi(cb);
+pub fn csd_queue_cpu(ctx: TracePointContext) -> u32 {
+    if let Some(func) = field::<u64>(&ctx, &config::CSD_FUNC_OFF) {
+        skb::on_ipi(func);
     }
     0
 }
@@ -135,7 +135,7 @@ fn pick_arg(idx: u32, a0: u64, a1: u64) -> u64 {
 pub fn kp_consume_skb(ctx: ProbeContext) -> u32 {
     if let Some(skb) = ctx.arg::<u64>(0) {
         let caller = kfunc::caller_of(&ctx, func_slot::CONSUME_SKB);
-        skb::on_free(skb, skb_func::CONSUME_SKB, caller);
+        skb::on_free(skb, skb_func::CONSUME_SKB, caller, true);
     }
     0
 }
@@ -144,7 +144,7 @@ pub fn kp_consume_skb(ctx: ProbeContext) -> u32 {
 pub fn fe_consume_skb(ctx: FEntryContext) -> u32 {
     let skb = fentry_arg(&ctx, 0);
     let caller = kfunc::caller_of(&ctx, func_slot::CONSUME_SKB);
-    skb::on_free(skb, skb_func::CONSUME_SKB, caller);
+    skb::on_free(skb, skb_func::CONSUME_SKB, caller, true);
     0
 }
 
@@ -154,7 +154,7 @@ pub fn kp_kfree_skb(ctx: ProbeContext) -> u32 {
     if let (Some(a0), Some(a1)) = (a0, a1) {
         let skb = pick_arg(config::get(&config::KP_KFREE_ARG), a0, a1);
         let caller = kfunc::caller_of(&ctx, func_slot::KFREE_SKB);
-        skb::on_free(skb, skb_func::KFREE_SKB, caller);
+        skb::on_free(skb, skb_func::KFREE_SKB, caller, true);
     }
     0
 }
@@ -167,7 +167,7 @@ pub fn fe_kfree_skb(ctx: FEntryContext) -> u32 {
         fentry_arg(&ctx, 1),
     );
     let caller = kfunc::caller_of(&ctx, func_slot::KFREE_SKB);
-    skb::on_free(skb, skb_func::KFREE_SKB, caller);
+    skb::on_free(skb, skb_func::KFREE_SKB, caller, true);
     0
 }
 

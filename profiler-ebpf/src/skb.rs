@@ -6,9 +6,11 @@ use profiler_common::{ABSENT, CpuPairKey, NO_CPU, SkbSiteKey, SkbSiteVal, counte
 
 use crate::{config, maps};
 
-/// Accounts one free of `skb` by free function `func`, called from `location`.
+/// Accounts one free of `skb` by free function `func`, called from `location`. With
+/// `in_matrix` false (an SKB handed to its allocating CPU's defer list) only the site is
+/// counted: the real free comes later on the allocating CPU and is counted there.
 #[inline(always)]
-pub fn on_free(skb: u64, func: u32, location: u64) {
+pub fn on_free(skb: u64, func: u32, location: u64, in_matrix: bool) {
     // SAFETY: helper with no preconditions.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     if !maps::cpu_selected(cpu) || skb == 0 {
@@ -30,6 +32,7 @@ pub fn on_free(skb: u64, func: u32, location: u64) {
     };
     let known = alloc_cpu != NO_CPU;
     if known
+        && in_matrix
         && !maps::add_keyed(
             &maps::SKB_MATRIX,
             &CpuPairKey {
@@ -74,7 +77,7 @@ pub fn on_free(skb: u64, func: u32, location: u64) {
     }
 }
 
-/// `ipi:ipi_send_cpu`: count the IPIs that kick another CPU's deferred-SKB flush.
+/// `csd:csd_queue_cpu`: count the kicks (IPIs) of another CPU's deferred-SKB flush.
 #[inline(always)]
 pub fn on_ipi(callback: u64) {
     let target = config::get64(&config::DEFER_IPI_FN);

@@ -252,9 +252,9 @@ pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachErr
                     ok.clear();
                     failed.push(AttachAttempt {
                         method: "tracepoint".into(),
-                        target: "ipi:ipi_send_cpu".into(),
+                        target: "csd:csd_queue_cpu".into(),
                         error: Some(
-                            "trigger_rx_softirq (the deferred-flush IPI callback) is not in kallsyms"
+                            "trigger_rx_softirq (the deferred-flush kick function) is not in kallsyms"
                                 .into(),
                         ),
                     });

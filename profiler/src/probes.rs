@@ -185,9 +185,12 @@ pub const KFREE_SKB: ProbeSpec = ProbeSpec {
 
 pub const DEFER_IPI: ProbeSpec = ProbeSpec {
     name: "skb_defer_ipi",
-    methods: &[tp("ipi_send_cpu", "ipi", "ipi_send_cpu")],
-    fields: &["callback"],
-    field_globals: &[("IPI_CALLBACK_OFF", "callback")],
+    // The kick is an async call-function request whose function is trigger_rx_softirq:
+    // `csd:csd_queue_cpu` (6.3+) names it; `ipi:ipi_send_cpu` only shows the generic
+    // call-function handler there.
+    methods: &[tp("csd_queue_cpu", "csd", "csd_queue_cpu")],
+    fields: &["func"],
+    field_globals: &[("CSD_FUNC_OFF", "func")],
     opt_in: None,
     feeds: "IPIs that kick deferred SKB flushes (the cost side of skb_attempt_defer_free)",
 };

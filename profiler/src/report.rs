@@ -817,22 +817,42 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
 fn write_skb_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     let total: u64 = r.skb_free_sites.iter().map(|x| x.count).sum();
     if total > 0 {
-        write_skb_frees_text(s, r, top, total)?;
+        write_skb_frees_text(s, r, top)?;
     }
     write_defer_text(s, r)
 }
 
-fn write_skb_frees_text(s: &mut String, r: &Report, top: usize, total: u64) -> std::fmt::Result {
-    let remote: u64 = r.skb_free_sites.iter().map(|x| x.remote).sum();
-    let cross: u64 = r.skb_free_sites.iter().map(|x| x.cross_node).sum();
+/// `skb_attempt_defer_free` calls hand an SKB to its allocating CPU: they are not frees
+/// on the calling CPU, so they stay out of the remote-free totals.
+const DEFER_FN: &str = "skb_attempt_defer_free";
+
+fn write_skb_frees_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
+    let frees = r.skb_free_sites.iter().filter(|x| x.function != DEFER_FN);
+    let (total, remote, cross) = frees.fold((0u64, 0u64, 0u64), |(t, rm, c), x| {
+        (t + x.count, rm + x.remote, c + x.cross_node)
+    });
     writeln!(
         s,
         "\nSKB frees: {} ({} remote: {}; {} across NUMA nodes)",
         fmt_count(total),
         fmt_count(remote),
-        fmt_pct(100.0 * remote as f64 / total as f64),
+        fmt_pct(100.0 * remote as f64 / total.max(1) as f64),
         fmt_count(cross)
     )?;
+    let (calls, handed) = r
+        .skb_free_sites
+        .iter()
+        .filter(|x| x.function == DEFER_FN)
+        .fold((0u64, 0u64), |(c, h), x| (c + x.count, h + x.remote));
+    if calls > 0 {
+        writeln!(
+            s,
+            "  skb_attempt_defer_free: {} calls, {} handed to the allocating CPU, {} freed at once",
+            fmt_count(calls),
+            fmt_count(handed),
+            fmt_count(calls - handed)
+        )?;
+    }
     let mut pairs: Vec<&SkbMatrixRow> = r
         .skb_matrix
         .iter()

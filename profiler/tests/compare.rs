@@ -183,7 +183,7 @@ fn handoff_to_skb_attempt_defer_free_reads_as_moved_not_as_remote() {
         for (name, target) in [
             ("consume_skb", "skb:consume_skb"),
             ("skb_attempt_defer_free", "skb_attempt_defer_free"),
-            ("skb_defer_ipi", "ipi:ipi_send_cpu"),
+            ("skb_defer_ipi", "csd:csd_queue_cpu"),
         ] {
             r.probes.push(common::probe(name, target, true));
         }

@@ -9,11 +9,9 @@
 //! Kernels: `--before/--after BZIMAGE`, else `../shared/kernels` (SHA256SUMS-verified),
 //! else the ones `cargo xtask vm-kernel` built and cached, else that build is run first.
 //!
-//! The deferred-flush IPI count zoneprof records is 0 on 6.12: its `skb_defer_ipi` probe
-//! matches `ipi:ipi_send_cpu` by callback `trigger_rx_softirq`, but for a CSD the kernel
-//! reports the callback `generic_smp_call_function_single_interrupt`. The guest therefore
-//! also counts the kicks itself with tracefs (`csd:csd_queue_cpu` filtered on
-//! `func == trigger_rx_softirq`), shown beside zoneprof's figure.
+//! zoneprof counts the deferred-flush kicks with its `skb_defer_ipi` probe
+//! (`csd:csd_queue_cpu` with `func == trigger_rx_softirq`). The guest also counts them
+//! independently with a tracefs filter on the same event, shown beside zoneprof's figure.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -682,9 +680,8 @@ pub fn table(
     if sides.iter().all(|x| x.ipis == 0) {
         let _ = writeln!(
             t,
-            "  note: zoneprof's IPI count matches ipi:ipi_send_cpu by callback \
-             trigger_rx_softirq, which 6.12 reports as generic_smp_call_function_single_interrupt \
-             for CSDs: 0 here; the tracefs row counts the kicks (CSDs queued to CPU {s})"
+            "  note: zoneprof counted no kicks (csd:csd_queue_cpu with func trigger_rx_softirq); \
+             the tracefs row counts them independently (CSDs queued to CPU {s})"
         );
     }
     t
