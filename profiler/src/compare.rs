@@ -235,13 +235,16 @@ fn metrics_of(rec: &Recording) -> Vec<(String, Unit, Option<f64>)> {
         when(obs.drain, per_s(drain)),
     );
 
-    let frees: u64 = rec.skb_sites.iter().map(|s| s.count).sum();
-    let remote: u64 = rec.skb_sites.iter().map(|s| s.remote.min(s.count)).sum();
-    let cross: u64 = rec
-        .skb_sites
-        .iter()
-        .map(|s| s.cross_node.min(s.count))
-        .sum();
+    // skb_attempt_defer_free calls hand an SKB to its allocating CPU, which frees it later
+    // (counted there by consume_skb): they are not frees, so they stay out of these ratios.
+    let real_frees = || {
+        rec.skb_sites
+            .iter()
+            .filter(|s| s.function != "skb_attempt_defer_free")
+    };
+    let frees: u64 = real_frees().map(|s| s.count).sum();
+    let remote: u64 = real_frees().map(|s| s.remote.min(s.count)).sum();
+    let cross: u64 = real_frees().map(|s| s.cross_node.min(s.count)).sum();
     push("skb_frees_per_s", Unit::PerS, when(obs.skb, per_s(frees)));
     push(
         "skb_remote_free_ratio",
@@ -253,7 +256,8 @@ fn metrics_of(rec: &Recording) -> Vec<(String, Unit, Option<f64>)> {
         Unit::Ratio,
         obs.skb.then(|| ratio(cross, frees)).flatten(),
     );
-    // The free-method mix: share of frees per free function.
+    // The free-method mix: share of calls per free function (hand-offs included).
+    let all_calls: u64 = rec.skb_sites.iter().map(|s| s.count).sum();
     let mut by_fn: BTreeMap<&str, u64> = BTreeMap::new();
     for s in &rec.skb_sites {
         *by_fn.entry(s.function.as_str()).or_default() += s.count;
@@ -262,7 +266,7 @@ fn metrics_of(rec: &Recording) -> Vec<(String, Unit, Option<f64>)> {
         push(
             &format!("skb_free_share.{f}"),
             Unit::Ratio,
-            ratio(*n, frees),
+            ratio(*n, all_calls),
         );
     }
 
