@@ -193,6 +193,8 @@ pub struct ProbeRow {
     pub target: String,
     pub attached: bool,
     pub reason: Option<String>,
+    /// Every method tried, in order of preference, with its error (null when it attached).
+    pub attempts: Vec<crate::recording::AttachAttempt>,
 }
 
 #[derive(Debug, Serialize)]
@@ -339,6 +341,7 @@ pub fn build(rec: &Recording, top: usize) -> Report {
                 target: p.target.clone(),
                 attached: p.attached,
                 reason: p.reason.clone(),
+                attempts: p.attempts.clone(),
             })
             .collect(),
         losses: rec.counters.clone(),
@@ -767,6 +770,19 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
                 format!("NOT attached: {}", p.reason.as_deref().unwrap_or("?"))
             }
         )?;
+        // For an attached probe, say why the methods preferred to it did not work.
+        if p.attached {
+            for a in p.attempts.iter().filter(|a| a.error.is_some()) {
+                writeln!(
+                    s,
+                    "  {:<18} {:<11} {:<36} (not used: {})",
+                    "",
+                    a.method,
+                    a.target,
+                    a.error.as_deref().unwrap_or("")
+                )?;
+            }
+        }
     }
 
     let l = &r.losses;

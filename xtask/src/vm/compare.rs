@@ -1188,7 +1188,7 @@ mod tests {
         assert!(t.contains("15,686 / 15,686 / 0"));
         assert!(t.contains("8.3 %"));
         assert!(t.contains("253"));
-        assert!(t.contains("note: zoneprof's IPI count"));
+        assert!(t.contains("note: zoneprof counted no kicks"));
         // Pages per frame: CPU 1 stopped draining; CPU 0 still refills (and now drains).
         assert!(t.contains("8.4 / 0.0") && t.contains("8.4 / 7.7"), "{t}");
         assert!(t.contains("0.0 / 8.7") && t.contains("0.3 / 1.0"), "{t}");
