@@ -760,7 +760,7 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     for p in &r.probes {
         writeln!(
             s,
-            "  {:<18} {:<11} {:<36} {}",
+            "  {:<24} {:<11} {:<36} {}",
             p.name,
             p.method,
             p.target,
@@ -775,7 +775,7 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
             for a in p.attempts.iter().filter(|a| a.error.is_some()) {
                 writeln!(
                     s,
-                    "  {:<18} {:<11} {:<36} (not used: {})",
+                    "  {:<24} {:<11} {:<36} (not used: {})",
                     "",
                     a.method,
                     a.target,
