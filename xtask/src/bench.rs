@@ -58,6 +58,8 @@ pub struct Results {
     pub load_after: Option<[f64; 3]>,
     /// Per overhead run: other people's busy processes seen when it started.
     pub busy_samples: Vec<usize>,
+    /// Per overhead run: BPF tracepoint programs of other processes loaded when it started.
+    pub foreign_bpf_samples: Vec<usize>,
     pub runs: Vec<overhead::Run>,
     pub cells: Vec<overhead::Cell>,
     pub costs: Vec<progcost::CostRun>,
@@ -104,6 +106,21 @@ pub struct Target {
     pub measured: String,
     /// None: not measured in this run.
     pub met: Option<bool>,
+    /// The difference is within the run-to-run noise of the bare runs: the verdict is the
+    /// median's, but another run could turn it.
+    pub noisy: bool,
+}
+
+impl Target {
+    pub fn verdict(&self) -> &'static str {
+        match (self.met, self.noisy) {
+            (Some(true), false) => "met",
+            (Some(false), false) => "MISSED",
+            (Some(true), true) => "met (within noise)",
+            (Some(false), true) => "MISSED (within noise)",
+            (None, _) => "not measured",
+        }
+    }
 }
 
 pub const MB: f64 = 1e6;
@@ -194,6 +211,7 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
 
     // 1. Throughput.
     let mut busy_samples = Vec::new();
+    let mut foreign_bpf_samples = Vec::new();
     let runs = if opts.skip_overhead {
         Vec::new()
     } else {
@@ -206,6 +224,7 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
         let t = Instant::now();
         let mut logf = |s: &str| {
             busy_samples.push(host::others_busy());
+            foreign_bpf_samples.push(host::foreign_bpf_tracepoint_progs());
             log(s);
         };
         let r = overhead::run_all(&tools, cpus, opts.secs, opts.rounds, &mut logf)?;
@@ -337,6 +356,7 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
         load_before,
         load_after: host::loadavg(),
         busy_samples,
+        foreign_bpf_samples,
         runs,
         cells,
         costs,
@@ -365,12 +385,13 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
 
     println!("==> bench: targets");
     for t in &res.targets {
-        let verdict = match t.met {
-            Some(true) => "met",
-            Some(false) => "MISSED",
-            None => "not measured",
-        };
-        println!("  {verdict:<12} {} ({}): {}", t.what, t.limit, t.measured);
+        println!(
+            "  {:<22} {} ({}): {}",
+            t.verdict(),
+            t.what,
+            t.limit,
+            t.measured
+        );
     }
     println!(
         "==> bench: done in {:.0} s; wrote {} and {}",

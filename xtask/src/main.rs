@@ -118,7 +118,7 @@ enum Task {
 #[derive(clap::Args)]
 struct BenchArgs {
     /// Runs of each (reproducer, variant), round-robin.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=50))]
     rounds: u32,
     /// Seconds of each reproducer run.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=60))]
@@ -306,7 +306,7 @@ mod tests {
         assert!(matches!(
             parse(&["bench"]),
             Some(Task::Bench(BenchArgs {
-                rounds: 5,
+                rounds: 7,
                 secs: 3,
                 cpus: 640,
                 ..

@@ -83,6 +83,35 @@ pub fn others_busy() -> usize {
         .count()
 }
 
+/// BPF tracepoint programs (`prog_type` 5) loaded by processes that are not ours: another
+/// profiler on the same tracepoints slows every run, bare ones included.
+pub fn foreign_bpf_tracepoint_progs() -> usize {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut n = 0;
+    for pid in dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+            continue;
+        };
+        let mut progs = 0;
+        for fd in fds.flatten() {
+            let text = std::fs::read_to_string(fd.path()).unwrap_or_default();
+            if let Some(super::parse::BpfFd::Prog(p)) = super::parse::fdinfo(&text) {
+                progs += usize::from(p.prog_type == 5);
+            }
+        }
+        if progs > 0 && !descends_from(pid, me) {
+            n += progs;
+        }
+    }
+    n
+}
+
 fn descends_from(mut pid: u32, ancestor: u32) -> bool {
     for _ in 0..64 {
         if pid == ancestor {
