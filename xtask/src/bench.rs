@@ -61,6 +61,8 @@ pub struct Results {
     /// Per overhead run: BPF tracepoint programs of other processes loaded when it started.
     pub foreign_bpf_samples: Vec<usize>,
     pub runs: Vec<overhead::Run>,
+    /// Each variant's fixed CPU cost around `true`.
+    pub fixed_cpu: Vec<(overhead::Variant, f64)>,
     pub cells: Vec<overhead::Cell>,
     pub costs: Vec<progcost::CostRun>,
     pub memory: Memory,
@@ -212,9 +214,15 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
     // 1. Throughput.
     let mut busy_samples = Vec::new();
     let mut foreign_bpf_samples = Vec::new();
+    let mut fixed_cpu = Vec::new();
     let runs = if opts.skip_overhead {
         Vec::new()
     } else {
+        println!("==> bench: each tool's fixed CPU cost around `true` (3 runs each)");
+        fixed_cpu = overhead::fixed_costs(&tools, 3)?;
+        for (v, c) in &fixed_cpu {
+            log(&format!("  {:<46} {c:.3} CPU s", v.label()));
+        }
         println!(
             "==> bench: throughput, {} rounds x 2 reproducers x {} variants, {} s each",
             opts.rounds,
@@ -231,7 +239,7 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
         phase_s.push(("throughput".to_string(), t.elapsed().as_secs_f64()));
         r
     };
-    let cells = overhead::summarize(&runs);
+    let cells = overhead::summarize(&runs, f64::from(opts.secs), &fixed_cpu);
 
     // 2. In-kernel cost per event.
     println!("==> bench: in-kernel cost per event (kernel.bpf_stats_enabled=1 while measuring)");
@@ -358,6 +366,7 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
         busy_samples,
         foreign_bpf_samples,
         runs,
+        fixed_cpu,
         cells,
         costs,
         memory: mem,

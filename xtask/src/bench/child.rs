@@ -21,6 +21,8 @@ pub struct Outcome {
     pub wall: Duration,
     /// Peak resident set of the child itself (not of its children), KiB.
     pub max_rss_kib: u64,
+    /// User + system CPU seconds of the child and every descendant it waited for.
+    pub cpu_s: f64,
     pub stdout: String,
     pub stderr: String,
 }
@@ -49,6 +51,10 @@ impl Outcome {
 /// A printable form of `argv`, for messages.
 pub fn shown(argv: &[String]) -> String {
     argv.join(" ")
+}
+
+fn timeval_s(tv: libc::timeval) -> f64 {
+    tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6
 }
 
 /// Runs `argv` with stdin closed, until it exits or `timeout` passes (then its process
@@ -142,6 +148,7 @@ pub fn run_with(
         signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
         wall,
         max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        cpu_s: timeval_s(usage.ru_utime) + timeval_s(usage.ru_stime),
         stdout: join(out),
         stderr: join(err),
     };
@@ -193,6 +200,16 @@ mod tests {
         assert_eq!(o.stdout, "out\n");
         assert_eq!(o.stderr, "err\n");
         assert!(o.max_rss_kib > 0);
+        let busy = run(
+            &sv(&[
+                "sh",
+                "-c",
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done",
+            ]),
+            Duration::from_secs(60),
+        )
+        .expect("busy loop");
+        assert!(busy.cpu_s > 0.01, "{}", busy.cpu_s);
         let e = run_ok(
             &sv(&["sh", "-c", "echo bad >&2; exit 1"]),
             Duration::from_secs(10),

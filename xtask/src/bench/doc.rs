@@ -78,6 +78,33 @@ pub fn kept_block(old: &str) -> Option<&str> {
     Some(&old[start..end])
 }
 
+/// Half the IQR of the bare runs' work-per-CPU ratios, in percent.
+fn cpu_noise_pct(r: &Results, repro: Repro) -> Option<f64> {
+    cell(r, repro, Variant::Bare)
+        .and_then(|c| c.cpu_ratio)
+        .map(|q| (q.q3 - q.q1) / 2.0 * 100.0)
+}
+
+/// The same limit judged on CPU per unit of work (robust to other people's load).
+fn cpu_target(r: &Results, repro: Repro, v: Variant, what: &str, limit: f64) -> Option<Target> {
+    let c = cell(r, repro, v)?;
+    let cost = c.cpu_cost_pct()?;
+    let q = c.cpu_ratio?;
+    let noise = cpu_noise_pct(r, repro);
+    Some(Target {
+        what: format!("{what}, {} extra CPU per unit of work", repro.name()),
+        limit: format!("≤ {limit:.0} %"),
+        measured: format!(
+            "+{cost:.1} % (IQR {:+.1} … {:+.1} %); noise ±{:.1} %",
+            (1.0 / q.q3 - 1.0) * 100.0,
+            (1.0 / q.q1 - 1.0) * 100.0,
+            noise.unwrap_or(0.0)
+        ),
+        met: Some(cost <= limit),
+        noisy: noise.is_some_and(|n| (cost - limit).abs() < n),
+    })
+}
+
 /// Half the IQR of the bare runs' ratios, in percent: the run-to-run noise.
 fn noise_pct(r: &Results, repro: Repro) -> Option<f64> {
     cell(r, repro, Variant::Bare).map(|c| (c.ratio.q3 - c.ratio.q1) / 2.0 * 100.0)
@@ -121,6 +148,13 @@ pub fn targets(r: &Results) -> Vec<Target> {
             },
             None => unmeasured(what, "≤ 2 %"),
         });
+        t.extend(cpu_target(
+            r,
+            repro,
+            Variant::Zoneprof,
+            "default probes",
+            2.0,
+        ));
     }
     t.push(match worst_default_prog(&r.costs) {
         Some((run, prog, ns)) => Target {
@@ -161,6 +195,24 @@ pub fn targets(r: &Results) -> Vec<Target> {
                     _ => unmeasured(what, "zoneprof cost < its cost"),
                 },
             );
+            let what = format!("less CPU per unit of work than {name}, {}", repro.name());
+            t.push(
+                match (
+                    cell(r, repro, Variant::Zoneprof).and_then(|c| Some((c.cpu_cost_pct()?, c))),
+                    cell(r, repro, other).and_then(|c| Some((c.cpu_cost_pct()?, c))),
+                ) {
+                    (Some((z, zc)), Some((o, oc))) => Target {
+                        what,
+                        limit: "zoneprof cost < its cost".into(),
+                        measured: format!("zoneprof +{z:.1} %, {name} +{o:.1} % (median)"),
+                        met: Some(z < o),
+                        noisy: cpu_noise_pct(r, repro).is_some_and(|n| {
+                            n > (o - z).abs() || zc.cpu_ratio.is_none() || oc.cpu_ratio.is_none()
+                        }),
+                    },
+                    _ => unmeasured(what, "zoneprof cost < its cost"),
+                },
+            );
         }
     }
     for repro in Repro::ALL {
@@ -176,6 +228,13 @@ pub fn targets(r: &Results) -> Vec<Target> {
             },
             None => unmeasured(what, "≤ 10 %"),
         });
+        t.extend(cpu_target(
+            r,
+            repro,
+            Variant::PageFlows,
+            "--page-flows (1 in 64)",
+            10.0,
+        ));
     }
     if let Some(u) = &r.userspace {
         for (label, what) in [
@@ -228,7 +287,7 @@ pub fn to_json(r: &Results) -> Value {
             json!({
                 "reproducer": x.repro.name(), "variant": x.variant.key(), "round": x.round,
                 "throughput": x.throughput, "unit": x.repro.unit(), "packets_per_s": x.packets_s,
-                "wall_s": x.wall_s, "output_bytes": x.output_bytes,
+                "wall_s": x.wall_s, "cpu_s": x.cpu_s, "output_bytes": x.output_bytes,
             })
         })
         .collect();
@@ -241,6 +300,9 @@ pub fn to_json(r: &Results) -> Value {
                 "unit": c.repro.unit(), "throughput": c.throughput.to_json(),
                 "ratio_to_bare": c.ratio.to_json(), "cost_pct_median": c.cost_pct(),
                 "output_bytes_median": c.output_bytes,
+                "fixed_cpu_s": c.fixed_cpu_s,
+                "work_per_cpu_ratio_to_bare": c.cpu_ratio.map(|q| q.to_json()),
+                "extra_cpu_per_work_pct_median": c.cpu_cost_pct(),
             })
         })
         .collect();
@@ -306,6 +368,7 @@ pub fn to_json(r: &Results) -> Value {
             "rounds": r.opts.rounds, "secs": r.opts.secs, "cost_secs": r.opts.cost_secs,
             "reps": r.opts.reps,
         },
+        "fixed_cpu_s": r.fixed_cpu.iter().map(|(v, c)| json!({"variant": v.key(), "cpu_s": c})).collect::<Vec<_>>(),
         "throughput_runs": runs,
         "throughput": cells,
         "in_kernel_cost": costs,
@@ -467,6 +530,32 @@ pub fn markdown(r: &Results, kept: Option<&str>) -> String {
                     c.cost_pct(),
                     c.output_bytes
                         .map_or_else(|| "-".into(), |b| format!("{:.2} MB", b as f64 / MB))
+                );
+            }
+            let _ = writeln!(
+                s,
+                "\nCPU per unit of work (the same runs): work = throughput × {} s; CPU = user + \
+                 system seconds of the whole process tree (tool and reproducer, `wait4`) minus \
+                 the tool's fixed cost around `true`; ratio = (work / CPU) / bare median.\n",
+                r.opts.secs
+            );
+            let _ = writeln!(
+                s,
+                "| variant | fixed CPU s | work/CPU ratio median | IQR | min … max | extra CPU per unit of work |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+            );
+            for c in r.cells.iter().filter(|c| c.repro == repro) {
+                let Some(q) = c.cpu_ratio else { continue };
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.3} | {:.3} | {:.3} … {:.3} | {:.3} … {:.3} | {:+.1} % |",
+                    c.variant.label(),
+                    c.fixed_cpu_s,
+                    q.median,
+                    q.q1,
+                    q.q3,
+                    q.min,
+                    q.max,
+                    c.cpu_cost_pct().unwrap_or(0.0)
                 );
             }
             let _ = writeln!(s);
@@ -733,6 +822,8 @@ mod tests {
             variant: Variant::Zoneprof,
             throughput: ratio,
             ratio,
+            cpu_ratio: None,
+            fixed_cpu_s: 0.0,
             output_bytes: None,
         };
         let s = pct_spread(&c);

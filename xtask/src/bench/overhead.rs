@@ -214,8 +214,47 @@ pub struct Run {
     pub throughput: f64,
     pub packets_s: Option<f64>,
     pub wall_s: f64,
+    /// CPU seconds of the whole process tree (tool + reproducer), from `wait4`.
+    pub cpu_s: f64,
     /// Size of what the tool wrote (recording, perf.data, bpftrace output).
     pub output_bytes: Option<u64>,
+}
+
+impl Run {
+    /// Units of work (GB moved, Gbit read) per CPU second the tree used beyond the tool's
+    /// fixed start/stop cost (`fixed_cpu_s`): a measure that other people's load on the
+    /// machine moves far less than wall-clock throughput, since time they take is not
+    /// charged to our processes.
+    pub fn work_per_cpu_s(&self, secs: f64, fixed_cpu_s: f64) -> Option<f64> {
+        let cpu = self.cpu_s - fixed_cpu_s;
+        (cpu > 0.05).then(|| self.throughput * secs / cpu)
+    }
+}
+
+/// Median CPU seconds each variant's tool costs around a command that does nothing
+/// (`true`): start-up (BTF, kallsyms, loading), tear-down (reading maps, writing).
+pub fn fixed_costs(tools: &Tools, reps: u32) -> Result<Vec<(Variant, f64)>> {
+    let mut out = Vec::new();
+    for v in Variant::ALL.into_iter().filter(|v| tools.available(*v)) {
+        if v == Variant::Bare {
+            out.push((v, 0.0));
+            continue;
+        }
+        let mut cpu = Vec::new();
+        for _ in 0..reps {
+            let (cmd, file) = tools.argv(v, &["true".to_string()])?;
+            let o = child::run_ok(&cmd, Duration::from_secs(60))?;
+            cpu.push(o.cpu_s);
+            if let Some(f) = file {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        let Some(s) = Summary::of(&cpu) else {
+            bail!("no fixed-cost runs of {}", v.label());
+        };
+        out.push((v, s.median));
+    }
+    Ok(out)
 }
 
 /// Every run of one (reproducer, variant), summarised as ratios to the bare median.
@@ -226,12 +265,23 @@ pub struct Cell {
     pub throughput: Summary,
     /// Ratios of each run to the bare median of the same reproducer.
     pub ratio: Summary,
+    /// Ratios of each run's work per marginal CPU second to the bare median of it.
+    pub cpu_ratio: Option<Summary>,
+    /// The tool's fixed CPU cost subtracted.
+    pub fixed_cpu_s: f64,
     pub output_bytes: Option<u64>,
 }
 
 impl Cell {
     pub fn cost_pct(&self) -> f64 {
         cost_pct(self.ratio.median)
+    }
+
+    /// Extra CPU per unit of work, in percent of the bare runs' (1/ratio - 1).
+    pub fn cpu_cost_pct(&self) -> Option<f64> {
+        self.cpu_ratio
+            .filter(|r| r.median > 0.0)
+            .map(|r| (1.0 / r.median - 1.0) * 100.0)
     }
 }
 
@@ -297,6 +347,7 @@ pub fn run_all(
                     throughput,
                     packets_s,
                     wall_s: wall(&o),
+                    cpu_s: o.cpu_s,
                     output_bytes,
                 });
             }
@@ -310,9 +361,17 @@ fn wall(o: &Outcome) -> f64 {
 }
 
 /// Groups runs per (reproducer, variant) with ratios to that reproducer's bare median.
-pub fn summarize(runs: &[Run]) -> Vec<Cell> {
+pub fn summarize(runs: &[Run], secs: f64, fixed: &[(Variant, f64)]) -> Vec<Cell> {
+    let fixed_of = |v: Variant| fixed.iter().find(|(f, _)| *f == v).map_or(0.0, |(_, c)| *c);
     let mut cells = Vec::new();
     for repro in Repro::ALL {
+        let eff = |v: Variant| -> Vec<f64> {
+            runs.iter()
+                .filter(|r| r.repro == repro && r.variant == v)
+                .filter_map(|r| r.work_per_cpu_s(secs, fixed_of(v)))
+                .collect()
+        };
+        let bare_eff = Summary::of(&eff(Variant::Bare));
         let of = |v: Variant| -> Vec<f64> {
             runs.iter()
                 .filter(|r| r.repro == repro && r.variant == v)
@@ -335,11 +394,14 @@ pub fn summarize(runs: &[Run]) -> Vec<Cell> {
                 .filter(|r| r.repro == repro && r.variant == v)
                 .filter_map(|r| r.output_bytes.map(|b| b as f64))
                 .collect();
+            let cpu_ratio = bare_eff.and_then(|b| Summary::of(&ratios(&eff(v), b.median)));
             cells.push(Cell {
                 repro,
                 variant: v,
                 throughput,
                 ratio,
+                cpu_ratio,
+                fixed_cpu_s: fixed_of(v),
                 output_bytes: Summary::of(&sizes).map(|s| s.median as u64),
             });
         }
@@ -359,6 +421,7 @@ mod tests {
             throughput,
             packets_s: None,
             wall_s: 3.0,
+            cpu_s: throughput,
             output_bytes: None,
         }
     }
@@ -374,7 +437,7 @@ mod tests {
             run(Repro::Tap, Variant::Bare, 10.0),
             run(Repro::Tap, Variant::Bpftrace, 5.0),
         ];
-        let cells = summarize(&runs);
+        let cells = summarize(&runs, 3.0, &[]);
         let zp = cells
             .iter()
             .find(|c| c.variant == Variant::Zoneprof)
@@ -388,6 +451,35 @@ mod tests {
         assert!((bt.ratio.median - 0.5).abs() < 1e-9);
         assert!((bt.cost_pct() - 50.0).abs() < 1e-9);
         assert_eq!(cells.len(), 4);
+        // cpu_s == throughput in these runs: the same work per CPU second everywhere.
+        assert!((zp.cpu_cost_pct().expect("cpu cost")).abs() < 1e-9);
+    }
+
+    #[test]
+    fn work_per_cpu_second_subtracts_the_fixed_cost() {
+        let mut r = run(Repro::CrossCpuPages, Variant::Zoneprof, 1.0);
+        r.cpu_s = 2.5;
+        assert_eq!(r.work_per_cpu_s(3.0, 0.5), Some(1.5));
+        assert_eq!(r.work_per_cpu_s(3.0, 2.5), None);
+        let cells = summarize(
+            &[
+                Run {
+                    cpu_s: 2.0,
+                    ..run(Repro::Tap, Variant::Bare, 1.0)
+                },
+                Run {
+                    cpu_s: 2.7,
+                    ..run(Repro::Tap, Variant::Zoneprof, 1.0)
+                },
+            ],
+            3.0,
+            &[(Variant::Zoneprof, 0.5)],
+        );
+        let zp = cells
+            .iter()
+            .find(|c| c.variant == Variant::Zoneprof)
+            .expect("cell");
+        assert!((zp.cpu_cost_pct().expect("cpu") - 10.0).abs() < 1e-9);
     }
 
     #[test]
