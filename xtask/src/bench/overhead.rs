@@ -231,6 +231,11 @@ impl Run {
     }
 }
 
+fn true_bin() -> String {
+    crate::cmd::find_in_path("true")
+        .map_or_else(|| "/bin/true".to_string(), |p| p.display().to_string())
+}
+
 /// Median CPU seconds each variant's tool costs around a command that does nothing
 /// (`true`): start-up (BTF, kallsyms, loading), tear-down (reading maps, writing).
 pub fn fixed_costs(tools: &Tools, reps: u32) -> Result<Vec<(Variant, f64)>> {
@@ -242,7 +247,9 @@ pub fn fixed_costs(tools: &Tools, reps: u32) -> Result<Vec<(Variant, f64)>> {
         }
         let mut cpu = Vec::new();
         for _ in 0..reps {
-            let (cmd, file) = tools.argv(v, &["true".to_string()])?;
+            // An absolute path: bpftrace -c refuses a name that PATH resolves twice
+            // (/bin and /usr/bin on merged-/usr systems).
+            let (cmd, file) = tools.argv(v, &[true_bin()])?;
             let o = child::run_ok(&cmd, Duration::from_secs(60))?;
             cpu.push(o.cpu_s);
             if let Some(f) = file {
