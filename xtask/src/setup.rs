@@ -371,8 +371,8 @@ fn install(ws: &Workspace, plan: &Plan) -> Result<()> {
 }
 
 /// Debian packages `cargo xtask bench` compares zoneprof against: `perf lock record`
-/// (linux-perf) and a bpftrace script.
-pub const BENCH_PACKAGES: &[&str] = &["linux-perf", "bpftrace"];
+/// (linux-perf) and a bpftrace script; bpftool names the programs it measures.
+pub const BENCH_PACKAGES: &[&str] = &["linux-perf", "bpftrace", "bpftool"];
 
 /// Installs the bench's packages where missing (root on Debian), or says what to install.
 pub fn ensure_bench_packages() -> Result<()> {

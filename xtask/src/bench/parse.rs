@@ -106,7 +106,8 @@ pub fn fdinfo(text: &str) -> Option<BpfFd> {
     None
 }
 
-/// Program tag -> name, from the JIT's kallsyms lines
+/// Program tag -> name, from the JIT's kallsyms lines (ambiguous when two programs have the
+/// same instructions, hence the same tag: bpftool's names by id are preferred)
 /// `ffffffffc0025c10 t bpf_prog_91c2df79d75b244b_contention_begin\t[bpf]`.
 /// BPF-to-BPF subprograms appear too (under their own tags); they do not matter here,
 /// since the lookups are by the tags of loaded programs.
@@ -120,6 +121,20 @@ pub fn bpf_prog_names(kallsyms: &str) -> HashMap<String, String> {
             let (tag, name) = rest.split_once('_')?;
             (tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
                 .then(|| (tag.to_string(), name.to_string()))
+        })
+        .collect()
+}
+
+/// Program id -> name from `bpftool prog show --json` (`[{"id": 12, "name": "x", ...}]`).
+pub fn bpftool_names(json: &str) -> HashMap<u32, String> {
+    let Ok(serde_json::Value::Array(progs)) = serde_json::from_str(json) else {
+        return HashMap::new();
+    };
+    progs
+        .iter()
+        .filter_map(|p| {
+            let id = u32::try_from(p.get("id")?.as_u64()?).ok()?;
+            Some((id, p.get("name")?.as_str()?.to_string()))
         })
         .collect()
 }
@@ -215,6 +230,15 @@ mod tests {
             Some("record")
         );
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn bpftool_json_names() {
+        let j = r#"[{"id":12,"type":"tracepoint","name":"mm_page_pcpu_dr","tag":"9df4"},{"id":13,"type":"tracepoint"}]"#;
+        let m = bpftool_names(j);
+        assert_eq!(m.get(&12).map(String::as_str), Some("mm_page_pcpu_dr"));
+        assert_eq!(m.len(), 1);
+        assert!(bpftool_names("not json").is_empty());
     }
 
     #[test]

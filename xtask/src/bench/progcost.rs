@@ -98,7 +98,12 @@ impl ProgCost {
 }
 
 /// Per-program deltas between two snapshots of the same process (matched by program id).
-pub fn deltas(a: &Snapshot, b: &Snapshot, names: &HashMap<String, String>) -> Vec<ProgCost> {
+pub fn deltas(
+    a: &Snapshot,
+    b: &Snapshot,
+    names: &HashMap<String, String>,
+    by_id: &HashMap<u32, String>,
+) -> Vec<ProgCost> {
     let window_s = b.at.saturating_sub(a.at).as_secs_f64();
     let mut out: Vec<ProgCost> = b
         .progs
@@ -109,8 +114,9 @@ pub fn deltas(a: &Snapshot, b: &Snapshot, names: &HashMap<String, String>) -> Ve
                 (p.run_cnt, p.run_time_ns, p.recursion_misses)
             });
             ProgCost {
-                name: names
-                    .get(&pb.tag)
+                name: by_id
+                    .get(&pb.id)
+                    .or_else(|| names.get(&pb.tag))
                     .cloned()
                     .unwrap_or_else(|| format!("tag {}", pb.tag)),
                 prog_type: pb.prog_type,
@@ -161,6 +167,7 @@ pub fn measure(argv: &[String], secs: u32, label: &str) -> Result<CostRun> {
     let mut a: Option<Snapshot> = None;
     let mut b: Option<Snapshot> = None;
     let mut kallsyms: Option<String> = None;
+    let mut by_id: HashMap<u32, String> = HashMap::new();
     let started = Instant::now();
     let o = child::run_with(argv, Duration::from_secs(u64::from(secs) + 60), |pid, _| {
         if b.is_some() {
@@ -176,8 +183,20 @@ pub fn measure(argv: &[String], secs: u32, label: &str) -> Result<CostRun> {
             }
             (Some(_), Some(sa)) if now.saturating_sub(sa.at) >= window => {
                 b = Some(snapshot(pid, now));
-                // Now, while the programs are loaded: their kallsyms entries go with them.
+                // Now, while the programs are loaded: their names go with them.
                 kallsyms = std::fs::read_to_string("/proc/kallsyms").ok();
+                by_id = crate::cmd::find_in_path("bpftool")
+                    .and_then(|b| {
+                        let argv = vec![
+                            b.display().to_string(),
+                            "prog".into(),
+                            "show".into(),
+                            "--json".into(),
+                        ];
+                        child::run_ok(&argv, Duration::from_secs(20)).ok()
+                    })
+                    .map(|o| parse::bpftool_names(&o.stdout))
+                    .unwrap_or_default();
             }
             _ => {}
         }
@@ -200,7 +219,7 @@ pub fn measure(argv: &[String], secs: u32, label: &str) -> Result<CostRun> {
     Ok(CostRun {
         label: label.to_string(),
         command: child::shown(argv),
-        progs: deltas(&a, &b, &names),
+        progs: deltas(&a, &b, &names, &by_id),
         last: b,
     })
 }
@@ -240,12 +259,13 @@ mod tests {
         let names: HashMap<String, String> = [("aa".to_string(), "contention_end".to_string())]
             .into_iter()
             .collect();
-        let d = deltas(&a, &b, &names);
+        let by_id: HashMap<u32, String> = [(2, "by_id".to_string())].into_iter().collect();
+        let d = deltas(&a, &b, &names, &by_id);
         assert_eq!(d[0].name, "contention_end");
         assert_eq!(d[0].events, 1_000);
         assert_eq!(d[0].ns_per_event(), Some(100.0));
         assert_eq!(d[0].events_per_s(), 500.0);
-        assert_eq!(d[1].name, "tag bb");
+        assert_eq!(d[1].name, "by_id");
         assert_eq!(d[1].ns_per_event(), Some(50.0));
         assert_eq!(d[2].ns_per_event(), None);
     }
