@@ -378,15 +378,24 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
     res.targets = doc::targets(&res);
     res.elapsed_s = started.elapsed().as_secs_f64();
 
-    let json_path = bench_dir.join("bench.json");
+    // A partial run (no throughput) must not replace the full results.
+    let partial = opts.skip_overhead;
+    let json_path = bench_dir.join(if partial {
+        "bench-partial.json"
+    } else {
+        "bench.json"
+    });
     let json = serde_json::to_string_pretty(&doc::to_json(&res))
         .context("serializing the bench results")?;
     std::fs::write(&json_path, json + "\n")
         .with_context(|| format!("writing {}", json_path.display()))?;
-    let doc_path = opts
-        .doc
-        .clone()
-        .unwrap_or_else(|| ws.root.join("docs/benchmarks.md"));
+    let doc_path = opts.doc.clone().unwrap_or_else(|| {
+        if partial {
+            bench_dir.join("benchmarks-partial.md")
+        } else {
+            ws.root.join("docs/benchmarks.md")
+        }
+    });
     let old_doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
     std::fs::write(&doc_path, doc::markdown(&res, doc::kept_block(&old_doc)))
         .with_context(|| format!("writing {}", doc_path.display()))?;

@@ -138,7 +138,8 @@ struct BenchArgs {
     /// Folded-stack files for the synthetic recording (default: shared/fixtures/contention).
     #[arg(long, value_name = "DIR")]
     fixtures: Option<PathBuf>,
-    /// Leave out the throughput runs (the long part).
+    /// Leave out the throughput runs (the long part); results then go to
+    /// target/bench/bench-partial.json and benchmarks-partial.md unless --doc is given.
     #[arg(long)]
     skip_overhead: bool,
     /// Use the release binary as it is: no setup, no build.

@@ -760,8 +760,8 @@ pub fn markdown(r: &Results, kept: Option<&str>) -> String {
     let _ = writeln!(s, "## Rerun\n");
     let _ = writeln!(
         s,
-        "```sh\ncargo xtask bench                 # as root: setup (adds bpftrace, linux-perf), build, all phases\n\
-         cargo xtask bench --rounds 7 --secs 5\ncargo xtask bench --skip-overhead   # only cost per event, memory, userspace (~1 min)\n```\n\n\
+        "```sh\ncargo xtask bench                 # as root: setup (adds linux-perf, bpftrace, bpftool), build, all phases (~7 min)\n\
+         cargo xtask bench --rounds 7 --secs 5\ncargo xtask bench --skip-overhead   # only cost per event, memory, userspace (~1 min), to target/bench/*-partial.*\n```\n\n\
          Results: `target/bench/bench.json` (every run, not only the medians) and this file. \
          Compare figures only between runs on the same machine, and prefer a quiet one: on a \
          2-CPU VM shared with other work, the spread of the bare runs is the noise floor."
