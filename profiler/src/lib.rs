@@ -14,6 +14,7 @@
 //! - `html`: self-contained HTML for report and compare
 //! - `host`: host facts (topology, sysctls, PCP settings)
 //! - `workload`: built-in reproducers
+//! - `synth`: synthetic recordings of large hosts (for `cargo xtask bench`)
 pub mod aggregate;
 pub mod analysis;
 pub mod attach;
@@ -30,6 +31,7 @@ pub mod record;
 pub mod recording;
 pub mod report;
 pub mod symbolize;
+pub mod synth;
 pub mod tracefs;
 pub mod units;
 pub mod workload;

@@ -49,6 +49,9 @@ enum Cmd {
     /// Compare two recordings (before/after a fix): every headline per second, a verdict,
     /// differential flamegraphs.
     Compare(CompareArgs),
+    /// Write a synthetic recording of a large host (internal: `cargo xtask bench`).
+    #[command(name = "__synth", hide = true)]
+    Synth(zoneprof::synth::SynthArgs),
 }
 
 #[derive(Args)]
@@ -228,6 +231,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Demo(a) => cmd_demo(a),
         Cmd::Flamegraph(a) => cmd_flamegraph(a),
         Cmd::Compare(a) => cmd_compare(a),
+        Cmd::Synth(a) => zoneprof::synth::run(&a).map(|()| ExitCode::SUCCESS),
     }
 }
 

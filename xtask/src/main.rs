@@ -1,5 +1,6 @@
 //! `cargo xtask`: developer tasks for zoneprof (setup, build, test, demo).
 
+mod bench;
 mod cmd;
 mod setup;
 mod tasks;
@@ -151,6 +152,45 @@ enum Task {
         #[command(flatten)]
         kernels: KernelArgs,
     },
+    /// Measure zoneprof's cost (root): reproducer throughput bare / under zoneprof / perf lock
+    /// / bpftrace, in-kernel ns per event, report/compare/flamegraph on a synthetic 640-CPU
+    /// recording, map memory at 640 CPUs. Writes docs/benchmarks.md and target/bench/bench.json.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Runs of each (reproducer, variant), round-robin.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=50))]
+    rounds: u32,
+    /// Seconds of each reproducer run.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=60))]
+    secs: u32,
+    /// Seconds of each in-kernel cost run (measured over all but the first and last second).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(3..=60))]
+    cost_secs: u32,
+    /// Runs of each userspace command.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    reps: u32,
+    /// Possible CPUs of the synthetic host and of the map-memory figure.
+    #[arg(long, default_value_t = 640)]
+    cpus: u32,
+    /// Distinct stacks of the synthetic recording.
+    #[arg(long, default_value_t = 50_000)]
+    stacks: u32,
+    /// Folded-stack files for the synthetic recording (default: shared/fixtures/contention).
+    #[arg(long, value_name = "DIR")]
+    fixtures: Option<PathBuf>,
+    /// Leave out the throughput runs (the long part); results then go to
+    /// target/bench/bench-partial.json and benchmarks-partial.md unless --doc is given.
+    #[arg(long)]
+    skip_overhead: bool,
+    /// Use the release binary as it is: no setup, no build.
+    #[arg(long)]
+    no_build: bool,
+    /// Markdown report to write (default docs/benchmarks.md).
+    #[arg(long, value_name = "FILE")]
+    doc: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -272,6 +312,21 @@ fn run(task: Task) -> Result<()> {
         )
         .map(|_| ()),
         Task::VmFetch { kernels } => vm::cli::vm_fetch(&ws, &kernels.kernel, &kernels.bzimage),
+        Task::Bench(a) => bench::run(
+            &ws,
+            &bench::Opts {
+                rounds: a.rounds,
+                secs: a.secs,
+                cost_secs: a.cost_secs,
+                reps: a.reps,
+                synth_cpus: a.cpus,
+                synth_stacks: a.stacks,
+                fixtures: a.fixtures,
+                skip_overhead: a.skip_overhead,
+                no_build: a.no_build,
+                doc: a.doc,
+            },
+        ),
     }
 }
 
@@ -321,6 +376,16 @@ mod tests {
             parse(&["setup"]),
             Some(Task::Setup { check: false })
         ));
-        assert!(parse(&["bench"]).is_none());
+        assert!(matches!(
+            parse(&["bench"]),
+            Some(Task::Bench(BenchArgs {
+                rounds: 7,
+                secs: 3,
+                cpus: 640,
+                ..
+            }))
+        ));
+        assert!(parse(&["bench", "--rounds", "0"]).is_none());
+        assert!(parse(&["bench", "--cost-secs", "2"]).is_none());
     }
 }

@@ -373,6 +373,64 @@ fn install(ws: &Workspace, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
+/// Debian packages `cargo xtask bench` compares zoneprof against: `perf lock record`
+/// (linux-perf) and a bpftrace script; bpftool names the programs it measures.
+pub const BENCH_PACKAGES: &[&str] = &["linux-perf", "bpftrace", "bpftool"];
+
+/// Installs the bench's packages where missing (root on Debian), or says what to install.
+pub fn ensure_bench_packages() -> Result<()> {
+    println!("==> setup: bench tools");
+    let host = Host::detect();
+    let mut missing = Vec::new();
+    if host.debian.is_some() {
+        for &pkg in BENCH_PACKAGES {
+            let out = Cmd::new("dpkg-query")
+                .args(["-W", "-f=${Status}\t${Version}", pkg])
+                .capture()?;
+            match out
+                .as_ref()
+                .filter(|o| o.status.success())
+                .and_then(|o| installed_version(&o.stdout))
+            {
+                Some(v) => report("ok", format!("package {pkg} {v}")),
+                None => {
+                    report("MISSING", format!("package {pkg}"));
+                    missing.push(pkg);
+                }
+            }
+        }
+    } else {
+        for tool in ["perf", "bpftrace"] {
+            match find_in_path(tool) {
+                Some(p) => report("ok", format!("{tool} ({})", p.display())),
+                None => report(
+                    "warn",
+                    format!("{tool} not found: the bench leaves out its comparison"),
+                ),
+            }
+        }
+        return Ok(());
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !host.root {
+        bail!(
+            "the bench needs Debian packages {0}: apt-get install -y {0}",
+            missing.join(" ")
+        );
+    }
+    Cmd::new("apt-get")
+        .arg("update")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()?;
+    Cmd::new("apt-get")
+        .args(["install", "-y"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()
+}
+
 /// Effective uid from /proc/self/status (`Uid: real effective saved fs`).
 pub fn effective_uid() -> Option<u32> {
     let status = fs::read_to_string("/proc/self/status").ok()?;

@@ -1,0 +1,496 @@
+//! `zoneprof __synth` (hidden): writes a synthetic recording of a large host, for
+//! benchmarking `report`, `compare` and `flamegraph` (`cargo xtask bench`).
+//!
+//! Stacks are spliced from real folded stacks (`cpuN;root;...;leaf WAIT_NS` files, e.g.
+//! `shared/fixtures/contention/*.folded`): the leaf part of one real stack (lock frames and
+//! the lock taker) joined to the root part of another, until the wanted number of distinct
+//! stacks exists. Everything is deterministic for a given seed.
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::{
+    host::{HostInfo, PcpSetting, Settings},
+    recording::{
+        Counters, CpuPages, FORMAT_NAME, FORMAT_VERSION, HistEntry, LockWait, PageCell,
+        PageTracking, ProbeStatus, Recording, SkbCell, SkbDefer, SkbSite, StackInterner, ZoneLabel,
+    },
+};
+
+#[derive(Args, Debug, Clone)]
+pub struct SynthArgs {
+    /// Recording file to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Possible (and online) CPUs of the synthetic host.
+    #[arg(long, default_value_t = 640)]
+    pub cpus: u32,
+    /// NUMA nodes (CPUs are split evenly).
+    #[arg(long, default_value_t = 2)]
+    pub nodes: u32,
+    /// Distinct kernel stacks.
+    #[arg(long, default_value_t = 50_000)]
+    pub stacks: u32,
+    /// Non-zero cells of the SKB alloc-CPU x free-CPU matrix.
+    #[arg(long, default_value_t = 3_000)]
+    pub skb_cells: u32,
+    /// Folded-stack files to take frames from (repeatable).
+    #[arg(long = "folded", required = true)]
+    pub folded: Vec<PathBuf>,
+    /// Seed of the generator; a different seed gives a different (e.g. "after") recording.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Scale every lock wait by this factor (an "after" recording of a fix: e.g. 0.3).
+    #[arg(long, default_value_t = 1.0)]
+    pub wait_scale: f64,
+}
+
+/// splitmix64: small, fast, good enough to spread synthetic values.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (0 when n is 0).
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+}
+
+/// Real stacks, leaf first, without the `cpuN` root.
+fn load_folded(paths: &[PathBuf]) -> Result<Vec<Vec<String>>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        for line in text.lines() {
+            let Some((stack, _value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let mut frames: Vec<String> = stack
+                .split(';')
+                .filter(|f| !f.is_empty() && !is_cpu_frame(f))
+                .map(str::to_string)
+                .collect();
+            if frames.len() < 2 {
+                continue;
+            }
+            frames.reverse();
+            out.push(frames);
+        }
+    }
+    if out.is_empty() {
+        bail!("no stacks in {:?}", paths);
+    }
+    Ok(out)
+}
+
+fn is_cpu_frame(f: &str) -> bool {
+    f.strip_prefix("cpu")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Does this (leaf-first) stack wait on the zone lock, by its taker?
+fn zone_taker(frames: &[u32], names: &[String]) -> bool {
+    frames.iter().take(4).any(|&f| {
+        names.get(f as usize).is_some_and(|n| {
+            n.starts_with("__rmqueue_pcplist")
+                || n.starts_with("rmqueue_bulk")
+                || n.starts_with("free_pcppages_bulk")
+                || n.starts_with("free_one_page")
+        })
+    })
+}
+
+pub fn build(a: &SynthArgs) -> Result<Recording> {
+    if a.cpus == 0 || a.nodes == 0 || a.stacks == 0 {
+        bail!("--cpus, --nodes and --stacks must be at least 1");
+    }
+    let base = load_folded(&a.folded)?;
+    let mut rng = Rng(a.seed);
+    // Stack shapes are the same for every seed (so before/after share stacks, as two
+    // recordings of one host do); values depend on the seed.
+    let mut shape = Rng(0x5EED);
+    let mut interner = StackInterner::default();
+    let mut seen: HashSet<Vec<u32>> = HashSet::new();
+    let mut order: Vec<Vec<u32>> = Vec::new();
+    // Real stacks first, then splices; bounded attempts.
+    let max_attempts = u64::from(a.stacks) * 50 + 10_000;
+    let mut attempts = 0u64;
+    for s in &base {
+        let ids: Vec<u32> = s.iter().map(|f| interner.frame(f.clone())).collect();
+        if seen.insert(ids.clone()) {
+            order.push(ids);
+        }
+        if order.len() >= a.stacks as usize {
+            break;
+        }
+    }
+    while order.len() < a.stacks as usize {
+        attempts += 1;
+        if attempts > max_attempts {
+            bail!(
+                "could only make {} distinct stacks from {} real ones",
+                order.len(),
+                base.len()
+            );
+        }
+        let x = &base[shape.below(base.len() as u64) as usize];
+        let y = &base[shape.below(base.len() as u64) as usize];
+        let cut_x = 2 + shape.below(x.len().saturating_sub(2) as u64 + 1) as usize;
+        let cut_y = shape.below(y.len() as u64) as usize;
+        let mut frames: Vec<String> = x[..cut_x.min(x.len())].to_vec();
+        frames.extend_from_slice(&y[cut_y..]);
+        // A varied call-site offset on one middle frame, as different call paths give.
+        if frames.len() > 3 && shape.below(3) == 0 {
+            let i = 2 + shape.below(frames.len() as u64 - 2) as usize;
+            let base_name = frames[i].split('+').next().unwrap_or("").to_string();
+            frames[i] = format!("{base_name}+0x{:x}", 0x10 + shape.below(0x400));
+        }
+        frames.truncate(127);
+        let ids: Vec<u32> = frames.into_iter().map(|f| interner.frame(f)).collect();
+        if seen.insert(ids.clone()) {
+            order.push(ids);
+        }
+    }
+    for s in &order {
+        interner.stack(s.clone());
+    }
+    let (frames, stacks) = interner.finish();
+
+    let cpus: Vec<u32> = (0..a.cpus).collect();
+    let per_node = a.cpus.div_ceil(a.nodes);
+    let node_of = |c: u32| (c / per_node).min(a.nodes - 1);
+    let zone_names = ["DMA32", "Normal"];
+    let zones: Vec<ZoneLabel> = (0..a.nodes)
+        .flat_map(|n| {
+            zone_names
+                .iter()
+                .enumerate()
+                .map(move |(i, name)| ZoneLabel {
+                    lock_addr: 0xffff_8880_0000_0000
+                        + u64::from(n) * 0x1_0000_0000
+                        + i as u64 * 0x1000,
+                    node: n,
+                    zone_idx: i as u32 + 1,
+                    name: (*name).to_string(),
+                })
+        })
+        .collect();
+    let normal_of = |node: u32| zones[(node as usize) * 2 + 1].lock_addr;
+
+    let scale = |ns: u64| -> u64 { (ns as f64 * a.wait_scale).round() as u64 };
+    let mut lock_waits = Vec::new();
+    let mut wait_hist = Vec::new();
+    for (i, s) in stacks.iter().enumerate() {
+        let zone = zone_taker(s, &frames);
+        // Each stack waited on 1-4 CPUs.
+        let ncpu = 1 + rng.below(4);
+        for _ in 0..ncpu {
+            let cpu = rng.below(u64::from(a.cpus)) as u32;
+            let lock_addr = if zone {
+                normal_of(node_of(cpu))
+            } else {
+                0xffff_8881_0000_0000 + rng.below(2_000) * 0x40
+            };
+            let count = 1 + rng.below(500);
+            let avg = 500 + rng.below(20_000);
+            lock_waits.push(LockWait {
+                stack: Some(i as u32),
+                stack_error: None,
+                cpu,
+                lock_addr,
+                lock_flags: 1,
+                count,
+                total_ns: scale(count * avg),
+                max_ns: scale(avg * (2 + rng.below(20))),
+            });
+        }
+        for _ in 0..2 {
+            wait_hist.push(HistEntry {
+                stack: Some(i as u32),
+                bucket: 9 + rng.below(12) as u32,
+                count: 1 + rng.below(2_000),
+            });
+        }
+    }
+    // Waits whose stack could not be taken, as a real host has a few.
+    for cpu in (0..a.cpus).step_by(16) {
+        lock_waits.push(LockWait {
+            stack: None,
+            stack_error: Some(-17),
+            cpu,
+            lock_addr: normal_of(node_of(cpu)),
+            lock_flags: 1,
+            count: 3,
+            total_ns: scale(30_000),
+            max_ns: scale(20_000),
+        });
+    }
+
+    let pcp: Vec<CpuPages> = cpus
+        .iter()
+        .map(|&cpu| {
+            let refill = rng.below(2_000_000);
+            let drain = rng.below(2_000_000);
+            CpuPages {
+                cpu,
+                refill_events: refill / 8,
+                refill_pages: refill,
+                buddy_events: rng.below(10_000),
+                buddy_pages: rng.below(40_000),
+                drain_events: drain / 8,
+                drain_pages: drain,
+                ..Default::default()
+            }
+        })
+        .collect();
+    let settings_pcp: Vec<PcpSetting> = cpus
+        .iter()
+        .flat_map(|&cpu| {
+            zone_names.iter().map(move |z| PcpSetting {
+                node: node_of(cpu),
+                zone: (*z).to_string(),
+                cpu,
+                count: 0,
+                high: 1_000,
+                batch: 63,
+                high_min: Some(250),
+                high_max: Some(1_000),
+            })
+        })
+        .collect();
+
+    let mut cells = HashSet::new();
+    let mut skb_matrix = Vec::new();
+    let mut tries = 0u64;
+    while skb_matrix.len() < a.skb_cells as usize && tries < u64::from(a.skb_cells) * 20 {
+        tries += 1;
+        let alloc_cpu = rng.below(u64::from(a.cpus)) as u32;
+        let free_cpu = rng.below(u64::from(a.cpus)) as u32;
+        if cells.insert((alloc_cpu, free_cpu)) {
+            skb_matrix.push(SkbCell {
+                alloc_cpu,
+                free_cpu,
+                count: 1 + rng.below(1_000_000),
+            });
+        }
+    }
+    let callers = [
+        "tun_do_read+0x5b",
+        "napi_consume_skb+0x45",
+        "tcp_rcv_established+0x2f1",
+        "skb_release_data+0x1a0",
+    ];
+    let mut skb_sites = Vec::new();
+    for &cpu in &cpus {
+        for (fi, func) in ["consume_skb", "kfree_skb"].iter().enumerate() {
+            let count = rng.below(500_000);
+            let remote = count / 2;
+            skb_sites.push(SkbSite {
+                function: (*func).to_string(),
+                caller: callers[(cpu as usize + fi) % callers.len()].to_string(),
+                cpu,
+                count,
+                remote,
+                cross_node: remote / 3,
+            });
+        }
+    }
+    let skb_defer: Vec<SkbDefer> = cpus
+        .iter()
+        .map(|&cpu| {
+            let calls = rng.below(100_000);
+            SkbDefer {
+                cpu,
+                calls,
+                deferred: calls / 2,
+                immediate: calls - calls / 2,
+                flushed: calls / 2,
+                ipis: calls / 64,
+            }
+        })
+        .collect();
+    let mut page_matrix = Vec::new();
+    let mut pcells = HashSet::new();
+    tries = 0;
+    while page_matrix.len() < 2_000 && tries < 40_000 {
+        tries += 1;
+        let alloc_cpu = rng.below(u64::from(a.cpus)) as u32;
+        let free_cpu = rng.below(u64::from(a.cpus)) as u32;
+        if pcells.insert((alloc_cpu, free_cpu)) {
+            page_matrix.push(PageCell {
+                alloc_cpu,
+                free_cpu,
+                pages: 64 * (1 + rng.below(10_000)),
+            });
+        }
+    }
+
+    let total_wait: u64 = lock_waits.iter().map(|w| w.total_ns).sum();
+    let zone_addrs: HashSet<u64> = zones.iter().map(|z| z.lock_addr).collect();
+    let zone_wait: u64 = lock_waits
+        .iter()
+        .filter(|w| zone_addrs.contains(&w.lock_addr))
+        .map(|w| w.total_ns)
+        .sum();
+    let contentions: u64 = lock_waits.iter().map(|w| w.count).sum();
+    let counters = Counters {
+        contention_begin: contentions,
+        contention_end: contentions,
+        zone_wait_ns: zone_wait,
+        zone_contentions: lock_waits
+            .iter()
+            .filter(|w| zone_addrs.contains(&w.lock_addr))
+            .map(|w| w.count)
+            .sum(),
+        total_wait_ns: total_wait,
+        skb_frees: skb_sites.iter().map(|s| s.count).sum(),
+        stack_collisions: 40,
+        ..Default::default()
+    };
+    let probes = crate::probes::CATALOG
+        .iter()
+        .map(|p| {
+            let m = p.methods[0];
+            ProbeStatus {
+                name: p.name.to_string(),
+                method: m.kind().to_string(),
+                target: m.target(),
+                attached: true,
+                reason: None,
+                attempts: vec![],
+            }
+        })
+        .collect();
+
+    Ok(Recording {
+        format: FORMAT_NAME.into(),
+        version: FORMAT_VERSION,
+        zoneprof_version: env!("CARGO_PKG_VERSION").into(),
+        host: HostInfo {
+            hostname: format!("synthetic-{}cpu", a.cpus),
+            kernel_release: "6.18.0-synthetic".into(),
+            kernel_version: "#1 SMP PREEMPT_DYNAMIC".into(),
+            arch: "x86_64".into(),
+            online_cpus: cpus.clone(),
+            possible_cpus: a.cpus,
+            cpu_node: cpus.iter().map(|&c| (c, node_of(c))).collect(),
+            numa_nodes: (0..a.nodes).collect(),
+        },
+        settings: Settings {
+            skb_defer_max: Some(64),
+            percpu_pagelist_high_fraction: Some(0),
+            stat_interval: Some(1),
+            pcp: settings_pcp,
+        },
+        start_unix_ms: 1_764_140_000_000 + a.seed * 1_000,
+        duration_ns: 30_000_000_000,
+        cpus,
+        end_reason: "duration".into(),
+        command: None,
+        probes,
+        frames,
+        stacks,
+        lock_waits,
+        wait_hist,
+        zones,
+        pcp,
+        counters,
+        skb_matrix,
+        skb_sites,
+        skb_defer,
+        page_matrix,
+        page_tracking: Some(PageTracking {
+            sample_one_in: 64,
+            pages_by_order: vec![1_000_000, 2_000, 500, 300, 0, 0, 0, 0, 0, 1, 0],
+            lifetime_hist: (10..30).map(|b| (b, 1_000 * u64::from(b))).collect(),
+            map_full: 0,
+        }),
+    })
+}
+
+/// Builds and writes the recording; prints one summary line on stderr.
+pub fn run(a: &SynthArgs) -> Result<()> {
+    let rec = build(a)?;
+    write(&rec, &a.output)?;
+    eprintln!(
+        "zoneprof: wrote synthetic {} ({} CPUs, {} stacks, {} frames, {} lock-wait entries, {} SKB cells)",
+        a.output.display(),
+        rec.cpus.len(),
+        rec.stacks.len(),
+        rec.frames.len(),
+        rec.lock_waits.len(),
+        rec.skb_matrix.len()
+    );
+    Ok(())
+}
+
+fn write(rec: &Recording, path: &Path) -> Result<()> {
+    rec.write_atomic(path)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folded(dir: &Path) -> PathBuf {
+        let p = dir.join("x.folded");
+        std::fs::write(
+            &p,
+            "cpu0;do_idle+0x1;free_unref_folios+0x346;free_frozen_page_commit+0x19d;free_pcppages_bulk+0x37;_raw_spin_lock_irqsave+0x4d;__pv_queued_spin_lock_slowpath+0x15b 100\n\
+             cpu1;ret_from_fork+0x1;handle_mm_fault+0x10;get_page_from_freelist+0x2fe;__rmqueue_pcplist+0x233;_raw_spin_lock_irqsave+0x4d;__pv_queued_spin_lock_slowpath+0x15b 200\n\
+             cpu1;ret_from_fork+0x1;sched_tick+0x43;_raw_spin_lock+0x3b;__pv_queued_spin_lock_slowpath+0x15b 300\n",
+        )
+        .expect("write");
+        p
+    }
+
+    #[test]
+    fn builds_distinct_stacks_that_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = SynthArgs {
+            output: dir.path().join("s.zprof"),
+            cpus: 64,
+            nodes: 2,
+            stacks: 300,
+            skb_cells: 100,
+            folded: vec![folded(dir.path())],
+            seed: 7,
+            wait_scale: 1.0,
+        };
+        let rec = build(&a).expect("build");
+        assert_eq!(rec.stacks.len(), 300);
+        let distinct: HashSet<_> = rec.stacks.iter().collect();
+        assert_eq!(distinct.len(), 300);
+        assert_eq!(rec.skb_matrix.len(), 100);
+        assert_eq!(rec.host.possible_cpus, 64);
+        assert!(rec.lock_waits.iter().all(|w| w.cpu < 64));
+        run(&a).expect("run");
+        let back = Recording::read(&a.output).expect("read");
+        assert_eq!(back, rec);
+        // Same seed, same recording; other seed, same stacks, other values.
+        assert_eq!(build(&a).expect("again"), rec);
+        let b = build(&SynthArgs { seed: 8, ..a }).expect("seed 8");
+        assert_eq!(b.stacks, rec.stacks);
+        assert_ne!(b.lock_waits, rec.lock_waits);
+    }
+
+    #[test]
+    fn cpu_frames_are_dropped() {
+        assert!(is_cpu_frame("cpu12"));
+        assert!(!is_cpu_frame("cpu_startup_entry+0x29"));
+        assert!(!is_cpu_frame("cpu"));
+    }
+}

@@ -1,0 +1,421 @@
+//! `cargo xtask bench`: what zoneprof costs. Throughput of the reproducers bare and under
+//! zoneprof, perf and bpftrace (round-robin); in-kernel ns per event of each eBPF program;
+//! time and memory of report/compare/flamegraph on a synthetic 640-CPU recording; kernel
+//! memory of the maps at 640 possible CPUs. Writes `target/bench/bench.json` and
+//! `docs/benchmarks.md`, and judges each target of issue 6.
+
+mod child;
+mod doc;
+mod host;
+mod memory;
+mod overhead;
+mod parse;
+mod progcost;
+mod stats;
+mod userspace;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::cmd::find_in_path;
+use crate::setup;
+use crate::workspace::Workspace;
+
+/// `cargo xtask bench` options.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// Runs of each (reproducer, variant).
+    pub rounds: u32,
+    /// Seconds of each reproducer run.
+    pub secs: u32,
+    /// Seconds of each in-kernel cost run.
+    pub cost_secs: u32,
+    /// Runs of each userspace command.
+    pub reps: u32,
+    /// CPUs of the synthetic host.
+    pub synth_cpus: u32,
+    pub synth_stacks: u32,
+    /// Folded-stack fixtures for the synthetic recording (default: shared/fixtures/contention).
+    pub fixtures: Option<PathBuf>,
+    /// Leave out the throughput runs (the longest part).
+    pub skip_overhead: bool,
+    /// Do not run setup and the release build first.
+    pub no_build: bool,
+    /// The Markdown report (default docs/benchmarks.md).
+    pub doc: Option<PathBuf>,
+}
+
+/// Everything measured, for the JSON and the doc.
+pub struct Results {
+    pub host: host::HostFacts,
+    pub opts: Opts,
+    pub zoneprof: PathBuf,
+    pub tool_versions: Vec<(String, String)>,
+    pub skipped_tools: Vec<String>,
+    pub load_before: Option<[f64; 3]>,
+    pub load_after: Option<[f64; 3]>,
+    /// Per overhead run: other people's busy processes seen when it started.
+    pub busy_samples: Vec<usize>,
+    /// Per overhead run: BPF tracepoint programs of other processes loaded when it started.
+    pub foreign_bpf_samples: Vec<usize>,
+    pub runs: Vec<overhead::Run>,
+    /// Each variant's fixed CPU cost around `true`.
+    pub fixed_cpu: Vec<(overhead::Variant, f64)>,
+    pub cells: Vec<overhead::Cell>,
+    pub costs: Vec<progcost::CostRun>,
+    pub memory: Memory,
+    pub userspace: Option<userspace::Userspace>,
+    pub targets: Vec<Target>,
+    pub elapsed_s: f64,
+    pub phase_s: Vec<(String, f64)>,
+}
+
+pub struct Memory {
+    pub cpus: u32,
+    pub rows: Vec<(memory::MapDef, u64)>,
+    pub callchain_bytes: u64,
+    /// Live cross-check at this host's possible CPUs (None when no cost run happened).
+    pub checked: Vec<memory::Checked>,
+    pub unmatched_live: Vec<parse::MapInfo>,
+    pub prog_memlock: u64,
+}
+
+impl Memory {
+    pub fn maps_total(&self) -> u64 {
+        self.rows.iter().map(|(_, b)| b).sum::<u64>()
+            + self.unmatched_live.iter().map(|m| m.memlock).sum::<u64>()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.maps_total() + self.callchain_bytes + self.prog_memlock
+    }
+
+    pub fn page_flows_only(&self) -> u64 {
+        self.rows
+            .iter()
+            .filter(|(d, _)| d.page_flows_only)
+            .map(|(_, b)| b)
+            .sum()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub what: String,
+    pub limit: String,
+    pub measured: String,
+    /// None: not measured in this run.
+    pub met: Option<bool>,
+    /// The difference is within the run-to-run noise of the bare runs: the verdict is the
+    /// median's, but another run could turn it.
+    pub noisy: bool,
+}
+
+impl Target {
+    pub fn verdict(&self) -> &'static str {
+        match (self.met, self.noisy) {
+            (Some(true), false) => "met",
+            (Some(false), false) => "MISSED",
+            (Some(true), true) => "met (within noise)",
+            (Some(false), true) => "MISSED (within noise)",
+            (None, _) => "not measured",
+        }
+    }
+}
+
+pub const MB: f64 = 1e6;
+
+fn which(name: &str) -> Option<PathBuf> {
+    find_in_path(name)
+}
+
+fn version(argv: &[&str]) -> String {
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    match child::run(&argv, std::time::Duration::from_secs(20)) {
+        Ok(o) => format!("{}{}", o.stdout, o.stderr)
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string(),
+        Err(e) => format!("unknown ({e:#})"),
+    }
+}
+
+fn log(s: &str) {
+    println!("{s}");
+}
+
+pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
+    let started = Instant::now();
+    if setup::effective_uid() != Some(0) {
+        bail!("the bench attaches eBPF programs and sets kernel.bpf_stats_enabled: run it as root");
+    }
+    if !opts.no_build {
+        setup::run(ws, false)?;
+        setup::ensure_bench_packages()?;
+        println!("==> bench: building release zoneprof");
+        ws.cargo()
+            .args(["build", "--release", "-p", "profiler"])
+            .run()?;
+    }
+    let zoneprof = ws.release_bin()?;
+    if !zoneprof.is_file() {
+        bail!(
+            "{} does not exist: build it (cargo xtask build) or drop --no-build",
+            zoneprof.display()
+        );
+    }
+    let bench_dir = ws.target_dir()?.join("bench");
+    let scratch = bench_dir.join("scratch");
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let host = host::facts();
+    if host.online_cpus < 2 {
+        bail!("the reproducers need two online CPUs");
+    }
+    let cpus = (0, 1);
+    let fixtures = match &opts.fixtures {
+        Some(f) => f.clone(),
+        None => host::first_existing(&[
+            ws.root.join("shared/fixtures/contention"),
+            ws.root.join("../shared/fixtures/contention"),
+        ])
+        .context(
+            "no shared/fixtures/contention beside or inside the workspace: pass --fixtures DIR",
+        )?,
+    };
+
+    let perf = which("perf");
+    let bpftrace = which("bpftrace");
+    let mut skipped_tools = Vec::new();
+    let mut tool_versions = vec![(
+        "zoneprof".to_string(),
+        version(&[&zoneprof.display().to_string(), "--version"]),
+    )];
+    match &perf {
+        Some(_) => tool_versions.push(("perf".into(), version(&["perf", "version"]))),
+        None => skipped_tools.push("perf (linux-perf) not installed".to_string()),
+    }
+    match &bpftrace {
+        Some(_) => tool_versions.push(("bpftrace".into(), version(&["bpftrace", "--version"]))),
+        None => skipped_tools.push("bpftrace not installed".to_string()),
+    }
+    let tools = overhead::Tools {
+        zoneprof: zoneprof.clone(),
+        perf,
+        bpftrace,
+        scratch: scratch.clone(),
+    };
+    let load_before = host::loadavg();
+    let mut phase_s = Vec::new();
+
+    // 1. Throughput.
+    let mut busy_samples = Vec::new();
+    let mut foreign_bpf_samples = Vec::new();
+    let mut fixed_cpu = Vec::new();
+    let runs = if opts.skip_overhead {
+        Vec::new()
+    } else {
+        println!("==> bench: each tool's fixed CPU cost around `true` (3 runs each)");
+        fixed_cpu = overhead::fixed_costs(&tools, 3)?;
+        for (v, c) in &fixed_cpu {
+            log(&format!("  {:<46} {c:.3} CPU s", v.label()));
+        }
+        println!(
+            "==> bench: throughput, {} rounds x 2 reproducers x {} variants, {} s each",
+            opts.rounds,
+            overhead::Variant::ALL.len(),
+            opts.secs
+        );
+        let t = Instant::now();
+        let mut logf = |s: &str| {
+            busy_samples.push(host::others_busy());
+            foreign_bpf_samples.push(host::foreign_bpf_tracepoint_progs());
+            log(s);
+        };
+        let r = overhead::run_all(&tools, cpus, opts.secs, opts.rounds, &mut logf)?;
+        phase_s.push(("throughput".to_string(), t.elapsed().as_secs_f64()));
+        r
+    };
+    let cells = overhead::summarize(&runs, f64::from(opts.secs), &fixed_cpu);
+
+    // 2. In-kernel cost per event.
+    println!("==> bench: in-kernel cost per event (kernel.bpf_stats_enabled=1 while measuring)");
+    let t = Instant::now();
+    let mut costs = Vec::new();
+    {
+        let _stats = progcost::StatsEnabled::enable()?;
+        let cross = overhead::Repro::CrossCpuPages.argv(&zoneprof, cpus, opts.cost_secs);
+        let tap = overhead::Repro::Tap.argv(&zoneprof, cpus, opts.cost_secs);
+        let out = scratch.join("cost.out");
+        let zp = |extra: &[&str], repro: &[String]| {
+            progcost::zoneprof_argv(&zoneprof, extra, repro, &out)
+        };
+        let mut plan: Vec<(&str, Vec<String>)> = vec![
+            ("cross-cpu-pages, default probes", zp(&[], &cross)),
+            ("tap, default probes", zp(&[], &tap)),
+            (
+                "cross-cpu-pages, --page-flows (1 in 64)",
+                zp(&["--page-flows"], &cross),
+            ),
+            (
+                "cross-cpu-pages, --page-flows --page-sample 1",
+                zp(&["--page-flows", "--page-sample", "1"], &cross),
+            ),
+        ];
+        // The bpftrace script's programs, for comparison (kstack in contention_end).
+        if let Some(bt) = &tools.bpftrace {
+            let script = scratch.join("zoneprof-compare.bt");
+            std::fs::write(&script, overhead::BPFTRACE_SCRIPT)
+                .with_context(|| format!("writing {}", script.display()))?;
+            plan.push((
+                "cross-cpu-pages, bpftrace script",
+                vec![
+                    bt.display().to_string(),
+                    "-o".into(),
+                    out.display().to_string(),
+                    "-c".into(),
+                    cross.join(" "),
+                    script.display().to_string(),
+                ],
+            ));
+        }
+        for (label, argv) in plan {
+            let c = progcost::measure(&argv, opts.cost_secs, label)?;
+            let _ = std::fs::remove_file(&out);
+            for p in &c.progs {
+                log(&format!(
+                    "  {label:<46} {:<24} {:>10} events/s {:>8}",
+                    p.name,
+                    format!("{:.0}", p.events_per_s()),
+                    p.ns_per_event()
+                        .map_or_else(|| "-".to_string(), |v| format!("{v:.0} ns")),
+                ));
+            }
+            costs.push(c);
+        }
+    }
+    phase_s.push(("in-kernel cost".to_string(), t.elapsed().as_secs_f64()));
+
+    // 3. Map memory.
+    let defs = memory::maps();
+    let big = opts.synth_cpus;
+    let live = costs.first().map(|c| c.last.clone()).unwrap_or_default();
+    let (checked, unmatched_live) = memory::cross_check(&defs, &live.maps, host.possible_cpus);
+    let mem = Memory {
+        cpus: big,
+        rows: defs
+            .iter()
+            .map(|d| (*d, memory::map_bytes(d, big)))
+            .collect(),
+        callchain_bytes: memory::callchain_bytes(big, host.perf_max_stack),
+        checked,
+        unmatched_live,
+        prog_memlock: live.progs.iter().map(|p| p.memlock).sum(),
+    };
+    for c in &mem.checked {
+        match &c.live {
+            Some(l) if l.memlock != c.model_here => log(&format!(
+                "  warning: {} model {} B at {} CPUs, kernel says {} B",
+                c.def.name, c.model_here, host.possible_cpus, l.memlock
+            )),
+            None => log(&format!(
+                "  warning: {} not found in the running zoneprof: the memory model is out of date",
+                c.def.name
+            )),
+            _ => {}
+        }
+    }
+    log(&format!(
+        "==> bench: map memory at {big} possible CPUs: {:.1} MB (+ {:.1} MB perf callchain buffers, {:.2} MB programs)",
+        mem.maps_total() as f64 / MB,
+        mem.callchain_bytes as f64 / MB,
+        mem.prog_memlock as f64 / MB
+    ));
+
+    // 4. Userspace.
+    println!(
+        "==> bench: report/compare/flamegraph on a synthetic {}-CPU recording with {} stacks",
+        opts.synth_cpus, opts.synth_stacks
+    );
+    let t = Instant::now();
+    let userspace = userspace::run(
+        &zoneprof,
+        userspace::SynthSpec {
+            cpus: opts.synth_cpus,
+            stacks: opts.synth_stacks,
+            skb_cells: 3_000,
+        },
+        &fixtures,
+        &scratch,
+        opts.reps,
+        &mut |s| log(s),
+    )?;
+    phase_s.push(("userspace".to_string(), t.elapsed().as_secs_f64()));
+
+    let mut res = Results {
+        host,
+        opts: opts.clone(),
+        zoneprof,
+        tool_versions,
+        skipped_tools,
+        load_before,
+        load_after: host::loadavg(),
+        busy_samples,
+        foreign_bpf_samples,
+        runs,
+        fixed_cpu,
+        cells,
+        costs,
+        memory: mem,
+        userspace: Some(userspace),
+        targets: Vec::new(),
+        elapsed_s: 0.0,
+        phase_s,
+    };
+    res.targets = doc::targets(&res);
+    res.elapsed_s = started.elapsed().as_secs_f64();
+
+    // A partial run (no throughput) must not replace the full results.
+    let partial = opts.skip_overhead;
+    let json_path = bench_dir.join(if partial {
+        "bench-partial.json"
+    } else {
+        "bench.json"
+    });
+    let json = serde_json::to_string_pretty(&doc::to_json(&res))
+        .context("serializing the bench results")?;
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    let doc_path = opts.doc.clone().unwrap_or_else(|| {
+        if partial {
+            bench_dir.join("benchmarks-partial.md")
+        } else {
+            ws.root.join("docs/benchmarks.md")
+        }
+    });
+    let old_doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
+    std::fs::write(&doc_path, doc::markdown(&res, doc::kept_block(&old_doc)))
+        .with_context(|| format!("writing {}", doc_path.display()))?;
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    println!("==> bench: targets");
+    for t in &res.targets {
+        println!(
+            "  {:<22} {} ({}): {}",
+            t.verdict(),
+            t.what,
+            t.limit,
+            t.measured
+        );
+    }
+    println!(
+        "==> bench: done in {:.0} s; wrote {} and {}",
+        res.elapsed_s,
+        json_path.display(),
+        doc_path.display()
+    );
+    Ok(())
+}
