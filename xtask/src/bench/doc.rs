@@ -430,7 +430,7 @@ pub fn markdown(r: &Results, kept: Option<&str>) -> String {
     );
     let busy_runs = r.busy_samples.iter().filter(|&&n| n > 0).count();
     let foreign_runs = r.foreign_bpf_samples.iter().filter(|&&n| n > 0).count();
-    let shared = busy_runs > 0 || r.load_before.is_some_and(|l| l[0] > 0.5);
+    let shared = busy_runs > 0;
     let _ = writeln!(
         s,
         "| whole bench | {:.0} s ({}) |",
@@ -452,6 +452,15 @@ pub fn markdown(r: &Results, kept: Option<&str>) -> String {
              (each round runs every variant once, starting at a different one) so the noise \
              spreads over all variants, and the figures are medians with their spread; still, \
              a difference smaller than the spread of the bare runs is not significant.\n",
+            r.busy_samples.len(),
+            la(r.load_before)
+        );
+    } else if !r.busy_samples.is_empty() && foreign_runs == 0 {
+        let _ = writeln!(
+            s,
+            "The machine is shared with other developers and VMs, but none of their compilers, \
+             linkers, VMs or BPF tracepoint programs were seen when the {} throughput runs \
+             started (the load average before the bench, {}, includes this bench's own build).\n",
             r.busy_samples.len(),
             la(r.load_before)
         );
