@@ -542,8 +542,8 @@ pub fn load_and_attach(
     loader.override_global("CPU_FILTER_ON", &cpu_filter_on, true);
     if !plan.opts.page_flows {
         // 28 MB at 640 CPUs that only --page-flows uses (measured by cargo xtask bench).
-        loader.set_max_entries("PAGE_TRACK", 1);
-        loader.set_max_entries("PAGE_MATRIX", 1);
+        loader.map_max_entries("PAGE_TRACK", 1);
+        loader.map_max_entries("PAGE_MATRIX", 1);
     }
     let mut ebpf = loader
         .load(EBPF_OBJ)

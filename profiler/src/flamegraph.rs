@@ -584,27 +584,12 @@ pub fn default_output(recording: &Path, view: View) -> PathBuf {
     recording.with_file_name(format!("{stem}.{}.svg", view.name()))
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place, so no reader
-/// (a browser, a CI artifact upload) ever sees half a picture.
+/// Writes `bytes` atomically (see `crate::atomic`), so no reader sees half a picture.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FlameError> {
-    let werr = |source| FlameError::Write {
+    crate::atomic::write(path, bytes).map_err(|source| FlameError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".to_string());
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(werr(e));
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -660,12 +660,7 @@ fn report_tables(b: &mut String, r: &Report, top: usize) {
     );
     let mut hidden = 0;
     for c in &r.per_cpu {
-        let busy = c.zone_lock_wait_ns.total()
-            + c.other_lock_wait_ns
-            + c.pcp_refill_pages
-            + c.pcp_drain_pages
-            > 0;
-        if !busy && r.per_cpu.len() > 16 {
+        if !c.is_busy() && r.per_cpu.len() > 16 {
             hidden += 1;
             continue;
         }

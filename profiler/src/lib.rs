@@ -17,6 +17,7 @@
 //! - `synth`: synthetic recordings of large hosts (for `cargo xtask bench`)
 pub mod aggregate;
 pub mod analysis;
+pub mod atomic;
 pub mod attach;
 pub mod btf;
 pub mod classify;

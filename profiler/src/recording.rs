@@ -316,34 +316,17 @@ impl Recording {
     /// Writes atomically: a temporary file beside `path`, fsync, then rename, so a reader
     /// never sees a half-written recording and an interrupted write leaves no debris.
     pub fn write_atomic(&self, path: &Path) -> Result<(), RecordingError> {
-        let werr = |source| RecordingError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "recording".into());
-        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-        let result = (|| {
-            let f = File::create(&tmp)?;
+        crate::atomic::write_with(path, |f| {
             let mut gz =
                 flate2::write::GzEncoder::new(BufWriter::new(f), flate2::Compression::new(6));
             serde_json::to_writer(&mut gz, self).map_err(std::io::Error::other)?;
-            let w = gz.finish()?;
-            let f = w.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(werr(e));
-        }
-        Ok(())
+            let mut w = gz.finish()?;
+            std::io::Write::flush(&mut w)
+        })
+        .map_err(|source| RecordingError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     pub fn read(path: &Path) -> Result<Recording, RecordingError> {

@@ -137,6 +137,17 @@ pub struct PerCpu {
     pub pcp_bulk_free_pages: u64,
 }
 
+impl PerCpu {
+    /// Any zone-lock wait, other lock wait or PCP traffic: large hosts list only these.
+    pub fn is_busy(&self) -> bool {
+        self.zone_lock_wait_ns.total()
+            + self.other_lock_wait_ns
+            + self.pcp_refill_pages
+            + self.pcp_drain_pages
+            > 0
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct TriggerRow {
     pub trigger: &'static str,
@@ -653,12 +664,7 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     )?;
     let mut idle = 0;
     for c in &r.per_cpu {
-        let busy = c.zone_lock_wait_ns.total()
-            + c.other_lock_wait_ns
-            + c.pcp_refill_pages
-            + c.pcp_drain_pages
-            > 0;
-        if !busy && r.per_cpu.len() > 16 {
+        if !c.is_busy() && r.per_cpu.len() > 16 {
             idle += 1;
             continue;
         }
