@@ -7,7 +7,7 @@
 //! Views: lock waits weighted in nanoseconds (`zone-wait`, `zone-alloc`, `zone-free`,
 //! `locks`), SKB frees by site (`skb-free`), PCP page traffic (`pages`).
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fmt::Write as _,
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -118,8 +118,9 @@ impl View {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WeightedStack {
     pub cpu: Option<u32>,
-    /// Leaf first, as recordings store stacks (for lock waits: the slowpath first).
-    pub frames_leaf_first: Vec<String>,
+    /// Leaf first, as recordings store stacks (for lock waits: the slowpath first). Shared:
+    /// a 640-CPU recording repeats one stack on many (CPU, lock) entries.
+    pub frames_leaf_first: std::sync::Arc<[String]>,
     /// The lock waited on (lock views); None for SKB and page stacks.
     pub class: Option<LockClass>,
     /// ns waited, SKB frees, or pages.
@@ -129,15 +130,19 @@ pub struct WeightedStack {
 /// Lock waits of a recording, classified (stack classifier plus the kernel's zone-address
 /// proof, as the report does).
 pub fn lock_stacks(rec: &Recording) -> Vec<WeightedStack> {
+    let mut frames: HashMap<Option<u32>, std::sync::Arc<[String]>> = HashMap::new();
     analysis::classify_waits(rec)
         .into_iter()
         .filter(|cw| cw.wait.total_ns > 0)
         .map(|cw| WeightedStack {
             cpu: Some(cw.wait.cpu),
-            frames_leaf_first: match cw.wait.stack {
-                Some(s) => rec.stack_frames(s).into_iter().map(String::from).collect(),
-                None => vec!["[stack unavailable]".to_string()],
-            },
+            frames_leaf_first: frames
+                .entry(cw.wait.stack)
+                .or_insert_with(|| match cw.wait.stack {
+                    Some(s) => rec.stack_frames(s).into_iter().map(String::from).collect(),
+                    None => vec!["[stack unavailable]".to_string()].into(),
+                })
+                .clone(),
             class: Some(cw.class),
             value: cw.wait.total_ns,
         })
@@ -166,7 +171,7 @@ pub fn lock_stacks_from_folded(
         let class = classify::classify(&refs).class;
         out.push(WeightedStack {
             cpu: f.cpu,
-            frames_leaf_first: leaf_first,
+            frames_leaf_first: leaf_first.into(),
             class: Some(class),
             value: f.value,
         });
@@ -198,7 +203,8 @@ pub fn skb_free_stacks(rec: &Recording) -> Vec<WeightedStack> {
                         label.to_string(),
                         s.function.clone(),
                         s.caller.clone(),
-                    ],
+                    ]
+                    .into(),
                     class: None,
                     value: v,
                 });
@@ -221,7 +227,7 @@ pub fn page_stacks(rec: &Recording) -> Vec<WeightedStack> {
             if v > 0 {
                 out.push(WeightedStack {
                     cpu: Some(p.cpu),
-                    frames_leaf_first: vec![format!("cpu{}", p.cpu), label.to_string()],
+                    frames_leaf_first: vec![format!("cpu{}", p.cpu), label.to_string()].into(),
                     class: None,
                     value: v,
                 });
@@ -235,7 +241,8 @@ pub fn page_stacks(rec: &Recording) -> Vec<WeightedStack> {
                 format!("freed on cpu{}", c.free_cpu),
                 format!("alloc cpu{}", c.alloc_cpu),
                 PAGE_FLOWS.to_string(),
-            ],
+            ]
+            .into(),
             class: None,
             value: c.pages,
         });
@@ -346,6 +353,9 @@ pub fn class_frame(class: &LockClass) -> String {
 /// Folds `stacks` root first: `[cpuN;][lock class;]root;…;leaf count`.
 pub fn fold(stacks: &[WeightedStack], opts: &FoldOptions) -> Folded {
     let mut out = Folded::default();
+    // Display names computed once per distinct frame and class, not per occurrence.
+    let mut shown: HashMap<&str, String> = HashMap::new();
+    let mut classes: HashMap<String, String> = HashMap::new();
     for s in stacks {
         let wanted = match &opts.cpus {
             Some(cpus) => s.cpu.is_some_and(|c| cpus.contains(&c)),
@@ -360,9 +370,16 @@ pub fn fold(stacks: &[WeightedStack], opts: &FoldOptions) -> Folded {
             parts.push(cpu_frame.clone().unwrap_or_else(|| "cpu?".to_string()));
         }
         if let Some(class) = &s.class {
-            parts.push(class_frame(class));
+            let label = class.label();
+            let f = classes
+                .entry(label)
+                .or_insert_with_key(|l| display_frame(&format!("[{l}]")));
+            parts.push(f.clone());
         }
-        parts.extend(s.frames_leaf_first.iter().rev().map(|f| display_frame(f)));
+        for f in s.frames_leaf_first.iter().rev() {
+            let d = shown.entry(f.as_str()).or_insert_with(|| display_frame(f));
+            parts.push(d.clone());
+        }
         // Page stacks carry their CPU as the leaf; under a `cpuN` root it would repeat.
         if opts.per_cpu && parts.len() > 1 && parts.last() == cpu_frame.as_ref() {
             parts.pop();
