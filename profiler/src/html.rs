@@ -13,7 +13,7 @@ use crate::{
     flamegraph::{self as fg, FlameError, FoldOptions, View},
     host::HostInfo,
     recording::Recording,
-    report::{self, Report},
+    report::{self, PerCpu, Report},
     units::{fmt_count, fmt_ns, fmt_pct},
 };
 
@@ -653,31 +653,22 @@ pub fn report_html(rec: &Recording, top: usize, source: &str) -> Result<String, 
 
 fn report_tables(b: &mut String, r: &Report, top: usize) {
     // Per-CPU table: every CPU with activity (all of them on small hosts).
-    b.push_str(
-        "<h3>Per CPU</h3><div class=\"scroll\"><table><tr><th>CPU</th><th>node</th>\
-                <th>alloc wait</th><th>alloc %</th><th>free wait</th><th>free %</th>\
-                <th>other locks</th><th>PCP refill pages</th><th>PCP drain pages</th></tr>",
-    );
+    b.push_str("<h3>Per CPU</h3><div class=\"scroll\"><table><tr>");
+    for h in PerCpu::COLUMNS {
+        let _ = write!(b, "<th>{}</th>", esc(h));
+    }
+    b.push_str("</tr>");
     let mut hidden = 0;
     for c in &r.per_cpu {
         if !c.is_busy() && r.per_cpu.len() > 16 {
             hidden += 1;
             continue;
         }
-        let _ = write!(
-            b,
-            "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            c.cpu,
-            c.node,
-            fmt_ns(c.zone_lock_wait_ns.alloc),
-            fmt_pct(c.zone_lock_wait_pct.alloc),
-            fmt_ns(c.zone_lock_wait_ns.free),
-            fmt_pct(c.zone_lock_wait_pct.free),
-            fmt_ns(c.other_lock_wait_ns),
-            fmt_count(c.pcp_refill_pages),
-            fmt_count(c.pcp_drain_pages)
-        );
+        b.push_str("<tr>");
+        for cell in c.cells() {
+            let _ = write!(b, "<td class=\"num\">{}</td>", esc(&cell));
+        }
+        b.push_str("</tr>");
     }
     b.push_str("</table></div>");
     if hidden > 0 {

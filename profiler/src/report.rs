@@ -138,6 +138,34 @@ pub struct PerCpu {
 }
 
 impl PerCpu {
+    /// Column headings of the per-CPU table, shared by the text and HTML reports.
+    pub const COLUMNS: [&'static str; 9] = [
+        "CPU",
+        "node",
+        "alloc wait",
+        "alloc %",
+        "free wait",
+        "free %",
+        "other locks",
+        "PCP refill pages",
+        "PCP drain pages",
+    ];
+
+    /// The row's cells in `COLUMNS` order, in human units.
+    pub fn cells(&self) -> [String; 9] {
+        [
+            self.cpu.to_string(),
+            self.node.to_string(),
+            fmt_ns(self.zone_lock_wait_ns.alloc),
+            fmt_pct(self.zone_lock_wait_pct.alloc),
+            fmt_ns(self.zone_lock_wait_ns.free),
+            fmt_pct(self.zone_lock_wait_pct.free),
+            fmt_ns(self.other_lock_wait_ns),
+            fmt_count(self.pcp_refill_pages),
+            fmt_count(self.pcp_drain_pages),
+        ]
+    }
+
     /// Any zone-lock wait, other lock wait or PCP traffic: large hosts list only these.
     pub fn is_busy(&self) -> bool {
         self.zone_lock_wait_ns.total()
@@ -649,38 +677,23 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     }
 
     writeln!(s, "\nPer CPU (zone-lock wait and % of that CPU's time)")?;
-    writeln!(
-        s,
-        "{:>5} {:>4} {:>12} {:>8} {:>12} {:>8} {:>12} {:>14} {:>14}",
-        "CPU",
-        "node",
-        "alloc wait",
-        "alloc %",
-        "free wait",
-        "free %",
-        "other locks",
-        "PCP refill pg",
-        "PCP drain pg"
-    )?;
+    // Right-aligned widths of PerCpu::COLUMNS.
+    const WIDTHS: [usize; 9] = [5, 4, 12, 8, 12, 8, 12, 16, 16];
+    let row = |s: &mut String, cells: &[&str]| -> std::fmt::Result {
+        for (i, (cell, w)) in cells.iter().zip(WIDTHS).enumerate() {
+            write!(s, "{}{cell:>w$}", if i == 0 { "" } else { " " })?;
+        }
+        writeln!(s)
+    };
+    row(s, &PerCpu::COLUMNS)?;
     let mut idle = 0;
     for c in &r.per_cpu {
         if !c.is_busy() && r.per_cpu.len() > 16 {
             idle += 1;
             continue;
         }
-        writeln!(
-            s,
-            "{:>5} {:>4} {:>12} {:>8} {:>12} {:>8} {:>12} {:>14} {:>14}",
-            c.cpu,
-            c.node,
-            fmt_ns(c.zone_lock_wait_ns.alloc),
-            fmt_pct(c.zone_lock_wait_pct.alloc),
-            fmt_ns(c.zone_lock_wait_ns.free),
-            fmt_pct(c.zone_lock_wait_pct.free),
-            fmt_ns(c.other_lock_wait_ns),
-            fmt_count(c.pcp_refill_pages),
-            fmt_count(c.pcp_drain_pages)
-        )?;
+        let cells = c.cells();
+        row(s, &cells.each_ref().map(String::as_str))?;
     }
     if idle > 0 {
         writeln!(s, "  ({idle} CPUs with no activity not shown)")?;

@@ -215,13 +215,6 @@ pub enum TapError {
     Io { what: String, source: io::Error },
     #[error("pair {pair}: no frame could be sent: {source}")]
     NothingSent { pair: usize, source: io::Error },
-    #[error("cannot start {role} thread: {source}")]
-    Thread {
-        role: &'static str,
-        source: io::Error,
-    },
-    #[error("{0} thread panicked")]
-    ThreadPanicked(&'static str),
     #[error("cannot install the SIGINT/SIGTERM handler: {0}")]
     Signal(io::Error),
     #[error("interrupted by signal {0}; the namespace was removed")]
@@ -702,10 +695,10 @@ fn run_pairs(ios: Vec<PairIo>, opts: &TapOpts) -> Result<TapResult, TapError> {
             match r {
                 Ok(h) => readers.push((pair.reader_cpu, h)),
                 Err(e) => {
-                    spawn_err = Some(TapError::Thread {
+                    spawn_err = Some(TapError::from(WorkloadError::Thread {
                         role: "reader",
                         source: e,
-                    });
+                    }));
                     break;
                 }
             }
@@ -715,10 +708,10 @@ fn run_pairs(ios: Vec<PairIo>, opts: &TapOpts) -> Result<TapResult, TapError> {
             match w {
                 Ok(h) => senders.push(h),
                 Err(e) => {
-                    spawn_err = Some(TapError::Thread {
+                    spawn_err = Some(TapError::from(WorkloadError::Thread {
                         role: "sender",
                         source: e,
-                    });
+                    }));
                     break;
                 }
             }
@@ -730,12 +723,17 @@ fn run_pairs(ios: Vec<PairIo>, opts: &TapOpts) -> Result<TapResult, TapError> {
         }
         let senders: Vec<_> = senders
             .into_iter()
-            .map(|h| h.join().map_err(|_| TapError::ThreadPanicked("sender")))
+            .map(|h| {
+                h.join()
+                    .map_err(|_| TapError::from(WorkloadError::ThreadPanicked("sender")))
+            })
             .collect();
         let readers: Vec<_> = readers
             .into_iter()
             .map(|(cpu, h)| {
-                let r = h.join().map_err(|_| TapError::ThreadPanicked("reader"));
+                let r = h
+                    .join()
+                    .map_err(|_| TapError::from(WorkloadError::ThreadPanicked("reader")));
                 (cpu, r)
             })
             .collect();

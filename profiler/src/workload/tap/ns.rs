@@ -179,13 +179,15 @@ impl Netns {
                     enter(&path, &self.name)?;
                     f()
                 })
-                .map_err(|e| TapError::Thread {
-                    role: "setup",
-                    source: e,
+                .map_err(|e| {
+                    TapError::from(crate::workload::WorkloadError::Thread {
+                        role: "setup",
+                        source: e,
+                    })
                 })?;
-            handle
-                .join()
-                .map_err(|_| TapError::ThreadPanicked("setup"))?
+            handle.join().map_err(|_| {
+                TapError::from(crate::workload::WorkloadError::ThreadPanicked("setup"))
+            })?
         })
     }
 
