@@ -135,7 +135,8 @@ pub struct SpinFrame {
     /// Time spent in waits nested inside this one; subtracted so nothing counts twice.
     pub nested_ns: u64,
     pub flags: u32,
-    pub _pad: u32,
+    /// Kernel stack captured when the wait began (or a negative error).
+    pub stack_id: i32,
 }
 
 /// Per-CPU stack of spin waits in progress.
@@ -153,6 +154,7 @@ pub struct SpinEnd {
     /// Wait minus the waits nested inside it.
     pub wait_ns: u64,
     pub flags: u32,
+    pub stack_id: i32,
     /// Whole elapsed time; when `outermost`, the caller adds it to an enclosing sleeping
     /// wait of the same task (a mutex's wait_lock spin is part of the mutex wait).
     pub elapsed_ns: u64,
@@ -166,7 +168,7 @@ pub struct SpinEnd {
 impl SpinStack {
     /// Pushes a wait; false when the stack is full (the wait is not measured).
     #[inline(always)]
-    pub fn push(&mut self, lock_addr: u64, now: u64, flags: u32) -> bool {
+    pub fn push(&mut self, lock_addr: u64, now: u64, flags: u32, stack_id: i32) -> bool {
         let depth = self.depth as usize;
         match self.frames.get_mut(depth) {
             Some(f) => {
@@ -175,7 +177,7 @@ impl SpinStack {
                     start_ns: now,
                     nested_ns: 0,
                     flags,
-                    _pad: 0,
+                    stack_id,
                 };
                 self.depth = depth as u32 + 1;
                 true
@@ -210,6 +212,7 @@ impl SpinStack {
             return Some(SpinEnd {
                 wait_ns: elapsed.saturating_sub(f.nested_ns),
                 flags: f.flags,
+                stack_id: f.stack_id,
                 elapsed_ns: elapsed,
                 outermost,
                 lost: (depth - 1 - i) as u32,
@@ -227,7 +230,8 @@ pub struct TaskWait {
     pub start_ns: u64,
     pub nested_ns: u64,
     pub flags: u32,
-    pub _pad: u32,
+    /// Kernel stack captured when the wait began (or a negative error).
+    pub stack_id: i32,
 }
 
 /// What the eBPF side learnt about a contended lock address: is it a `zone->lock`?
@@ -399,22 +403,29 @@ mod tests {
     #[test]
     fn irq_wait_nested_in_a_task_wait_counts_once() {
         let mut st = SpinStack::default();
-        assert!(st.push(0xA, 100, lock_flags::SPIN)); // task spins on A
-        assert!(st.push(0xB, 150, lock_flags::SPIN)); // IRQ spins on B
+        assert!(st.push(0xA, 100, lock_flags::SPIN, 7)); // task spins on A
+        assert!(st.push(0xB, 150, lock_flags::SPIN, 8)); // IRQ spins on B
         let b = st.pop(0xB, 190).expect("B ends");
-        assert_eq!((b.wait_ns, b.outermost, b.lost), (40, false, 0));
+        assert_eq!(
+            (b.wait_ns, b.outermost, b.lost, b.stack_id),
+            (40, false, 0, 8)
+        );
         let a = st.pop(0xA, 300).expect("A ends");
         // A waited 200 ns of wall time, 40 of them inside B's wait: 160 + 40 = 200 in all.
         assert_eq!((a.wait_ns, a.elapsed_ns, a.outermost), (160, 200, true));
+        assert_eq!(
+            a.stack_id, 7,
+            "the stack captured at begin comes back at end"
+        );
         assert_eq!(st.depth, 0);
     }
 
     #[test]
     fn lost_ends_are_dropped_and_counted() {
         let mut st = SpinStack::default();
-        st.push(0xA, 0, 1);
-        st.push(0xB, 10, 1); // its end never comes
-        st.push(0xC, 20, 1); // nor this one's
+        st.push(0xA, 0, 1, 7);
+        st.push(0xB, 10, 1, 7); // its end never comes
+        st.push(0xC, 20, 1, 7); // nor this one's
         let a = st.pop(0xA, 100).expect("A ends");
         assert_eq!((a.wait_ns, a.lost, st.depth), (100, 2, 0));
     }
@@ -424,9 +435,9 @@ mod tests {
         let mut st = SpinStack::default();
         assert!(st.pop(0xA, 5).is_none());
         for i in 0..MAX_SPIN_NEST as u64 {
-            assert!(st.push(i, i, 1));
+            assert!(st.push(i, i, 1, 7));
         }
-        assert!(!st.push(99, 99, 1), "full stack refuses");
+        assert!(!st.push(99, 99, 1, 7), "full stack refuses");
         assert!(st.pop(99, 100).is_none());
         // A corrupt depth beyond the array never panics.
         st.depth = 1000;
@@ -436,9 +447,9 @@ mod tests {
     #[test]
     fn three_levels_subtract_only_direct_children() {
         let mut st = SpinStack::default();
-        st.push(1, 0, 1); // task
-        st.push(2, 10, 1); // softirq
-        st.push(3, 20, 1); // hardirq
+        st.push(1, 0, 1, 7); // task
+        st.push(2, 10, 1, 7); // softirq
+        st.push(3, 20, 1, 7); // hardirq
         assert_eq!(st.pop(3, 30).map(|e| e.wait_ns), Some(10));
         assert_eq!(st.pop(2, 50).map(|e| e.wait_ns), Some(30)); // 40 elapsed - 10 nested
         assert_eq!(st.pop(1, 100).map(|e| e.wait_ns), Some(60)); // 100 - 40

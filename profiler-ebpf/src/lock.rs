@@ -11,11 +11,11 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
     },
-    programs::{TracePointContext, tracing::StackIdContext},
+    programs::tracing::StackIdContext,
 };
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use profiler_common::{
-    HIST_BUCKETS, HistKey, LockKey, LockVal, TaskWait, ZoneInfo, counter, lock_flags,
+    HIST_BUCKETS, HistKey, LockKey, LockVal, SpinEnd, TaskWait, ZoneInfo, counter, lock_flags,
 };
 
 use crate::{config, maps};
@@ -35,31 +35,49 @@ fn tid() -> u32 {
     bpf_get_current_pid_tgid() as u32
 }
 
-pub fn on_begin(ctx: &TracePointContext) {
+/// Captures the waiter's kernel stack. Done at begin, not end: `contention_end` runs with
+/// the lock already held, so the few microseconds of unwinding there would lengthen every
+/// critical section and inflate the very waits being measured. At begin the waiter would
+/// only spin.
+#[inline(always)]
+fn capture_stack<C: StackIdContext>(ctx: &C) -> i32 {
+    match ctx.get_stackid(&maps::STACKS, 0) {
+        Ok(id) => id as i32,
+        Err(e) => {
+            maps::count(
+                if e == -EEXIST {
+                    counter::STACK_COLLISION
+                } else {
+                    counter::STACK_ERROR
+                },
+                1,
+            );
+            e
+        }
+    }
+}
+
+/// `contention_begin(lock, flags)`, from either tracepoint form.
+pub fn on_begin<C: StackIdContext>(ctx: &C, lock: u64, flags: u32) {
     // SAFETY: helper with no preconditions.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     if !maps::cpu_selected(cpu) {
         return;
     }
-    // SAFETY: offsets come from this tracepoint's format file.
-    let lock = unsafe { ctx.read_at::<u64>(config::get(&config::CB_LOCK_ADDR_OFF) as usize) };
-    // SAFETY: as above.
-    let flags = unsafe { ctx.read_at::<u32>(config::get(&config::CB_FLAGS_OFF) as usize) };
-    let (Ok(lock), Ok(flags)) = (lock, flags) else {
-        return;
-    };
     maps::count(counter::CONTENTION_BEGIN, 1);
+    // The wait starts now; the stack capture below is part of it, as in `perf lock`.
     // SAFETY: helper with no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
 
     if is_spin(flags) {
+        let stack_id = capture_stack(ctx);
         let Some(st) = maps::SPIN_STACK.get_ptr_mut(0) else {
             return;
         };
-        // SAFETY: per-CPU slot, preemption is off; an NMI nesting here only adds a frame
-        // above ours after we bumped depth, or is dropped.
+        // SAFETY: per-CPU slot, preemption is off; a program nesting here (NMI) is
+        // refused by the kernel's recursion guard, so no one else touches the slot.
         let st = unsafe { &mut *st };
-        if !st.push(lock, now, flags) {
+        if !st.push(lock, now, flags, stack_id) {
             maps::count(counter::NEST_OVERFLOW, 1);
         }
         return;
@@ -70,7 +88,8 @@ pub fn on_begin(ctx: &TracePointContext) {
         // SAFETY: only this thread writes its own entry.
         let w = unsafe { &mut *w };
         if w.lock_addr == lock {
-            // Mutex: optimistic spin failed, now it sleeps. Same wait, keep its start.
+            // Mutex: optimistic spin failed, now it sleeps. Same wait, keep its start
+            // and its stack.
             w.flags |= flags;
             return;
         }
@@ -81,30 +100,27 @@ pub fn on_begin(ctx: &TracePointContext) {
         start_ns: now,
         nested_ns: 0,
         flags,
-        _pad: 0,
+        stack_id: capture_stack(ctx),
     };
     if maps::TASK_WAIT.insert(&tid, &w, 0).is_err() {
         maps::count(counter::TASK_MAP_FULL, 1);
     }
 }
 
-pub fn on_end(ctx: &TracePointContext) {
+/// `contention_end(lock, ret)`, from either tracepoint form. Runs with the lock held:
+/// keep it short.
+pub fn on_end(lock: u64) {
     // SAFETY: helper with no preconditions.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     if !maps::cpu_selected(cpu) {
         return;
     }
-    // SAFETY: offset comes from this tracepoint's format file.
-    let Ok(lock) = (unsafe { ctx.read_at::<u64>(config::get(&config::CE_LOCK_ADDR_OFF) as usize) })
-    else {
-        return;
-    };
     maps::count(counter::CONTENTION_END, 1);
     // SAFETY: helper with no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
 
-    if let Some((wait, flags)) = end_spin(lock, now) {
-        record(ctx, lock, cpu, wait, flags);
+    if let Some(e) = end_spin(lock, now) {
+        record(lock, cpu, e.wait_ns, e.flags, e.stack_id);
         return;
     }
     let tid = tid();
@@ -114,17 +130,23 @@ pub fn on_end(ctx: &TracePointContext) {
         if w.lock_addr == lock {
             let _ = maps::TASK_WAIT.remove(&tid);
             let elapsed = now.saturating_sub(w.start_ns);
-            record(ctx, lock, cpu, elapsed.saturating_sub(w.nested_ns), w.flags);
+            record(
+                lock,
+                cpu,
+                elapsed.saturating_sub(w.nested_ns),
+                w.flags,
+                w.stack_id,
+            );
             return;
         }
     }
     maps::count(counter::END_WITHOUT_BEGIN, 1);
 }
 
-/// Pops the spin frame of `lock` from this CPU's stack; returns (exclusive wait, flags).
+/// Pops the spin frame of `lock` from this CPU's stack.
 /// The nesting arithmetic lives in `SpinStack::pop` (profiler-common), tested on the host.
 #[inline(always)]
-fn end_spin(lock: u64, now: u64) -> Option<(u64, u32)> {
+fn end_spin(lock: u64, now: u64) -> Option<SpinEnd> {
     let st = maps::SPIN_STACK.get_ptr_mut(0)?;
     // SAFETY: per-CPU slot, preemption is off.
     let st = unsafe { &mut *st };
@@ -135,7 +157,7 @@ fn end_spin(lock: u64, now: u64) -> Option<(u64, u32)> {
     if e.outermost {
         add_nested_to_task(e.elapsed_ns);
     }
-    Some((e.wait_ns, e.flags))
+    Some(e)
 }
 
 /// An outermost spin inside a sleeping-lock wait (e.g. a mutex's wait_lock) is part of
@@ -164,23 +186,8 @@ fn log2(mut v: u64) -> u32 {
     r
 }
 
-fn record(ctx: &TracePointContext, lock: u64, cpu: u32, wait: u64, flags: u32) {
+fn record(lock: u64, cpu: u32, wait: u64, flags: u32, stack_id: i32) {
     maps::count(counter::TOTAL_WAIT_NS, wait);
-    let stack_id = match ctx.get_stackid(&maps::STACKS, 0) {
-        Ok(id) => id as i32,
-        Err(e) => {
-            maps::count(
-                if e == -EEXIST {
-                    counter::STACK_COLLISION
-                } else {
-                    counter::STACK_ERROR
-                },
-                1,
-            );
-            e
-        }
-    };
-
     let key = LockKey {
         lock_addr: lock,
         stack_id,

@@ -1,5 +1,6 @@
-//! eBPF programs of zoneprof. Entry points stay thin: each reads its tracepoint fields
-//! at offsets learnt from tracefs and hands off to `lock` or `page`.
+//! eBPF programs of zoneprof. Entry points stay thin: each reads its event's fields (at
+//! offsets learnt from tracefs, or raw tracepoint arguments) and hands off to `lock`,
+//! `page`, `skb`, `pageflow` or `kfunc`.
 #![no_std]
 #![no_main]
 #![feature(core_intrinsics)]
@@ -14,47 +15,72 @@ mod pageflow;
 mod skb;
 
 use aya_ebpf::{
-    macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
-    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+    macros::{fentry, fexit, kprobe, kretprobe, raw_tracepoint, tracepoint},
+    programs::{
+        FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
+        TracePointContext,
+    },
 };
-use profiler_common::{func_slot, skb_func};
+use profiler_common::{ABSENT, counter, func_slot, skb_func};
+
+/// A classic tracepoint's field at the offset its tracefs format gave; None when this
+/// kernel lacks the field or the read fails.
+#[inline(always)]
+fn field<T>(ctx: &TracePointContext, off: &aya_ebpf::Global<u32>) -> Option<T> {
+    let off = config::get(off);
+    if off == ABSENT {
+        return None;
+    }
+    // SAFETY: offsets come from the tracepoint's format file, inside the record.
+    unsafe { ctx.read_at::<T>(off as usize) }.ok()
+}
 
 /// `lock:contention_begin(lock_addr, flags)`.
 #[tracepoint]
 pub fn contention_begin(ctx: TracePointContext) -> u32 {
-    lock::on_begin(&ctx);
+    if let (Some(lock), Some(flags)) = (
+        field::<u64>(&ctx, &config::CB_LOCK_ADDR_OFF),
+        field::<u32>(&ctx, &config::CB_FLAGS_OFF),
+    ) {
+        lock::on_begin(&ctx, lock, flags);
+    }
     0
 }
 
 /// `lock:contention_end(lock_addr, ret)`.
 #[tracepoint]
 pub fn contention_end(ctx: TracePointContext) -> u32 {
-    lock::on_end(&ctx);
+    if let Some(lock) = field::<u64>(&ctx, &config::CE_LOCK_ADDR_OFF) {
+        lock::on_end(lock);
+    }
     0
 }
 
 /// `kmem:mm_page_alloc_zone_locked(pfn, order, migratetype[, percpu_refill])`.
 #[tracepoint]
 pub fn page_alloc_zone_locked(ctx: TracePointContext) -> u32 {
-    page::on_alloc_zone_locked(&ctx);
+    let Some(order) = field::<u32>(&ctx, &config::PA_ORDER_OFF) else {
+        maps::count(counter::PAGE_READ_ERROR, 1);
+        return 0;
+    };
+    // Before 5.19 `percpu_refill` was not a field; the kernel printed `order == 0` for it.
+    let refill = if config::get(&config::PA_REFILL_OFF) == ABSENT {
+        order == 0
+    } else {
+        matches!(field::<u32>(&ctx, &config::PA_REFILL_OFF), Some(v) if v != 0)
+    };
+    page::on_alloc_zone_locked(order, refill);
     0
 }
 
 /// `kmem:mm_page_pcpu_drain(pfn, order, migratetype)`.
 #[tracepoint]
 pub fn page_pcpu_drain(ctx: TracePointContext) -> u32 {
-    page::on_pcpu_drain(&ctx);
-    0
-}
-
-#[inline(always)]
-fn field<T>(ctx: &TracePointContext, off: &aya_ebpf::Global<u32>) -> Option<T> {
-    let off = config::get(off);
-    if off == profiler_common::ABSENT {
-        return None;
+    match field::<u32>(&ctx, &config::PD_ORDER_OFF) {
+        Some(order) => page::on_pcpu_drain(order),
+        None => maps::count(counter::PAGE_READ_ERROR, 1),
     }
-    // SAFETY: offsets come from the tracepoint's format file, inside the record.
-    unsafe { ctx.read_at::<T>(off as usize) }.ok()
+    0
 }
 
 /// `skb:consume_skb(skbaddr[, location])`.
@@ -106,6 +132,91 @@ pub fn page_free(ctx: TracePointContext) -> u32 {
         field::<u32>(&ctx, &config::PG_FREE_ORDER_OFF),
     ) {
         pageflow::on_free(pfn, order);
+    }
+    0
+}
+
+// Raw tracepoint forms: the same events, called straight from the tracepoint with its
+// TP_PROTO arguments, skipping the perf record a classic tracepoint program reads from. The
+// argument positions below are checked against the kernel's BTF (`btf_trace_<event>`)
+// before loading (profiler/src/probes.rs); a kernel with another layout gets the classic form.
+
+/// `contention_begin(void *lock, unsigned int flags)`.
+#[raw_tracepoint]
+pub fn raw_contention_begin(ctx: RawTracePointContext) -> u32 {
+    lock::on_begin(&ctx, ctx.arg::<u64>(0), ctx.arg::<u32>(1));
+    0
+}
+
+/// `contention_end(void *lock, int ret)`.
+#[raw_tracepoint]
+pub fn raw_contention_end(ctx: RawTracePointContext) -> u32 {
+    lock::on_end(ctx.arg::<u64>(0));
+    0
+}
+
+/// `mm_page_alloc_zone_locked(page, order, migratetype, percpu_refill)` (5.19+ layout).
+#[raw_tracepoint]
+pub fn raw_page_alloc_zone_locked(ctx: RawTracePointContext) -> u32 {
+    page::on_alloc_zone_locked(ctx.arg::<u32>(1), ctx.arg::<u32>(3) != 0);
+    0
+}
+
+/// `mm_page_pcpu_drain(page, order, migratetype)`.
+#[raw_tracepoint]
+pub fn raw_page_pcpu_drain(ctx: RawTracePointContext) -> u32 {
+    page::on_pcpu_drain(ctx.arg::<u32>(1));
+    0
+}
+
+/// `consume_skb(skb, location)` (6.3+ layout).
+#[raw_tracepoint]
+pub fn raw_skb_consume(ctx: RawTracePointContext) -> u32 {
+    skb::on_free(
+        ctx.arg::<u64>(0),
+        skb_func::CONSUME_SKB,
+        ctx.arg::<u64>(1),
+        true,
+    );
+    0
+}
+
+/// `kfree_skb(skb, location, ...)`.
+#[raw_tracepoint]
+pub fn raw_skb_kfree(ctx: RawTracePointContext) -> u32 {
+    skb::on_free(
+        ctx.arg::<u64>(0),
+        skb_func::KFREE_SKB,
+        ctx.arg::<u64>(1),
+        true,
+    );
+    0
+}
+
+/// `csd_queue_cpu(cpu, callsite, func, csd)`.
+#[raw_tracepoint]
+pub fn raw_csd_queue_cpu(ctx: RawTracePointContext) -> u32 {
+    skb::on_ipi(ctx.arg::<u64>(2));
+    0
+}
+
+/// `mm_page_alloc(page, order, gfp_flags, migratetype)`: pages are keyed by their
+/// `struct page` address here (one per page, like the pfn the classic form reads).
+#[raw_tracepoint]
+pub fn raw_page_alloc(ctx: RawTracePointContext) -> u32 {
+    let page = ctx.arg::<u64>(0);
+    if page != 0 {
+        pageflow::on_alloc(page, ctx.arg::<u32>(1));
+    }
+    0
+}
+
+/// `mm_page_free(page, order)`.
+#[raw_tracepoint]
+pub fn raw_page_free(ctx: RawTracePointContext) -> u32 {
+    let page = ctx.arg::<u64>(0);
+    if page != 0 {
+        pageflow::on_free(page, ctx.arg::<u32>(1));
     }
     0
 }

@@ -1,33 +1,19 @@
-//! PCP refill / drain counters from the `kmem:` tracepoints: one event per block of
-//! 2^order pages, on the CPU whose list is refilled or drained.
-use aya_ebpf::{helpers::bpf_get_smp_processor_id, programs::TracePointContext};
-use profiler_common::{ABSENT, counter};
+//! PCP refill / drain counters from `kmem:mm_page_alloc_zone_locked` and
+//! `kmem:mm_page_pcpu_drain`: one event per block of 2^order pages, on the CPU whose list is
+//! refilled or drained. These fire over a million times a second on a busy host, so the
+//! body is one per-CPU update.
+use aya_ebpf::helpers::bpf_get_smp_processor_id;
 
-use crate::{config, maps};
+use crate::maps;
 
+/// A block left the buddy allocator under zone->lock: `refill` when it went to a PCP list.
 #[inline(always)]
-fn read_u32(ctx: &TracePointContext, off: u32) -> Option<u32> {
-    // SAFETY: `off` comes from this tracepoint's format file, so it lies inside the record.
-    unsafe { ctx.read_at::<u32>(off as usize) }.ok()
-}
-
-pub fn on_alloc_zone_locked(ctx: &TracePointContext) {
+pub fn on_alloc_zone_locked(order: u32, refill: bool) {
     // SAFETY: helper with no preconditions.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     if !maps::cpu_selected(cpu) {
         return;
     }
-    let Some(order) = read_u32(ctx, config::get(&config::PA_ORDER_OFF)) else {
-        maps::count(counter::PAGE_READ_ERROR, 1);
-        return;
-    };
-    let refill_off = config::get(&config::PA_REFILL_OFF);
-    // Before 5.19 `percpu_refill` was not a field; the kernel printed `order == 0` for it.
-    let refill = if refill_off == ABSENT {
-        order == 0
-    } else {
-        matches!(read_u32(ctx, refill_off), Some(v) if v != 0)
-    };
     let pages = 1u64 << (order & 31);
     let Some(c) = maps::PAGES.get_ptr_mut(0) else {
         return;
@@ -44,16 +30,14 @@ pub fn on_alloc_zone_locked(ctx: &TracePointContext) {
     }
 }
 
-pub fn on_pcpu_drain(ctx: &TracePointContext) {
+/// A block went back from a PCP list to the buddy allocator.
+#[inline(always)]
+pub fn on_pcpu_drain(order: u32) {
     // SAFETY: helper with no preconditions.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     if !maps::cpu_selected(cpu) {
         return;
     }
-    let Some(order) = read_u32(ctx, config::get(&config::PD_ORDER_OFF)) else {
-        maps::count(counter::PAGE_READ_ERROR, 1);
-        return;
-    };
     let Some(c) = maps::PAGES.get_ptr_mut(0) else {
         return;
     };

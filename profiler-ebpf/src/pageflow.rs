@@ -1,4 +1,5 @@
-//! Page flows: a sample of pages (chosen by pfn hash, so allocation and free agree on which
+//! Page flows: a sample of pages (chosen by a hash of the pfn, or of the `struct page` address
+//! in the raw tracepoint form, so allocation and free agree on which
 //! pages are tracked) followed from `kmem:mm_page_alloc` to `kmem:mm_page_free`, counted
 //! per (alloc CPU, free CPU), by order, and by lifetime.
 use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns};

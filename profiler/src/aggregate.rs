@@ -126,9 +126,12 @@ pub struct LockTables {
 }
 
 /// Reads lock waits, stacks, histograms and zone labels, symbolizing with `ksyms`.
+/// `raw_stacks`: stacks were captured in a raw tracepoint program, whose own frames lead
+/// them and are dropped.
 pub fn read_lock_tables(
     ebpf: &Ebpf,
     ksyms: Option<&Kallsyms>,
+    raw_stacks: bool,
 ) -> Result<LockTables, AggregateError> {
     let stats: HashMap<&MapData, LockKey, LockVal> =
         HashMap::try_from(get_map(ebpf, "LOCK_STATS")?).map_err(map_err("LOCK_STATS"))?;
@@ -151,8 +154,14 @@ pub fn read_lock_tables(
             return s;
         }
         let s = stack_map.get(&(id as u32), 0).ok().map(|st| {
-            let frames = st
-                .frames()
+            let all = st.frames();
+            // Raw tracepoint stacks start in the probe; keep only the traced path.
+            let ips: Vec<u64> = all.iter().map(|f| f.ip).collect();
+            let glue = match ksyms {
+                Some(k) if raw_stacks => k.probe_glue_len(&ips),
+                _ => 0,
+            };
+            let frames = all[glue..]
                 .iter()
                 .map(|f| {
                     let name = match ksyms {

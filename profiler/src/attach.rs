@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use aya::{
     Ebpf, EbpfLoader,
     maps::Array,
-    programs::{FEntry, FExit, KProbe, Program, ProgramError, TracePoint},
+    programs::{FEntry, FExit, KProbe, Program, ProgramError, RawTracePoint, TracePoint},
 };
 use profiler_common::{ABSENT, FuncRange, MAX_CPUS, func_slot};
 
@@ -248,10 +248,11 @@ pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachErr
         None => {
             if let Some(i) = CATALOG.iter().position(|p| p.name == "skb_defer_ipi") {
                 let (ok, failed) = &mut candidates[i];
-                if !ok.is_empty() {
+                if let Some(first) = ok.first() {
+                    let method = first.method.kind().into();
                     ok.clear();
                     failed.push(AttachAttempt {
-                        method: "tracepoint".into(),
+                        method,
                         target: "csd:csd_queue_cpu".into(),
                         error: Some(
                             "trigger_rx_softirq (the deferred-flush kick function) is not in kallsyms"
@@ -305,6 +306,7 @@ pub fn backend_name(b: Backend) -> &'static str {
         Backend::Fentry => "fentry",
         Backend::Kprobe => "kprobe",
         Backend::Tracepoint => "tracepoint",
+        Backend::RawTracepoint => "raw-tracepoint",
     }
 }
 
@@ -337,6 +339,26 @@ fn precheck(
     globals: &mut Globals,
 ) -> Result<Vec<Candidate>, String> {
     match *m {
+        Method::RawTracepoint {
+            category,
+            event,
+            arg_types,
+            ..
+        } => {
+            let btf = k.btf.as_ref().map_err(Clone::clone)?;
+            let have = btf
+                .tracepoint_arg_types(event)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!("no btf_trace_{event} in the kernel's BTF (no tracepoint {category}:{event})")
+                })?;
+            raw_args_match(arg_types, &have)
+                .map_err(|e| format!("raw tracepoint {category}:{event} {e}"))?;
+            Ok(vec![Candidate {
+                method: *m,
+                target: m.target(),
+            }])
+        }
         Method::Tracepoint {
             category, event, ..
         } => {
@@ -399,6 +421,25 @@ fn precheck(
             }
             finish_targets(spec, m, found, why, globals, "KP_KFREE_ARG")
         }
+    }
+}
+
+/// The program reads a `want[i]` from `args[i]`: the kernel's prototype must have those
+/// types at those positions (a layout change moves arguments, and a raw tracepoint program
+/// reading past the last one is refused at attach).
+fn raw_args_match(want: &[&str], have: &[String]) -> Result<(), String> {
+    let agrees = want
+        .iter()
+        .enumerate()
+        .all(|(i, w)| have.get(i).is_some_and(|h| h == w));
+    if agrees {
+        Ok(())
+    } else {
+        Err(format!(
+            "takes ({}) on this kernel; the program reads ({})",
+            have.join(", "),
+            want.join(", ")
+        ))
     }
 }
 
@@ -476,6 +517,7 @@ impl Attached {
 fn unload(p: &mut Program) {
     let _ = match p {
         Program::TracePoint(p) => p.unload(),
+        Program::RawTracePoint(p) => p.unload(),
         Program::KProbe(p) => p.unload(),
         Program::FEntry(p) => p.unload(),
         Program::FExit(p) => p.unload(),
@@ -650,6 +692,18 @@ fn attach_one(
     btf: &mut Option<Result<aya::Btf, String>>,
 ) -> Result<Vec<&'static str>, String> {
     match *method {
+        Method::RawTracepoint {
+            program: name,
+            event,
+            ..
+        } => {
+            let rtp: &mut RawTracePoint = program(ebpf, name)?
+                .try_into()
+                .map_err(|e: ProgramError| e.to_string())?;
+            rtp.load().map_err(|e| program_error(&e))?;
+            rtp.attach(event).map_err(|e| program_error(&e))?;
+            Ok(vec![name])
+        }
         Method::Tracepoint {
             program: name,
             category,
@@ -751,7 +805,7 @@ pub fn target_facts(ksyms: Option<&Kallsyms>, btf: Option<&Btf>) -> Vec<TargetFa
         for m in spec.methods {
             let targets = match m {
                 Method::Fentry { targets, .. } | Method::Kprobe { targets, .. } => *targets,
-                Method::Tracepoint { .. } => continue,
+                Method::Tracepoint { .. } | Method::RawTracepoint { .. } => continue,
             };
             for &symbol in targets {
                 let in_kallsyms = ksyms.and_then(|k| {

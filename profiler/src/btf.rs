@@ -24,6 +24,9 @@ const TYPE_LEN: usize = 12;
 /// stays far below this; corrupt BTF with a reference cycle hits it instead of looping forever.
 const MAX_DEPTH: usize = 64;
 
+/// Raw tracepoint prototypes are typedefs named `btf_trace_<event>`.
+const TRACE_PROTO_PREFIX: &str = "btf_trace_";
+
 /// BTF kind numbers (`BTF_KIND_*` in include/uapi/linux/btf.h).
 mod kind {
     pub const INT: u8 = 1;
@@ -95,6 +98,8 @@ pub enum BtfError {
     TypeNotFound { name: String },
     #[error("member `{member}` of struct `{struct_name}` is not an array")]
     NotAnArray { struct_name: String, member: String },
+    #[error("btf_trace_{event} is not a pointer to a function prototype")]
+    NotATracepointProto { event: String },
     #[error("offset of member `{member}` in struct `{struct_name}` does not fit in 32 bits")]
     OffsetOverflow { struct_name: String, member: String },
 }
@@ -163,6 +168,8 @@ pub struct Btf {
     unions: HashMap<Box<str>, Vec<u32>>,
     /// Names of all BTF_KIND_FUNC entries.
     funcs: HashSet<Box<str>>,
+    /// `btf_trace_<event>` typedefs (raw tracepoint prototypes), by event name.
+    trace_protos: HashMap<Box<str>, u32>,
 }
 
 impl std::fmt::Debug for Btf {
@@ -297,6 +304,7 @@ impl Btf {
             structs: HashMap::new(),
             unions: HashMap::new(),
             funcs: HashSet::new(),
+            trace_protos: HashMap::new(),
         };
         btf.read_types(type_start, type_end)?;
         btf.build_index()?;
@@ -339,8 +347,15 @@ impl Btf {
         let mut structs: HashMap<Box<str>, Vec<u32>> = HashMap::new();
         let mut unions: HashMap<Box<str>, Vec<u32>> = HashMap::new();
         let mut funcs: HashSet<Box<str>> = HashSet::new();
+        let mut trace_protos: HashMap<Box<str>, u32> = HashMap::new();
         for (idx, t) in self.types.iter().enumerate() {
             let map = match t.kind() {
+                kind::TYPEDEF => {
+                    if let Some(event) = self.str_at(t.name_off)?.strip_prefix(TRACE_PROTO_PREFIX) {
+                        trace_protos.insert(event.into(), (idx + 1) as u32);
+                    }
+                    continue;
+                }
                 kind::STRUCT => &mut structs,
                 kind::UNION => &mut unions,
                 kind::FUNC => {
@@ -368,6 +383,7 @@ impl Btf {
         self.structs = structs;
         self.unions = unions;
         self.funcs = funcs;
+        self.trace_protos = trace_protos;
         Ok(())
     }
 
@@ -432,6 +448,70 @@ impl Btf {
     /// Whether a BTF_KIND_FUNC named `name` exists (fentry needs it).
     pub fn has_func(&self, name: &str) -> bool {
         self.funcs.contains(name)
+    }
+
+    /// C types of tracepoint `event`'s `TP_PROTO` arguments, in order (`struct page *`,
+    /// `unsigned int`, ...): what a raw tracepoint program finds in `args[0..]`. Read from
+    /// the `btf_trace_<event>` typedef, a pointer to `void (*)(void *__data, <TP_PROTO>)`,
+    /// whose parameters carry types but no names. Ok(None) when BTF has no such typedef.
+    pub fn tracepoint_arg_types(&self, event: &str) -> Result<Option<Vec<String>>, BtfError> {
+        let Some(&id) = self.trace_protos.get(event) else {
+            return Ok(None);
+        };
+        let not_proto = || BtfError::NotATracepointProto {
+            event: event.to_string(),
+        };
+        let ptr = self.resolve(id)?;
+        if ptr == 0 || self.ty(ptr)?.kind() != kind::PTR {
+            return Err(not_proto());
+        }
+        let proto = self.resolve(self.ty(ptr)?.size_or_type)?;
+        if proto == 0 {
+            return Err(not_proto());
+        }
+        let t = self.ty(proto)?;
+        if t.kind() != kind::FUNC_PROTO || t.vlen() == 0 {
+            return Err(not_proto());
+        }
+        // struct btf_param { name_off, type }; the first is the probe's `__data`.
+        (1..t.vlen())
+            .map(|i| self.c_type(self.u32_at(t.extra + i * 8 + 4)?, 0))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// A type as C spells it, enough to tell argument layouts apart: `struct sk_buff *`,
+    /// `const unsigned int`, `gfp_t` (typedefs keep their name).
+    fn c_type(&self, id: u32, depth: usize) -> Result<String, BtfError> {
+        if depth > MAX_DEPTH {
+            return Err(BtfError::TooDeep { id });
+        }
+        if id == 0 {
+            return Ok("void".into());
+        }
+        let t = self.ty(id)?;
+        let name = self.str_at(t.name_off)?;
+        let named = |tag: &str| {
+            let n = if name.is_empty() { "(anon)" } else { name };
+            if tag.is_empty() {
+                n.to_string()
+            } else {
+                format!("{tag} {n}")
+            }
+        };
+        Ok(match t.kind() {
+            kind::PTR => format!("{} *", self.c_type(t.size_or_type, depth + 1)?),
+            kind::CONST => format!("const {}", self.c_type(t.size_or_type, depth + 1)?),
+            kind::VOLATILE => format!("volatile {}", self.c_type(t.size_or_type, depth + 1)?),
+            kind::RESTRICT | kind::TYPE_TAG => self.c_type(t.size_or_type, depth + 1)?,
+            kind::STRUCT => named("struct"),
+            kind::UNION => named("union"),
+            kind::ENUM | kind::ENUM64 => named("enum"),
+            kind::FWD if t.kind_flag() => named("union"),
+            kind::FWD => named("struct"),
+            kind::FUNC_PROTO => "(function)".into(),
+            _ => named(""),
+        })
     }
 
     /// Picks the struct (or, failing that, union) called `name`: the first one with members,
@@ -738,6 +818,22 @@ mod tests {
             &[("lo", uint, 0), ("hi", uint, 45)],
         );
         b.composite(kind::UNION, "onlyunion", 8, false, &[("u", ulong, 0)]);
+        // typedef void (*btf_trace_contention_begin)(void *, void *, const unsigned int, struct thing *);
+        // (kernel BTF leaves these parameters unnamed)
+        let void_ptr = b.simple(kind::PTR, "", 0);
+        let const_uint = b.simple(kind::CONST, "", uint);
+        let thing_fwd = b.simple(kind::FWD, "thing", 0);
+        let thing_ptr = b.simple(kind::PTR, "", thing_fwd);
+        let tp_proto = b.raw(
+            "",
+            info(kind::FUNC_PROTO, false, 4),
+            0,
+            &[0, void_ptr, 0, void_ptr, 0, const_uint, 0, thing_ptr],
+        );
+        let tp_ptr = b.simple(kind::PTR, "", tp_proto);
+        b.simple(kind::TYPEDEF, "btf_trace_contention_begin", tp_ptr);
+        // A typedef of that family that is not a function pointer.
+        b.simple(kind::TYPEDEF, "btf_trace_broken", int);
         b
     }
 
@@ -750,6 +846,24 @@ mod tests {
         let b = sample();
         let btf = Btf::parse(&b.build(false)).unwrap();
         assert_eq!(btf.type_count(), b.count as usize);
+    }
+
+    #[test]
+    fn tracepoint_args_skip_the_data_pointer() {
+        let btf = sample_btf();
+        assert_eq!(
+            btf.tracepoint_arg_types("contention_begin").unwrap(),
+            Some(vec![
+                "void *".to_string(),
+                "const unsigned int".to_string(),
+                "struct thing *".to_string()
+            ])
+        );
+        assert_eq!(btf.tracepoint_arg_types("no_such_event").unwrap(), None);
+        assert!(matches!(
+            btf.tracepoint_arg_types("broken"),
+            Err(BtfError::NotATracepointProto { .. })
+        ));
     }
 
     #[test]

@@ -72,11 +72,12 @@ struct RecordArgs {
     /// matrix, lifetimes, orders). Costs a program run on every page alloc and free.
     #[arg(long)]
     page_flows: bool,
-    /// Attach with this method only (auto: each probe's preferred method that works,
-    /// e.g. fentry, then kprobe, then tracepoint).
+    /// Attach with this method only (auto: each probe's preferred method that works, e.g.
+    /// raw tracepoint, then tracepoint for kernel events; tracepoint, then fentry, then
+    /// kprobe for SKB frees). tracepoint means classic tracepoints only.
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
-    /// Track one page in N (by pfn hash) with --page-flows.
+    /// Track one page in N (by a hash of its pfn or struct page address) with --page-flows.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     page_sample: u32,
     /// Command to run while recording; its output passes through unchanged.
@@ -96,6 +97,7 @@ enum BackendArg {
     Fentry,
     Kprobe,
     Tracepoint,
+    RawTracepoint,
 }
 
 impl From<BackendArg> for zoneprof::probes::Backend {
@@ -105,6 +107,7 @@ impl From<BackendArg> for zoneprof::probes::Backend {
             BackendArg::Fentry => Self::Fentry,
             BackendArg::Kprobe => Self::Kprobe,
             BackendArg::Tracepoint => Self::Tracepoint,
+            BackendArg::RawTracepoint => Self::RawTracepoint,
         }
     }
 }

@@ -4,6 +4,17 @@
 /// How a probe attaches to the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// The same tracepoint as a raw tracepoint: the program gets the `TP_PROTO` arguments
+    /// directly, without the perf record copy a classic tracepoint pays for (the cheaper
+    /// hook for events that fire millions of times a second). `arg_types` are the C types
+    /// of the leading arguments the program reads by position; BTF (`btf_trace_<event>`)
+    /// must agree, so a prototype that changed falls back to the classic tracepoint.
+    RawTracepoint {
+        program: &'static str,
+        category: &'static str,
+        event: &'static str,
+        arg_types: &'static [&'static str],
+    },
     /// A stable `category:event` tracepoint, fields read at offsets from its tracefs format.
     Tracepoint {
         program: &'static str,
@@ -33,13 +44,16 @@ pub enum Backend {
     Auto,
     Fentry,
     Kprobe,
+    /// Classic tracepoints only.
     Tracepoint,
+    RawTracepoint,
 }
 
 impl Method {
     pub fn kind(&self) -> &'static str {
         match self {
             Method::Tracepoint { .. } => "tracepoint",
+            Method::RawTracepoint { .. } => "raw_tracepoint",
             Method::Fentry { .. } => "fentry",
             Method::Kprobe { .. } => "kprobe",
         }
@@ -49,6 +63,9 @@ impl Method {
     pub fn target(&self) -> String {
         match self {
             Method::Tracepoint {
+                category, event, ..
+            }
+            | Method::RawTracepoint {
                 category, event, ..
             } => format!("{category}:{event}"),
             Method::Fentry { targets, .. } | Method::Kprobe { targets, .. } => {
@@ -64,6 +81,7 @@ impl Method {
                 | (Backend::Fentry, Method::Fentry { .. })
                 | (Backend::Kprobe, Method::Kprobe { .. })
                 | (Backend::Tracepoint, Method::Tracepoint { .. })
+                | (Backend::RawTracepoint, Method::RawTracepoint { .. })
         )
     }
 }
@@ -75,7 +93,7 @@ pub struct ProbeSpec {
     pub name: &'static str,
     /// Ways to attach, most preferred first.
     pub methods: &'static [Method],
-    /// Tracepoint fields the program cannot do without.
+    /// Classic tracepoint fields the program cannot do without.
     pub fields: &'static [&'static str],
     /// Load-time globals set from tracepoint field offsets: (global, field). A field this
     /// kernel lacks sets the global to `ABSENT`.
@@ -94,9 +112,31 @@ const fn tp(program: &'static str, category: &'static str, event: &'static str) 
     }
 }
 
+const fn raw(
+    program: &'static str,
+    category: &'static str,
+    event: &'static str,
+    arg_types: &'static [&'static str],
+) -> Method {
+    Method::RawTracepoint {
+        program,
+        category,
+        event,
+        arg_types,
+    }
+}
+
 pub const CONTENTION_BEGIN: ProbeSpec = ProbeSpec {
     name: "contention_begin",
-    methods: &[tp("contention_begin", "lock", "contention_begin")],
+    methods: &[
+        raw(
+            "raw_contention_begin",
+            "lock",
+            "contention_begin",
+            &["void *", "unsigned int"],
+        ),
+        tp("contention_begin", "lock", "contention_begin"),
+    ],
     fields: &["lock_addr", "flags"],
     field_globals: &[("CB_LOCK_ADDR_OFF", "lock_addr"), ("CB_FLAGS_OFF", "flags")],
     opt_in: None,
@@ -105,7 +145,10 @@ pub const CONTENTION_BEGIN: ProbeSpec = ProbeSpec {
 
 pub const CONTENTION_END: ProbeSpec = ProbeSpec {
     name: "contention_end",
-    methods: &[tp("contention_end", "lock", "contention_end")],
+    methods: &[
+        raw("raw_contention_end", "lock", "contention_end", &["void *"]),
+        tp("contention_end", "lock", "contention_end"),
+    ],
     fields: &["lock_addr"],
     field_globals: &[("CE_LOCK_ADDR_OFF", "lock_addr")],
     opt_in: None,
@@ -114,11 +157,20 @@ pub const CONTENTION_END: ProbeSpec = ProbeSpec {
 
 pub const PCP_REFILL: ProbeSpec = ProbeSpec {
     name: "pcp_refill",
-    methods: &[tp(
-        "page_alloc_zone_locked",
-        "kmem",
-        "mm_page_alloc_zone_locked",
-    )],
+    methods: &[
+        // The raw form needs the 5.19+ prototype, where percpu_refill is an argument.
+        raw(
+            "raw_page_alloc_zone_locked",
+            "kmem",
+            "mm_page_alloc_zone_locked",
+            &["struct page *", "unsigned int", "int", "int"],
+        ),
+        tp(
+            "page_alloc_zone_locked",
+            "kmem",
+            "mm_page_alloc_zone_locked",
+        ),
+    ],
     // `percpu_refill` is optional: before 5.19 the kernel derived it from `order == 0`.
     fields: &["order"],
     field_globals: &[
@@ -131,7 +183,15 @@ pub const PCP_REFILL: ProbeSpec = ProbeSpec {
 
 pub const PCP_DRAIN: ProbeSpec = ProbeSpec {
     name: "pcp_drain",
-    methods: &[tp("page_pcpu_drain", "kmem", "mm_page_pcpu_drain")],
+    methods: &[
+        raw(
+            "raw_page_pcpu_drain",
+            "kmem",
+            "mm_page_pcpu_drain",
+            &["struct page *", "unsigned int"],
+        ),
+        tp("page_pcpu_drain", "kmem", "mm_page_pcpu_drain"),
+    ],
     fields: &["order"],
     field_globals: &[("PD_ORDER_OFF", "order")],
     opt_in: None,
@@ -142,6 +202,13 @@ pub const CONSUME_SKB: ProbeSpec = ProbeSpec {
     name: "consume_skb",
     // Tracepoint first: a stable ABI, and since 6.3 it carries the caller.
     methods: &[
+        // The raw form needs `location`, an argument since 6.3.
+        raw(
+            "raw_skb_consume",
+            "skb",
+            "consume_skb",
+            &["struct sk_buff *", "void *"],
+        ),
         tp("skb_consume", "skb", "consume_skb"),
         Method::Fentry {
             program: "fe_consume_skb",
@@ -164,6 +231,12 @@ pub const CONSUME_SKB: ProbeSpec = ProbeSpec {
 pub const KFREE_SKB: ProbeSpec = ProbeSpec {
     name: "kfree_skb",
     methods: &[
+        raw(
+            "raw_skb_kfree",
+            "skb",
+            "kfree_skb",
+            &["struct sk_buff *", "void *"],
+        ),
         tp("skb_kfree", "skb", "kfree_skb"),
         // sk_skb_reason_drop(sk, skb, reason) since 6.11; kfree_skb_reason(skb, reason) before.
         Method::Fentry {
@@ -188,7 +261,15 @@ pub const DEFER_IPI: ProbeSpec = ProbeSpec {
     // The kick is an async call-function request whose function is trigger_rx_softirq:
     // `csd:csd_queue_cpu` (6.3+) names it; `ipi:ipi_send_cpu` only shows the generic
     // call-function handler there.
-    methods: &[tp("csd_queue_cpu", "csd", "csd_queue_cpu")],
+    methods: &[
+        raw(
+            "raw_csd_queue_cpu",
+            "csd",
+            "csd_queue_cpu",
+            &["const unsigned int", "long unsigned int", "smp_call_func_t"],
+        ),
+        tp("csd_queue_cpu", "csd", "csd_queue_cpu"),
+    ],
     fields: &["func"],
     field_globals: &[("CSD_FUNC_OFF", "func")],
     opt_in: None,
@@ -197,7 +278,15 @@ pub const DEFER_IPI: ProbeSpec = ProbeSpec {
 
 pub const PAGE_ALLOC: ProbeSpec = ProbeSpec {
     name: "page_alloc",
-    methods: &[tp("page_alloc", "kmem", "mm_page_alloc")],
+    methods: &[
+        raw(
+            "raw_page_alloc",
+            "kmem",
+            "mm_page_alloc",
+            &["struct page *", "unsigned int"],
+        ),
+        tp("page_alloc", "kmem", "mm_page_alloc"),
+    ],
     fields: &["pfn", "order"],
     field_globals: &[("PG_ALLOC_PFN_OFF", "pfn"), ("PG_ALLOC_ORDER_OFF", "order")],
     opt_in: Some("--page-flows"),
@@ -206,7 +295,15 @@ pub const PAGE_ALLOC: ProbeSpec = ProbeSpec {
 
 pub const PAGE_FREE: ProbeSpec = ProbeSpec {
     name: "page_free",
-    methods: &[tp("page_free", "kmem", "mm_page_free")],
+    methods: &[
+        raw(
+            "raw_page_free",
+            "kmem",
+            "mm_page_free",
+            &["struct page *", "unsigned int"],
+        ),
+        tp("page_free", "kmem", "mm_page_free"),
+    ],
     fields: &["pfn", "order"],
     field_globals: &[("PG_FREE_PFN_OFF", "pfn"), ("PG_FREE_ORDER_OFF", "order")],
     opt_in: Some("--page-flows"),

@@ -188,7 +188,12 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
 
     let raw = aggregate::read_counters(&attached.ebpf)?;
     let mut counters = aggregate::counters_from(&raw);
-    let tables = aggregate::read_lock_tables(&attached.ebpf, ksyms.as_ref())?;
+    // Stacks are captured in contention_begin; its raw tracepoint form sees its own frames.
+    let raw_stacks = attached
+        .probes
+        .iter()
+        .any(|p| p.name == "contention_begin" && p.attached && p.method == "raw_tracepoint");
+    let tables = aggregate::read_lock_tables(&attached.ebpf, ksyms.as_ref(), raw_stacks)?;
     counters.unsymbolized_frames = tables.unsymbolized_frames;
     let pcp = aggregate::read_pages(&attached.ebpf, &cpus)?;
     let skb = aggregate::read_skb_tables(&attached.ebpf, ksyms.as_ref())?;

@@ -340,6 +340,23 @@ impl Kallsyms {
         }
     }
 
+    /// How many leading frames of a stack captured in a raw tracepoint program belong to
+    /// the probe: the program itself (unnamed unless `bpf_jit_kallsyms` is on, and then
+    /// possibly taken for the module before it), then `bpf_trace_run2`, `__bpf_trace_*`.
+    /// A classic tracepoint's stack starts at the traced function and needs no trimming;
+    /// trimming makes the two forms agree. 0 when the stack does not have that shape.
+    pub fn probe_glue_len(&self, ips: &[u64]) -> usize {
+        let is_glue = |ip: u64| self.resolve(ip).is_some_and(|r| is_probe_glue(r.name));
+        let Some(first) = ips
+            .iter()
+            .take(MAX_PROG_FRAMES + 1)
+            .position(|&ip| is_glue(ip))
+        else {
+            return 0;
+        };
+        first + ips[first..].iter().take_while(|&&ip| is_glue(ip)).count()
+    }
+
     /// The lowest address of any symbol (any type) called `name`.
     pub fn address_of(&self, name: &str) -> Option<u64> {
         self.names.get(name).copied()
@@ -382,6 +399,74 @@ impl Kallsyms {
     /// Whether no text symbol was found (never true for a successfully parsed table).
     pub fn is_empty(&self) -> bool {
         self.text_symbols == 0
+    }
+}
+
+/// Frames of the program (and helpers it called) above the first tracing frame.
+const MAX_PROG_FRAMES: usize = 2;
+
+/// Functions of the tracepoint machinery that run a raw tracepoint program.
+fn is_probe_glue(name: &str) -> bool {
+    const PREFIXES: &[&str] = &["bpf_trace_run", "__bpf_trace_", "__traceiter_"];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+#[cfg(test)]
+mod glue_tests {
+    use super::*;
+
+    const KSYMS: &str = "\
+ffffffff81000000 T _stext
+ffffffff81000100 T bpf_trace_run2
+ffffffff81000200 t __bpf_trace_contention_begin
+ffffffff81000300 T __pv_queued_spin_lock_slowpath
+ffffffff81000400 T _raw_spin_lock_irqsave
+ffffffff81000500 t free_pcppages_bulk
+ffffffff82000000 T _etext
+ffffffffc0000000 t bpf_prog_6deef7357e7b4530_raw_contention_begin [bpf]
+ffffffffc0000800 t some_module_fn [tun]
+";
+
+    #[test]
+    fn trims_the_probe_frames_of_a_raw_tracepoint_stack() {
+        let k = Kallsyms::parse(KSYMS).expect("parse");
+        let jit = 0xffff_ffff_c800_0000; // unnamed JIT code (bpf_jit_kallsyms off)
+        let stack = [
+            jit,
+            0xffffffff81000110,
+            0xffffffff81000210,
+            0xffffffff81000310,
+            0xffffffff81000410,
+            0xffffffff81000510,
+        ];
+        assert_eq!(k.probe_glue_len(&stack), 3);
+        // Named program frame (bpf_jit_kallsyms on), or JIT code taken for a module's tail.
+        for prog in [0xffffffffc0000010, 0xffffffffc0000900] {
+            assert_eq!(
+                k.probe_glue_len(&[prog, 0xffffffff81000110, 0xffffffff81000310]),
+                2
+            );
+        }
+    }
+
+    #[test]
+    fn leaves_stacks_without_probe_frames_alone() {
+        let k = Kallsyms::parse(KSYMS).expect("parse");
+        // Classic tracepoint: starts at the traced function.
+        assert_eq!(
+            k.probe_glue_len(&[0xffffffff81000310, 0xffffffff81000410]),
+            0
+        );
+        // An unknown address not followed by glue is not trimmed.
+        assert_eq!(
+            k.probe_glue_len(&[0xffff_ffff_c800_0000, 0xffffffff81000310]),
+            0
+        );
+        // Tracing frames deeper down (a lock taken inside another probe) are traced path.
+        let mut deep = vec![0xffffffff81000310; MAX_PROG_FRAMES + 1];
+        deep.push(0xffffffff81000110);
+        assert_eq!(k.probe_glue_len(&deep), 0);
+        assert_eq!(k.probe_glue_len(&[]), 0);
     }
 }
 

@@ -194,17 +194,14 @@ fn cross_cpu_pages_refill_on_alloc_cpu_drain_on_free_cpu() {
     let rc = report_json(&cross);
     let rs = report_json(&same);
 
-    let probes = rc["probes"].as_array().expect("probes list");
-    for name in [
-        "contention_begin",
-        "contention_end",
-        "pcp_refill",
-        "pcp_drain",
-    ] {
-        let p = probes.iter().find(|p| p["name"] == name).expect(name);
-        assert_eq!(p["attached"], Value::Bool(true), "probe not attached: {p}");
-        assert_eq!(p["method"], "tracepoint");
-    }
+    // With kernel BTF the hot events use their raw tracepoint form.
+    let want = if Path::new("/sys/kernel/btf/vmlinux").exists() {
+        "raw_tracepoint"
+    } else {
+        "tracepoint"
+    };
+    assert_methods(&rc, want);
+    assert_stacks_start_in_the_kernel(&rc);
 
     let refill0 = u(&cpu(&rc, 0)["pcp_refill_pages"]);
     let refill1 = u(&cpu(&rc, 1)["pcp_refill_pages"]);
@@ -259,6 +256,84 @@ fn cross_cpu_pages_refill_on_alloc_cpu_drain_on_free_cpu() {
         u(&z1["free"]) >= u(&z0["free"]),
         "free-side wait should be on CPU 1"
     );
+}
+
+const HOT_PROBES: [&str; 4] = [
+    "contention_begin",
+    "contention_end",
+    "pcp_refill",
+    "pcp_drain",
+];
+
+fn assert_methods(r: &Value, want: &str) {
+    let probes = r["probes"].as_array().expect("probes list");
+    for name in HOT_PROBES {
+        let p = probes.iter().find(|p| p["name"] == name).expect(name);
+        assert_eq!(p["attached"], Value::Bool(true), "probe not attached: {p}");
+        assert_eq!(p["method"], want, "{name}: {p}");
+    }
+}
+
+/// Zone-lock stacks start at the lock's slow path, whichever form captured them: no probe
+/// frames (bpf_trace_run2, the program's address) on top, so they classify.
+fn assert_stacks_start_in_the_kernel(r: &Value) {
+    for s in r["top_zone_stacks"].as_array().expect("top_zone_stacks") {
+        let top = s["frames"][0].as_str().unwrap_or("");
+        assert!(
+            !top.starts_with("0x")
+                && !top.starts_with("bpf_trace_run")
+                && !top.starts_with("__bpf_trace"),
+            "stack starts in the probe: {s}"
+        );
+    }
+    let z = &r["totals"]["zone_lock_wait_ns"];
+    let (side, other) = (u(&z["alloc"]) + u(&z["free"]), u(&z["other"]));
+    assert!(
+        other <= side,
+        "most zone-lock wait should classify as alloc or free side: {z}"
+    );
+}
+
+/// The classic tracepoint forms (kernels without BTF, or `--backend tracepoint`) count the
+/// same things.
+#[test]
+fn classic_tracepoint_backend_counts_the_same_events() {
+    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    if skip("classic_tracepoint_backend_counts_the_same_events") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tp.zprof");
+    let out = run(&[
+        "record",
+        "--no-progress",
+        "--backend",
+        "tracepoint",
+        "-o",
+        &path.to_string_lossy(),
+        "--",
+        BIN,
+        "workload",
+        "cross-cpu-pages",
+        "--alloc-cpus",
+        "0",
+        "--free-cpus",
+        "1",
+        "-d",
+        "1s",
+    ]);
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let r = report_json(&path);
+    assert_methods(&r, "tracepoint");
+    assert_stacks_start_in_the_kernel(&r);
+    let refill0 = u(&cpu(&r, 0)["pcp_refill_pages"]);
+    let drain1 = u(&cpu(&r, 1)["pcp_drain_pages"]);
+    eprintln!("classic tracepoints: refill cpu0 {refill0}, drain cpu1 {drain1}");
+    assert!(
+        refill0 > 10_000 && drain1 > 10_000,
+        "refill {refill0}, drain {drain1}"
+    );
+    assert!(u(&r["totals"]["contentions"]) > 0, "no contention seen");
 }
 
 #[test]

@@ -390,6 +390,14 @@ fn check_cross_cpu_with(run: &Run, backend: Backend) -> Result<String> {
 }
 
 /// Asserts the cross-CPU expectations on a `zoneprof report --format json` document.
+/// Probes whose raw tracepoint form every kernel under test accepts.
+const RAW_BY_DEFAULT: [&str; 4] = [
+    "contention_begin",
+    "contention_end",
+    "pcp_refill",
+    "pcp_drain",
+];
+
 pub fn cross_cpu_figures(report: &Value, backend: Backend) -> Result<CrossCpuFigures> {
     let probes = report["probes"]
         .as_array()
@@ -405,7 +413,12 @@ pub fn cross_cpu_figures(report: &Value, backend: Backend) -> Result<CrossCpuFig
                 p["reason"].as_str().unwrap_or("no reason given")
             )),
             Some(p) => {
-                if let Some(m) = method
+                // By default the hot kernel events take their raw tracepoint form (every
+                // kernel these runs boot has BTF).
+                let want = method.or((backend == Backend::Default
+                    && RAW_BY_DEFAULT.contains(name))
+                .then_some("raw_tracepoint"));
+                if let Some(m) = want
                     && p["method"] != m
                 {
                     problems.push(format!(
@@ -726,10 +739,10 @@ mod tests {
         let mut probes: Vec<Value> = required_probes(Backend::Default)
             .0
             .iter()
-            .map(|n| json!({"name": n, "method": "tracepoint", "attached": true, "reason": null}))
+            .map(|n| json!({"name": n, "method": "raw_tracepoint", "attached": true, "reason": null}))
             .collect();
         if !probes_ok {
-            probes[3] = json!({"name": "pcp_drain", "method": "tracepoint", "attached": false, "reason": "no such event"});
+            probes[3] = json!({"name": "pcp_drain", "method": "raw_tracepoint", "attached": false, "reason": "no such event"});
         }
         probes.push(json!({"name": "rmqueue_pcplist", "method": "fentry", "attached": false, "reason": "notrace"}));
         json!({
@@ -758,16 +771,23 @@ mod tests {
             e.to_string(),
             "probes not attached: pcp_drain (no such event)"
         );
+        let mut classic = report(true, (5000, 10), (63, 4900));
+        classic["probes"][0]["method"] = json!("tracepoint");
+        let e = cross_cpu_figures(&classic, d).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "probes not attached: contention_begin (attached with tracepoint instead of raw_tracepoint)"
+        );
         let e = cross_cpu_figures(&report(true, (0, 0), (0, 0)), d).unwrap_err();
         assert!(e.to_string().starts_with("drains"));
         assert!(cross_cpu_figures(&report(true, (100, 10), (90, 500)), d).is_err());
         assert!(cross_cpu_figures(&report(true, (100, 400), (10, 500)), d).is_err());
-        // Forced kprobe: tracepoint-attached probes do not count.
+        // Forced kprobe: tracepoint-attached probes (of either form) do not count.
         let e = cross_cpu_figures(&report(true, (5000, 10), (63, 4900)), Backend::Kprobe)
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("attached with tracepoint instead of kprobe"),
+            e.contains("attached with raw_tracepoint instead of kprobe"),
             "{e}"
         );
         assert!(
