@@ -74,7 +74,10 @@ pub struct Results {
 
 pub struct Memory {
     pub cpus: u32,
+    /// Each map as a default run creates it, and its bytes.
     pub rows: Vec<(memory::MapDef, u64)>,
+    /// What `--page-flows` adds: its maps at full size instead of one entry.
+    pub page_flows_extra: u64,
     pub callchain_bytes: u64,
     /// Live cross-check at this host's possible CPUs (None when no cost run happened).
     pub checked: Vec<memory::Checked>,
@@ -300,7 +303,11 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
     phase_s.push(("in-kernel cost".to_string(), t.elapsed().as_secs_f64()));
 
     // 3. Map memory.
-    let defs = memory::maps();
+    let all_defs = memory::maps();
+    let defs: Vec<memory::MapDef> = all_defs
+        .iter()
+        .map(memory::MapDef::as_created_by_default)
+        .collect();
     let big = opts.synth_cpus;
     let live = costs.first().map(|c| c.last.clone()).unwrap_or_default();
     let (checked, unmatched_live) = memory::cross_check(&defs, &live.maps, host.possible_cpus);
@@ -310,6 +317,10 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
             .iter()
             .map(|d| (*d, memory::map_bytes(d, big)))
             .collect(),
+        page_flows_extra: all_defs
+            .iter()
+            .map(|d| memory::map_bytes(d, big) - memory::map_bytes(&d.as_created_by_default(), big))
+            .sum(),
         callchain_bytes: memory::callchain_bytes(big, host.perf_max_stack),
         checked,
         unmatched_live,

@@ -327,10 +327,12 @@ pub fn to_json(r: &Results) -> Value {
         "maps": m.rows.iter().map(|(d, b)| json!({
             "name": d.name, "type": d.kind.name(), "key_size": d.key_size,
             "value_size": d.value_size, "max_entries": d.max_entries, "bytes": b,
+            "shrunk_by_default": d.shrunk_by_default,
             "page_flows_only": d.page_flows_only,
         })).collect::<Vec<_>>(),
         "other_live_maps_bytes": m.unmatched_live.iter().map(|x| x.memlock).sum::<u64>(),
         "maps_total_bytes": m.maps_total(),
+        "page_flows_extra_bytes": m.page_flows_extra,
         "perf_callchain_buffers_bytes": m.callchain_bytes,
         "programs_bytes": m.prog_memlock,
         "total_bytes": m.total(),
@@ -668,9 +670,11 @@ pub fn markdown(r: &Results, kept: Option<&str>) -> String {
     );
     let _ = writeln!(
         s,
-        "\n- maps: **{} MB**, of which {} MB are maps only `--page-flows` uses (created on every run);",
+        "\n- maps: **{} MB** in a default run ({} MB of it for maps only `--page-flows` uses, \
+         created with one entry otherwise); `--page-flows` adds {} MB;",
         mb(m.maps_total()),
-        mb(m.page_flows_only())
+        mb(m.page_flows_only()),
+        mb(m.page_flows_extra)
     );
     let _ = writeln!(
         s,

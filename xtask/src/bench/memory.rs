@@ -49,8 +49,24 @@ pub struct MapDef {
     pub key_size: u32,
     pub value_size: u32,
     pub max_entries: u32,
-    /// Only used with `--page-flows` (but created, and so allocated, on every run).
+    /// Only used with `--page-flows`.
     pub page_flows_only: bool,
+    /// Created with one entry unless `--page-flows` (profiler/src/attach.rs).
+    pub shrunk_by_default: bool,
+}
+
+impl MapDef {
+    /// The map as a run without `--page-flows` creates it.
+    pub fn as_created_by_default(&self) -> MapDef {
+        if self.shrunk_by_default {
+            MapDef {
+                max_entries: 1,
+                ..*self
+            }
+        } else {
+            *self
+        }
+    }
 }
 
 /// `PERF_MAX_STACK_DEPTH`: aya's stack-trace map holds 127 frames of 8 bytes per entry.
@@ -68,6 +84,14 @@ const fn def(name: &'static str, kind: Kind, key: u32, value: u32, entries: u32)
         value_size: value,
         max_entries: entries,
         page_flows_only: false,
+        shrunk_by_default: false,
+    }
+}
+
+const fn shrunk(d: MapDef) -> MapDef {
+    MapDef {
+        shrunk_by_default: true,
+        ..d
     }
 }
 
@@ -136,20 +160,20 @@ pub fn maps() -> Vec<MapDef> {
         ),
         def("SKB_IPIS", PerCpuArray, 4, sz::<u64>(), 1),
         def("CPU_NODE", Array, 4, sz::<u32>(), pc::MAX_CPUS),
-        page_flows(def(
+        page_flows(shrunk(def(
             "PAGE_TRACK",
             Hash,
             sz::<u64>(),
             sz::<pc::PageAlloc>(),
             pc::PAGE_TRACK_ENTRIES,
-        )),
-        page_flows(def(
+        ))),
+        page_flows(shrunk(def(
             "PAGE_MATRIX",
             Hash,
             sz::<pc::CpuPairKey>(),
             sz::<u64>(),
             pc::PAGE_MATRIX_ENTRIES,
-        )),
+        ))),
         page_flows(def(
             "PAGE_LIFETIME",
             PerCpuArray,
