@@ -31,6 +31,13 @@ pub mod lock_flags {
     pub const RT: u32 = 1 << 3;
     pub const PERCPU: u32 = 1 << 4;
     pub const MUTEX: u32 = 1 << 5;
+    /// zoneprof's own marks, set at begin so that `contention_end` (which runs with the lock
+    /// held) has less to look up; never stored in `LockVal::flags`.
+    /// The lock is a `zone->lock`.
+    pub const ZP_ZONE: u32 = 1 << 31;
+    /// The waiting task was inside a sleeping-lock wait when this spin began.
+    pub const ZP_IN_SLEEP_WAIT: u32 = 1 << 30;
+    pub const ZP_MASK: u32 = ZP_ZONE | ZP_IN_SLEEP_WAIT;
 }
 
 /// Indices into the per-CPU `COUNTERS` array: events seen and every way one can be lost.

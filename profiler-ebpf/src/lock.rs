@@ -69,6 +69,9 @@ pub fn on_begin<C: StackIdContext>(ctx: &C, lock: u64, flags: u32) {
     // SAFETY: helper with no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
 
+    // What contention_end would otherwise look up with the lock held.
+    let flags = flags | zone_mark(lock);
+
     if is_spin(flags) {
         let stack_id = capture_stack(ctx);
         let Some(st) = maps::SPIN_STACK.get_ptr_mut(0) else {
@@ -77,6 +80,12 @@ pub fn on_begin<C: StackIdContext>(ctx: &C, lock: u64, flags: u32) {
         // SAFETY: per-CPU slot, preemption is off; a program nesting here (NMI) is
         // refused by the kernel's recursion guard, so no one else touches the slot.
         let st = unsafe { &mut *st };
+        // Only an outermost spin can be part of a sleeping wait of the same task.
+        let flags = if st.depth == 0 && maps::TASK_WAIT.get_ptr(&tid()).is_some() {
+            flags | lock_flags::ZP_IN_SLEEP_WAIT
+        } else {
+            flags
+        };
         if !st.push(lock, now, flags, stack_id) {
             maps::count(counter::NEST_OVERFLOW, 1);
         }
@@ -154,7 +163,7 @@ fn end_spin(lock: u64, now: u64) -> Option<SpinEnd> {
     if e.lost > 0 {
         maps::count(counter::BEGIN_WITHOUT_END, e.lost as u64);
     }
-    if e.outermost {
+    if e.outermost && e.flags & lock_flags::ZP_IN_SLEEP_WAIT != 0 {
         add_nested_to_task(e.elapsed_ns);
     }
     Some(e)
@@ -186,8 +195,9 @@ fn log2(mut v: u64) -> u32 {
     r
 }
 
-fn record(lock: u64, cpu: u32, wait: u64, flags: u32, stack_id: i32) {
+fn record(lock: u64, cpu: u32, wait: u64, marked: u32, stack_id: i32) {
     maps::count(counter::TOTAL_WAIT_NS, wait);
+    let flags = marked & !lock_flags::ZP_MASK;
     let key = LockKey {
         lock_addr: lock,
         stack_id,
@@ -231,11 +241,18 @@ fn record(lock: u64, cpu: u32, wait: u64, flags: u32, stack_id: i32) {
         }
     }
 
-    if let Some(z) = zone_of(lock) {
-        if z.is_zone != 0 {
-            maps::count(counter::ZONE_WAIT_NS, wait);
-            maps::count(counter::ZONE_CONTENTIONS, 1);
-        }
+    if marked & lock_flags::ZP_ZONE != 0 {
+        maps::count(counter::ZONE_WAIT_NS, wait);
+        maps::count(counter::ZONE_CONTENTIONS, 1);
+    }
+}
+
+/// `ZP_ZONE` when `lock` is a zone lock (checked once per address, then cached).
+#[inline(always)]
+fn zone_mark(lock: u64) -> u32 {
+    match zone_of(lock) {
+        Some(z) if z.is_zone != 0 => lock_flags::ZP_ZONE,
+        _ => 0,
     }
 }
 

@@ -9,17 +9,6 @@ use super::progcost::CostRun;
 use super::stats::cost_pct;
 use super::{MB, Results, Target};
 
-/// Default-probe programs (what `zoneprof record` runs without options).
-const DEFAULT_PROGS: &[&str] = &[
-    "contention_begin",
-    "contention_end",
-    "page_alloc_zone_locked",
-    "page_pcpu_drain",
-    "skb_consume",
-    "skb_kfree",
-    "ipi_send_cpu",
-];
-
 /// Below this many events in the window a program's ns/event is too noisy to judge.
 const MIN_EVENTS: u64 = 100;
 
@@ -47,7 +36,8 @@ fn worst_default_prog(costs: &[CostRun]) -> Option<(String, String, f64)> {
         .flat_map(|c| {
             c.progs
                 .iter()
-                .filter(|p| DEFAULT_PROGS.contains(&p.name.as_str()) && p.events >= MIN_EVENTS)
+                // Every program of a default-probe run is a default one, whatever its form.
+                .filter(|p| p.events >= MIN_EVENTS)
                 .filter_map(move |p| Some((c.label.clone(), p.name.clone(), p.ns_per_event()?)))
         })
         .max_by(|a, b| a.2.total_cmp(&b.2))
@@ -59,7 +49,6 @@ fn mean_default_ns(costs: &[CostRun]) -> Option<f64> {
         .iter()
         .filter(|c| c.label.contains("default probes"))
         .flat_map(|c| c.progs.iter())
-        .filter(|p| DEFAULT_PROGS.contains(&p.name.as_str()))
         .fold((0u64, 0u64), |(ns, n), p| {
             (ns + p.run_time_ns, n + p.events)
         });
