@@ -830,3 +830,87 @@ pub fn target_facts(ksyms: Option<&Kallsyms>, btf: Option<&Btf>) -> Vec<TargetFa
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strs(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn raw_args_must_agree_by_position() {
+        let have = strs(&["struct sk_buff *", "void *", "enum skb_drop_reason"]);
+        assert!(raw_args_match(&["struct sk_buff *", "void *"], &have).is_ok());
+        // consume_skb before 6.3: no `location` argument to read.
+        let e = raw_args_match(
+            &["struct sk_buff *", "void *"],
+            &strs(&["struct sk_buff *"]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "takes (struct sk_buff *) on this kernel; the program reads (struct sk_buff *, void *)"
+        );
+        // Same count, another layout.
+        assert!(raw_args_match(&["void *", "unsigned int"], &strs(&["void *", "int"])).is_err());
+    }
+
+    /// Every program the catalog names is in the embedded eBPF object.
+    #[test]
+    fn catalog_programs_are_in_the_object() {
+        let has = |name: &str| {
+            let needle = format!("{name}\0");
+            EBPF_OBJ
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+        };
+        for spec in CATALOG {
+            for m in spec.methods {
+                let names: Vec<&str> = match *m {
+                    Method::Tracepoint { program, .. } | Method::RawTracepoint { program, .. } => {
+                        vec![program]
+                    }
+                    Method::Fentry { program, exit, .. } => {
+                        std::iter::once(program).chain(exit).collect()
+                    }
+                    Method::Kprobe { program, ret, .. } => {
+                        std::iter::once(program).chain(ret).collect()
+                    }
+                };
+                for n in names {
+                    assert!(has(n), "{}: program {n} not in the eBPF object", spec.name);
+                }
+            }
+        }
+    }
+
+    /// On the running kernel, every raw tracepoint form matches its prototype in BTF, so
+    /// a typo in a catalog type would show here rather than as a silent fallback.
+    #[test]
+    fn raw_tracepoint_types_match_this_kernel() {
+        let btf = match Btf::from_sys_vmlinux() {
+            Ok(b) => b,
+            Err(e) => {
+                println!("skipping: no kernel BTF: {e}");
+                return;
+            }
+        };
+        for spec in CATALOG {
+            for m in spec.methods {
+                if let Method::RawTracepoint {
+                    event, arg_types, ..
+                } = *m
+                {
+                    let Some(have) = btf.tracepoint_arg_types(event).expect("BTF reads") else {
+                        println!("{event}: no such tracepoint on this kernel");
+                        continue;
+                    };
+                    raw_args_match(arg_types, &have)
+                        .unwrap_or_else(|e| panic!("{}: {event} {e}", spec.name));
+                }
+            }
+        }
+    }
+}
