@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::{
     analysis,
     flamegraph::{self as fg, FoldOptions, Folded, View},
+    par,
     recording::Recording,
     units::{fmt_count, fmt_ns, fmt_pct},
 };
@@ -378,10 +379,11 @@ fn change_pct(before: Option<f64>, after: Option<f64>) -> Option<f64> {
     }
 }
 
-/// Joins both recordings' metrics by name, before's order first.
-fn join_metrics(before: &Recording, after: &Recording) -> Vec<Metric> {
-    let b = metrics_of(before);
-    let a = metrics_of(after);
+/// Joins both recordings' metrics (from [`metrics_of`]) by name, before's order first.
+fn join_metrics(
+    b: Vec<(String, Unit, Option<f64>)>,
+    a: Vec<(String, Unit, Option<f64>)>,
+) -> Vec<Metric> {
     let a_by: BTreeMap<&str, (Unit, Option<f64>)> =
         a.iter().map(|(n, u, v)| (n.as_str(), (*u, *v))).collect();
     let b_names: BTreeSet<&str> = b.iter().map(|(n, _, _)| n.as_str()).collect();
@@ -619,12 +621,11 @@ pub fn compare(
     after_file: &str,
     top: usize,
 ) -> Comparison {
-    let metrics = join_metrics(before, after);
-    let (grew, shrank) = stack_deltas(
-        &folded_per_s(before, View::Locks),
-        &folded_per_s(after, View::Locks),
-        top,
-    );
+    // The metrics and stacks of one recording do not depend on the other's: one thread each.
+    let per_recording = |rec: &Recording| (metrics_of(rec), folded_per_s(rec, View::Locks));
+    let ((mb, fb), (ma, fa)) = par::both(|| per_recording(before), || per_recording(after));
+    let metrics = join_metrics(mb, ma);
+    let (grew, shrank) = stack_deltas(&fb, &fa, top);
     let (ob, oa) = (Observable::of(before), Observable::of(after));
     let skb = |r: &Recording| -> Vec<(u32, u32, u64)> {
         r.skb_matrix
@@ -990,7 +991,7 @@ pub fn diff_flamegraphs(
     after: &Recording,
     view: View,
 ) -> Result<Vec<(String, String, Vec<u8>)>, fg::FlameError> {
-    let (b, a) = (folded_per_s(before, view), folded_per_s(after, view));
+    let (b, a) = par::both(|| folded_per_s(before, view), || folded_per_s(after, view));
     let mut out = Vec::new();
     let sub = "per second of recording; red = grew, blue = shrank (after vs before)";
     for negate in [false, true] {
