@@ -28,6 +28,6 @@ mod tests {
     #[test]
     #[should_panic(expected = "boom")]
     fn a_panic_in_the_thread_resumes_in_the_caller() {
-        let _ = both(|| panic!("boom"), || 1);
+        let _ = both(|| -> u8 { panic!("boom") }, || 1);
     }
 }
