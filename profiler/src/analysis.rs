@@ -40,16 +40,20 @@ pub fn trigger_label(t: FreeTrigger) -> &'static str {
 
 /// Classifies every wait of `rec`. Each distinct stack is classified once.
 pub fn classify_waits(rec: &Recording) -> Vec<ClassifiedWait<'_>> {
-    let mut cache: BTreeMap<u32, LockClass> = BTreeMap::new();
+    // Indexed by stack number: a map lookup per wait cost a quarter of this function on a
+    // 640-CPU recording (125,000 waits over 50,000 stacks).
+    let mut cache: Vec<Option<LockClass>> = vec![None; rec.stacks.len()];
     rec.lock_waits
         .iter()
         .map(|w| {
             let zone = rec.zone_by_addr(w.lock_addr).map(|z| z.label());
+            let classify = |s: u32| classify::classify(&rec.stack_frames(s)).class;
             let from_stack = match w.stack {
-                Some(s) => cache
-                    .entry(s)
-                    .or_insert_with(|| classify::classify(&rec.stack_frames(s)).class)
-                    .clone(),
+                Some(s) => match cache.get_mut(s as usize) {
+                    Some(c) => c.get_or_insert_with(|| classify(s)).clone(),
+                    // Beyond the stack table (validation rules it out): no frames to cache.
+                    None => classify(s),
+                },
                 None => LockClass::Unknown,
             };
             // The address proof wins over the stack: a proven zone lock is a zone lock even

@@ -5,6 +5,7 @@
 //! The JSON document is a contract (docs/compare-json.md). A value a recording cannot show
 //! (its probe did not attach) is `null`, never 0.
 use std::{
+    cmp::Ordering,
     collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
     path::{Path, PathBuf},
@@ -15,6 +16,7 @@ use serde::Serialize;
 use crate::{
     analysis,
     flamegraph::{self as fg, FoldOptions, Folded, View},
+    par,
     recording::Recording,
     units::{fmt_count, fmt_ns, fmt_pct},
 };
@@ -377,10 +379,11 @@ fn change_pct(before: Option<f64>, after: Option<f64>) -> Option<f64> {
     }
 }
 
-/// Joins both recordings' metrics by name, before's order first.
-fn join_metrics(before: &Recording, after: &Recording) -> Vec<Metric> {
-    let b = metrics_of(before);
-    let a = metrics_of(after);
+/// Joins both recordings' metrics (from [`metrics_of`]) by name, before's order first.
+fn join_metrics(
+    b: Vec<(String, Unit, Option<f64>)>,
+    a: Vec<(String, Unit, Option<f64>)>,
+) -> Vec<Metric> {
     let a_by: BTreeMap<&str, (Unit, Option<f64>)> =
         a.iter().map(|(n, u, v)| (n.as_str(), (*u, *v))).collect();
     let b_names: BTreeSet<&str> = b.iter().map(|(n, _, _)| n.as_str()).collect();
@@ -488,37 +491,54 @@ fn warnings(b: &Recording, a: &Recording) -> Vec<String> {
 pub fn folded_per_s(rec: &Recording, view: View) -> Folded {
     let f = fg::fold(&fg::stacks_for_view(rec, view), &FoldOptions::default());
     let secs = rec.duration_s();
-    if secs > 0.0 { f.scaled(1.0 / secs) } else { f }
+    if secs > 0.0 {
+        f.into_scaled(1.0 / secs)
+    } else {
+        f
+    }
 }
 
 fn stack_deltas(b: &Folded, a: &Folded, top: usize) -> (Vec<StackDelta>, Vec<StackDelta>) {
-    let keys: BTreeSet<&String> = b.stacks.keys().chain(a.stacks.keys()).collect();
-    let mut all: Vec<StackDelta> = keys
-        .into_iter()
-        .map(|k| {
-            let bv = b.stacks.get(k).copied().unwrap_or(0) as f64;
-            let av = a.stacks.get(k).copied().unwrap_or(0) as f64;
-            StackDelta {
-                stack: k.clone(),
-                before_ns_per_s: bv,
-                after_ns_per_s: av,
-                change_ns_per_s: av - bv,
-            }
-        })
-        .collect();
-    all.sort_by(|x, y| x.change_ns_per_s.total_cmp(&y.change_ns_per_s));
+    // Every stack of either side in stack order, (stack, before, after): both maps are
+    // sorted, so one walk joins them; only the rows kept are copied out.
+    let mut all: Vec<(&str, f64, f64)> = Vec::with_capacity(b.stacks.len().max(a.stacks.len()));
+    let (mut bi, mut ai) = (b.stacks.iter().peekable(), a.stacks.iter().peekable());
+    loop {
+        let order = match (bi.peek(), ai.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((kb, _)), Some((ka, _))) => kb.cmp(ka),
+        };
+        let bv = if order.is_le() { bi.next() } else { None };
+        let av = if order.is_ge() { ai.next() } else { None };
+        let Some(stack) = bv.or(av).map(|(k, _)| k.as_str()) else {
+            break;
+        };
+        let val = |e: Option<(&String, &u64)>| e.map_or(0.0, |(_, &v)| v as f64);
+        all.push((stack, val(bv), val(av)));
+    }
+    let change = |&(_, bv, av): &(&str, f64, f64)| av - bv;
+    // Stable: equal changes stay in stack order.
+    all.sort_by(|x, y| change(x).total_cmp(&change(y)));
+    let row = |r: &(&str, f64, f64)| StackDelta {
+        stack: r.0.to_string(),
+        before_ns_per_s: r.1,
+        after_ns_per_s: r.2,
+        change_ns_per_s: change(r),
+    };
     let shrank: Vec<StackDelta> = all
         .iter()
-        .filter(|d| d.change_ns_per_s < 0.0)
+        .filter(|r| change(r) < 0.0)
         .take(top)
-        .cloned()
+        .map(row)
         .collect();
     let grew: Vec<StackDelta> = all
         .iter()
         .rev()
-        .filter(|d| d.change_ns_per_s > 0.0)
+        .filter(|r| change(r) > 0.0)
         .take(top)
-        .cloned()
+        .map(row)
         .collect();
     (grew, shrank)
 }
@@ -601,12 +621,11 @@ pub fn compare(
     after_file: &str,
     top: usize,
 ) -> Comparison {
-    let metrics = join_metrics(before, after);
-    let (grew, shrank) = stack_deltas(
-        &folded_per_s(before, View::Locks),
-        &folded_per_s(after, View::Locks),
-        top,
-    );
+    // The metrics and stacks of one recording do not depend on the other's: one thread each.
+    let per_recording = |rec: &Recording| (metrics_of(rec), folded_per_s(rec, View::Locks));
+    let ((mb, fb), (ma, fa)) = par::both(|| per_recording(before), || per_recording(after));
+    let metrics = join_metrics(mb, ma);
+    let (grew, shrank) = stack_deltas(&fb, &fa, top);
     let (ob, oa) = (Observable::of(before), Observable::of(after));
     let skb = |r: &Recording| -> Vec<(u32, u32, u64)> {
         r.skb_matrix
@@ -972,7 +991,7 @@ pub fn diff_flamegraphs(
     after: &Recording,
     view: View,
 ) -> Result<Vec<(String, String, Vec<u8>)>, fg::FlameError> {
-    let (b, a) = (folded_per_s(before, view), folded_per_s(after, view));
+    let (b, a) = par::both(|| folded_per_s(before, view), || folded_per_s(after, view));
     let mut out = Vec::new();
     let sub = "per second of recording; red = grew, blue = shrank (after vs before)";
     for negate in [false, true] {

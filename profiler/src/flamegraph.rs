@@ -7,10 +7,11 @@
 //! Views: lock waits weighted in nanoseconds (`zone-wait`, `zone-alloc`, `zone-free`,
 //! `locks`), SKB frees by site (`skb-free`), PCP page traffic (`pages`).
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, hash_map::Entry},
     fmt::Write as _,
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use inferno::flamegraph::{self, color::BasicPalette, color::Palette};
@@ -119,8 +120,9 @@ impl View {
 pub struct WeightedStack {
     pub cpu: Option<u32>,
     /// Leaf first, as recordings store stacks (for lock waits: the slowpath first). Shared:
-    /// a 640-CPU recording repeats one stack on many (CPU, lock) entries.
-    pub frames_leaf_first: std::sync::Arc<[String]>,
+    /// a 640-CPU recording repeats one stack on many (CPU, lock) entries, and one frame name
+    /// in many stacks.
+    pub frames_leaf_first: Arc<[Arc<str>]>,
     /// The lock waited on (lock views); None for SKB and page stacks.
     pub class: Option<LockClass>,
     /// ns waited, SKB frees, or pages.
@@ -130,7 +132,22 @@ pub struct WeightedStack {
 /// Lock waits of a recording, classified (stack classifier plus the kernel's zone-address
 /// proof, as the report does).
 pub fn lock_stacks(rec: &Recording) -> Vec<WeightedStack> {
-    let mut frames: HashMap<Option<u32>, std::sync::Arc<[String]>> = HashMap::new();
+    // One allocation per distinct frame name, not one per (stack, frame): 50,000 stacks of
+    // ~18 frames would otherwise copy a million strings per view.
+    let names: Vec<Arc<str>> = rec.frames.iter().map(|f| Arc::from(f.as_str())).collect();
+    let bad_frame: Arc<str> = Arc::from("[bad frame]");
+    // Same frames as `Recording::stack_frames`, shared names.
+    let stack_frames = |idx: u32| -> Arc<[Arc<str>]> {
+        rec.stacks.get(idx as usize).map_or_else(
+            || Arc::from(Vec::new()),
+            |s| {
+                s.iter()
+                    .map(|&f| names.get(f as usize).unwrap_or(&bad_frame).clone())
+                    .collect()
+            },
+        )
+    };
+    let mut frames: HashMap<Option<u32>, Arc<[Arc<str>]>> = HashMap::new();
     analysis::classify_waits(rec)
         .into_iter()
         .filter(|cw| cw.wait.total_ns > 0)
@@ -139,8 +156,8 @@ pub fn lock_stacks(rec: &Recording) -> Vec<WeightedStack> {
             frames_leaf_first: frames
                 .entry(cw.wait.stack)
                 .or_insert_with(|| match cw.wait.stack {
-                    Some(s) => rec.stack_frames(s).into_iter().map(String::from).collect(),
-                    None => vec!["[stack unavailable]".to_string()].into(),
+                    Some(s) => stack_frames(s),
+                    None => Arc::from([Arc::from("[stack unavailable]")]),
                 })
                 .clone(),
             class: Some(cw.class),
@@ -166,8 +183,13 @@ pub fn lock_stacks_from_folded(
             line: i + 1,
             detail: e.to_string(),
         })?;
-        let leaf_first: Vec<String> = f.frames_root_first.iter().rev().cloned().collect();
-        let refs: Vec<&str> = leaf_first.iter().map(String::as_str).collect();
+        let leaf_first: Vec<Arc<str>> = f
+            .frames_root_first
+            .iter()
+            .rev()
+            .map(|f| Arc::from(f.as_str()))
+            .collect();
+        let refs: Vec<&str> = leaf_first.iter().map(|f| &**f).collect();
         let class = classify::classify(&refs).class;
         out.push(WeightedStack {
             cpu: f.cpu,
@@ -199,12 +221,11 @@ pub fn skb_free_stacks(rec: &Recording) -> Vec<WeightedStack> {
             if v > 0 {
                 out.push(WeightedStack {
                     cpu: Some(s.cpu),
-                    frames_leaf_first: vec![
-                        label.to_string(),
-                        s.function.clone(),
-                        s.caller.clone(),
-                    ]
-                    .into(),
+                    frames_leaf_first: Arc::from([
+                        Arc::from(label),
+                        Arc::from(s.function.as_str()),
+                        Arc::from(s.caller.as_str()),
+                    ]),
                     class: None,
                     value: v,
                 });
@@ -227,7 +248,10 @@ pub fn page_stacks(rec: &Recording) -> Vec<WeightedStack> {
             if v > 0 {
                 out.push(WeightedStack {
                     cpu: Some(p.cpu),
-                    frames_leaf_first: vec![format!("cpu{}", p.cpu), label.to_string()].into(),
+                    frames_leaf_first: Arc::from([
+                        Arc::from(format!("cpu{}", p.cpu)),
+                        Arc::from(label),
+                    ]),
                     class: None,
                     value: v,
                 });
@@ -237,12 +261,11 @@ pub fn page_stacks(rec: &Recording) -> Vec<WeightedStack> {
     for c in rec.page_matrix.iter().filter(|c| c.pages > 0) {
         out.push(WeightedStack {
             cpu: Some(c.alloc_cpu),
-            frames_leaf_first: vec![
-                format!("freed on cpu{}", c.free_cpu),
-                format!("alloc cpu{}", c.alloc_cpu),
-                PAGE_FLOWS.to_string(),
-            ]
-            .into(),
+            frames_leaf_first: Arc::from([
+                Arc::from(format!("freed on cpu{}", c.free_cpu)),
+                Arc::from(format!("alloc cpu{}", c.alloc_cpu)),
+                Arc::from(PAGE_FLOWS),
+            ]),
             class: None,
             value: c.pages,
         });
@@ -298,14 +321,16 @@ impl Folded {
     /// The same stacks with every count multiplied by `factor` and rounded (per-second
     /// normalisation for comparisons). Stacks that round to 0 are dropped.
     pub fn scaled(&self, factor: f64) -> Folded {
-        Folded {
-            stacks: self
-                .stacks
-                .iter()
-                .map(|(k, &v)| (k.clone(), (v as f64 * factor).round() as u64))
-                .filter(|(_, v)| *v > 0)
-                .collect(),
-        }
+        self.clone().into_scaled(factor)
+    }
+
+    /// [`Folded::scaled`] in place, without copying every stack's text.
+    pub fn into_scaled(mut self, factor: f64) -> Folded {
+        self.stacks.retain(|_, v| {
+            *v = (*v as f64 * factor).round() as u64;
+            *v > 0
+        });
+        self
     }
 }
 
@@ -352,10 +377,15 @@ pub fn class_frame(class: &LockClass) -> String {
 
 /// Folds `stacks` root first: `[cpuN;][lock class;]root;…;leaf count`.
 pub fn fold(stacks: &[WeightedStack], opts: &FoldOptions) -> Folded {
-    let mut out = Folded::default();
-    // Display names computed once per distinct frame and class, not per occurrence.
-    let mut shown: HashMap<&str, String> = HashMap::new();
-    let mut classes: HashMap<String, String> = HashMap::new();
+    // A line depends only on its root CPU (per_cpu), lock class and frame list, so weights
+    // are summed per distinct (root, class, frames) first and each line is built once: a
+    // 640-CPU recording repeats one stack on many (CPU, lock) entries. Frame lists are told
+    // apart by allocation (lock_stacks shares one per stack); equal lists in separate
+    // allocations still fold into one line below. Groups keep their order of first
+    // appearance (the order lock_stacks allocated the frame lists in), so building the lines
+    // reads memory mostly in order: in hash order, a cache miss per stack took half the time.
+    let mut groups: Vec<(LineKey<'_>, &WeightedStack, u64)> = Vec::new();
+    let mut index: HashMap<LineKey<'_>, usize, BuildAddrHasher> = HashMap::default();
     for s in stacks {
         let wanted = match &opts.cpus {
             Some(cpus) => s.cpu.is_some_and(|c| cpus.contains(&c)),
@@ -364,30 +394,169 @@ pub fn fold(stacks: &[WeightedStack], opts: &FoldOptions) -> Folded {
         if !wanted || s.value == 0 {
             continue;
         }
-        let mut parts: Vec<String> = Vec::with_capacity(s.frames_leaf_first.len() + 2);
-        let cpu_frame = s.cpu.map(|c| format!("cpu{c}"));
-        if opts.per_cpu {
-            parts.push(cpu_frame.clone().unwrap_or_else(|| "cpu?".to_string()));
+        let key = LineKey {
+            root: opts.per_cpu.then_some(s.cpu),
+            frames: (
+                s.frames_leaf_first.as_ptr() as usize,
+                s.frames_leaf_first.len(),
+            ),
+            class: s.class.as_ref(),
+        };
+        match index.entry(key) {
+            Entry::Occupied(e) => {
+                if let Some(g) = groups.get_mut(*e.get()) {
+                    g.2 += s.value;
+                }
+            }
+            Entry::Vacant(e) => {
+                e.insert(groups.len());
+                groups.push((key, s, s.value));
+            }
         }
-        if let Some(class) = &s.class {
-            let label = class.label();
-            let f = classes
-                .entry(label)
-                .or_insert_with_key(|l| display_frame(&format!("[{l}]")));
-            parts.push(f.clone());
+    }
+
+    let mut lines: Vec<(String, u64)> = Vec::with_capacity(groups.len());
+    // Display names computed once per distinct frame (by allocation) and class.
+    let mut shown: HashMap<usize, String, BuildAddrHasher> = HashMap::default();
+    let mut classes: HashMap<&LockClass, String> = HashMap::new();
+    // One scratch buffer; each line is then copied out at its exact size.
+    let mut line = Line::default();
+    for (LineKey { root, class, .. }, s, value) in groups {
+        line.clear();
+        let cpu_frame = root.flatten().map(|c| format!("cpu{c}"));
+        if root.is_some() {
+            line.push(cpu_frame.as_deref().unwrap_or("cpu?"));
+        }
+        if let Some(class) = class {
+            let f = classes.entry(class).or_insert_with(|| class_frame(class));
+            line.push(f);
         }
         for f in s.frames_leaf_first.iter().rev() {
-            let d = shown.entry(f.as_str()).or_insert_with(|| display_frame(f));
-            parts.push(d.clone());
+            let d = shown
+                .entry(Arc::as_ptr(f) as *const u8 as usize)
+                .or_insert_with(|| display_frame(f));
+            line.push(d);
         }
         // Page stacks carry their CPU as the leaf; under a `cpuN` root it would repeat.
-        if opts.per_cpu && parts.len() > 1 && parts.last() == cpu_frame.as_ref() {
-            parts.pop();
+        if root.is_some() && line.parts > 1 && cpu_frame.as_deref() == Some(line.last()) {
+            line.pop();
         }
-        *out.stacks.entry(parts.join(";")).or_default() += s.value;
+        lines.push((line.text.as_str().to_owned(), value));
     }
-    out
+    // Sorted, then merged: fewer comparisons of these long, prefix-sharing strings than
+    // inserting them one by one, and the map is then built from sorted input in one pass.
+    lines.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+    lines.dedup_by(|next, kept| {
+        let same = next.0 == kept.0;
+        if same {
+            kept.1 += next.1;
+        }
+        same
+    });
+    Folded {
+        stacks: lines.into_iter().collect(),
+    }
 }
+
+/// What decides a folded line: its root CPU (per_cpu), frame list (by allocation) and lock
+/// class. Hashed without the class: a stack nearly always has one class, and hashing the
+/// class's text for every entry was a tenth of the fold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct LineKey<'a> {
+    root: Option<Option<u32>>,
+    frames: (usize, usize),
+    class: Option<&'a LockClass>,
+}
+
+impl std::hash::Hash for LineKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.root.hash(h);
+        self.frames.hash(h);
+    }
+}
+
+/// A folded line being built: `;`-joined parts, and where the last one starts.
+#[derive(Default)]
+struct Line {
+    text: String,
+    parts: usize,
+    last_start: usize,
+}
+
+impl Line {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.parts = 0;
+        self.last_start = 0;
+    }
+
+    fn push(&mut self, part: &str) {
+        if self.parts > 0 {
+            self.text.push(';');
+        }
+        self.last_start = self.text.len();
+        self.text.push_str(part);
+        self.parts += 1;
+    }
+
+    fn last(&self) -> &str {
+        &self.text[self.last_start..]
+    }
+
+    /// Drops the last part (only called with two or more parts).
+    fn pop(&mut self) {
+        self.text.truncate(self.last_start.saturating_sub(1));
+        self.parts -= 1;
+    }
+}
+
+/// Hashes address and number keys one multiply per word (FxHash's scheme): SipHash's
+/// flooding resistance buys nothing for our own pointers and CPU numbers, and a
+/// 50,000-stack fold looks up about a million of them.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl AddrHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0xf135_7aea_2e62_a9c5);
+    }
+}
+
+impl std::hash::Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        // The table indexes by the low bits, which a multiply leaves zero for aligned
+        // pointers: bring the well-mixed high bits down.
+        self.0.rotate_left(26)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.add(u64::from(b));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn write_isize(&mut self, n: isize) {
+        self.add(n as u64);
+    }
+}
+
+type BuildAddrHasher = std::hash::BuildHasherDefault<AddrHasher>;
 
 /// Where a flamegraph's data came from, for its title.
 #[derive(Debug, Clone, Default)]
@@ -616,7 +785,7 @@ mod tests {
     fn ws(cpu: u32, leaf_first: &[&str], class: Option<LockClass>, value: u64) -> WeightedStack {
         WeightedStack {
             cpu: Some(cpu),
-            frames_leaf_first: leaf_first.iter().map(|s| s.to_string()).collect(),
+            frames_leaf_first: leaf_first.iter().map(|s| Arc::from(*s)).collect(),
             class,
             value,
         }
@@ -671,6 +840,48 @@ mod tests {
     }
 
     #[test]
+    fn fold_sums_a_shared_frame_list_per_root_and_class() {
+        let frames: Arc<[Arc<str>]> = ["slow+0x1", "taker+0x2"]
+            .iter()
+            .map(|s| Arc::from(*s))
+            .collect();
+        let st = |cpu: u32, class: LockClass, value: u64| WeightedStack {
+            cpu: Some(cpu),
+            frames_leaf_first: frames.clone(),
+            class: Some(class),
+            value,
+        };
+        let rq = || LockClass::Other("rq lock".to_string());
+        let stacks = vec![
+            st(0, LockClass::ZoneAlloc, 1),
+            st(1, LockClass::ZoneAlloc, 2),
+            st(0, rq(), 4),
+            st(0, LockClass::ZoneAlloc, 8),
+            // The same frames in another allocation still make the same line.
+            ws(1, &["slow+0x1", "taker+0x2"], Some(rq()), 16),
+        ];
+        let plain = fold(&stacks, &FoldOptions::default());
+        assert_eq!(
+            plain.to_text(),
+            "[rq lock];taker;slow 20\n[zone->lock alloc];taker;slow 11\n"
+        );
+        let per_cpu = fold(
+            &stacks,
+            &FoldOptions {
+                per_cpu: true,
+                cpus: None,
+            },
+        );
+        assert_eq!(
+            per_cpu.to_text(),
+            "cpu0;[rq lock];taker;slow 4\n\
+             cpu0;[zone->lock alloc];taker;slow 9\n\
+             cpu1;[rq lock];taker;slow 16\n\
+             cpu1;[zone->lock alloc];taker;slow 2\n"
+        );
+    }
+
+    #[test]
     fn page_stacks_do_not_repeat_the_cpu_under_a_cpu_root() {
         let stacks = vec![ws(3, &["cpu3", PCP_REFILL], None, 10)];
         let plain = fold(&stacks, &FoldOptions::default());
@@ -696,7 +907,7 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].class, Some(LockClass::ZoneAlloc));
         assert_eq!(
-            s[0].frames_leaf_first[0],
+            &*s[0].frames_leaf_first[0],
             "__pv_queued_spin_lock_slowpath+0x15f"
         );
         assert!(View::ZoneFree.accepts(s[1].class.as_ref().expect("class")));

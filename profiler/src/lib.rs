@@ -15,6 +15,7 @@
 //! - `host`: host facts (topology, sysctls, PCP settings)
 //! - `workload`: built-in reproducers
 //! - `synth`: synthetic recordings of large hosts (for `cargo xtask bench`)
+//! - `par`: two independent jobs on two threads
 pub mod aggregate;
 pub mod analysis;
 pub mod atomic;
@@ -27,6 +28,7 @@ pub mod doctor;
 pub mod flamegraph;
 pub mod host;
 pub mod html;
+pub mod par;
 pub mod probes;
 pub mod record;
 pub mod recording;

@@ -288,6 +288,27 @@ struct Header {
     version: Option<u32>,
 }
 
+/// A zoneprof recording of the version this build reads.
+fn check_header(
+    format: Option<&str>,
+    version: Option<u32>,
+    path: &Path,
+) -> Result<(), RecordingError> {
+    if format != Some(FORMAT_NAME) {
+        return Err(RecordingError::NotARecording {
+            path: path.to_path_buf(),
+        });
+    }
+    match version {
+        Some(FORMAT_VERSION) => Ok(()),
+        found => Err(RecordingError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: found.unwrap_or(0),
+            supported: FORMAT_VERSION,
+        }),
+    }
+}
+
 impl Recording {
     pub fn duration_s(&self) -> f64 {
         self.duration_ns as f64 / 1e9
@@ -366,29 +387,28 @@ impl Recording {
         } else {
             return Err(RecordingError::NotARecording { path: p() });
         };
-        let header: Header = match serde_json::from_slice(&json) {
-            Ok(h) => h,
-            Err(e) if e.is_eof() => return Err(RecordingError::Truncated { path: p() }),
-            Err(_) => return Err(RecordingError::NotARecording { path: p() }),
-        };
-        if header.format.as_deref() != Some(FORMAT_NAME) {
-            return Err(RecordingError::NotARecording { path: p() });
-        }
-        match header.version {
-            Some(FORMAT_VERSION) => {}
-            found => {
-                return Err(RecordingError::UnsupportedVersion {
+        // One parse of the whole document; its header is checked afterwards. Only a document
+        // that does not parse is read again, as a bare header, to say why: not a recording,
+        // another version, truncated, or else corrupt. (A header-first pass would skim the
+        // whole document once more for every good recording.)
+        let rec: Recording = match serde_json::from_slice(&json) {
+            Ok(rec) => rec,
+            Err(e) => {
+                let header: Header = serde_json::from_slice(&json).map_err(|h| {
+                    if h.is_eof() {
+                        RecordingError::Truncated { path: p() }
+                    } else {
+                        RecordingError::NotARecording { path: p() }
+                    }
+                })?;
+                check_header(header.format.as_deref(), header.version, path)?;
+                return Err(RecordingError::Corrupt {
                     path: p(),
-                    found: found.unwrap_or(0),
-                    supported: FORMAT_VERSION,
+                    detail: e.to_string(),
                 });
             }
-        }
-        let rec: Recording =
-            serde_json::from_slice(&json).map_err(|e| RecordingError::Corrupt {
-                path: p(),
-                detail: e.to_string(),
-            })?;
+        };
+        check_header(Some(&rec.format), Some(rec.version), path)?;
         rec.validate()
             .map_err(|detail| RecordingError::Corrupt { path: p(), detail })?;
         Ok(rec)
@@ -646,6 +666,16 @@ mod tests {
         assert!(
             msg.contains("99") && msg.contains(&FORMAT_VERSION.to_string()),
             "{msg}"
+        );
+        // A later version whose body no longer parses as this one's is still named as such.
+        if let Some(o) = v.as_object_mut() {
+            o.remove("lock_waits");
+        }
+        let err = Recording::from_bytes(&serde_json::to_vec(&v).expect("json"), Path::new("x"))
+            .expect_err("must fail");
+        assert!(
+            matches!(err, RecordingError::UnsupportedVersion { found: 99, .. }),
+            "{err}"
         );
     }
 
