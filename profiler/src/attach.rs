@@ -99,6 +99,8 @@ pub struct PlanOpts {
     pub page_sample: u32,
     /// Attach only with this kind of method (`--backend`).
     pub backend: Backend,
+    /// Attach only these probes, by catalog name (`--probes`); None: every default probe.
+    pub only: Option<Vec<String>>,
 }
 
 impl PlanOpts {
@@ -108,6 +110,14 @@ impl PlanOpts {
             _ => false,
         }
     }
+}
+
+/// The method recorded for a probe left out by choice (opt-in, or not in `--probes`).
+pub const OFF: &str = "off";
+
+/// Every probe name of the catalog, for `--probes` and its error message.
+pub fn probe_names() -> Vec<&'static str> {
+    CATALOG.iter().map(|p| p.name).collect()
 }
 
 /// A method that passed the checks possible before loading, with its resolved target.
@@ -192,16 +202,31 @@ pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachErr
     for spec in CATALOG {
         let mut ok = Vec::new();
         let mut failed = Vec::new();
+        // Probes left out by choice are marked "off": not a failure to warn about.
+        let off = |why: String| AttachAttempt {
+            method: OFF.into(),
+            target: spec.methods.first().map(|m| m.target()).unwrap_or_default(),
+            error: Some(why),
+        };
+        if let Some(only) = &opts.only
+            && !only.iter().any(|n| n == spec.name)
+        {
+            candidates.push((ok, vec![off("not selected (--probes)".into())]));
+            continue;
+        }
+        if let Some(opt) = spec.opt_in.filter(|o| !opts.enables(o)) {
+            candidates.push((
+                ok,
+                vec![off(format!("off by default (costly); enable with {opt}"))],
+            ));
+            continue;
+        }
         for m in spec.methods {
             let fail = |e: String| AttachAttempt {
                 method: m.kind().into(),
                 target: m.target(),
                 error: Some(e),
             };
-            if let Some(opt) = spec.opt_in.filter(|o| !opts.enables(o)) {
-                failed.push(fail(format!("off by default (costly); enable with {opt}")));
-                break;
-            }
             if !m.allowed_by(opts.backend) {
                 failed.push(fail(format!(
                     "not tried: --backend {} forces another method",

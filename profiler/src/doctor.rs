@@ -242,6 +242,7 @@ pub fn run() -> Doctor {
             page_flows: true,
             page_sample: 64,
             backend: Default::default(),
+            only: None,
         };
         let host = host::host_info().ok();
         let (cpu_node, online) = host

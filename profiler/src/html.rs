@@ -802,7 +802,7 @@ fn report_tables(b: &mut String, r: &Report, top: usize) {
         b.push_str("</table>");
     }
     if !r.not_observable.is_empty() {
-        b.push_str("<h3>Not observable on this kernel</h3><ul>");
+        b.push_str("<h3>Not observable in this recording</h3><ul>");
         for n in &r.not_observable {
             let _ = write!(b, "<li><b>{}</b>: {}</li>", esc(&n.what), esc(&n.why));
         }

@@ -77,6 +77,11 @@ struct RecordArgs {
     /// kprobe for SKB frees). tracepoint means classic tracepoints only.
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
+    /// Attach only these probes (comma-separated names, as `zoneprof doctor` lists them),
+    /// e.g. `contention_begin,contention_end` for lock waits alone. Opt-in probes still
+    /// need their option.
+    #[arg(long, value_delimiter = ',', value_parser = parse_probe)]
+    probes: Option<Vec<String>>,
     /// Track one page in N (by a hash of its pfn or struct page address) with --page-flows.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     page_sample: u32,
@@ -238,6 +243,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+fn parse_probe(s: &str) -> Result<String, String> {
+    let names = zoneprof::attach::probe_names();
+    if names.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "unknown probe {s:?} (probes: {})",
+            names.join(", ")
+        ))
+    }
+}
+
 fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
     let opts = RecordOpts {
         duration: a.duration,
@@ -249,6 +266,7 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
             page_flows: a.page_flows,
             page_sample: a.page_sample,
             backend: a.backend.into(),
+            only: a.probes,
         },
     };
     let out = runtime()?.block_on(record::record(opts))?;

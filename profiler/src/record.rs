@@ -77,7 +77,8 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
         &host.online_cpus,
     )
     .context("attaching probes")?;
-    let off = |p: &&crate::recording::ProbeStatus| p.attempts.iter().any(|a| a.method == "off");
+    let off =
+        |p: &&crate::recording::ProbeStatus| p.attempts.iter().any(|a| a.method == attach::OFF);
     for p in attached.probes.iter().filter(|p| !p.attached && !off(p)) {
         eprintln!(
             "zoneprof: probe {} not attached ({}): {}",

@@ -659,12 +659,20 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
         fmt_ns(t.other_lock_wait_ns),
         fmt_count(t.contentions)
     )?;
-    writeln!(
-        s,
-        "PCP lists: {} pages refilled from the buddy allocator, {} drained to it",
-        fmt_count(t.pcp_refill_pages),
-        fmt_count(t.pcp_drain_pages)
-    )?;
+    let attached = |n: &str| r.probes.iter().any(|p| p.name == n && p.attached);
+    if attached("pcp_refill") || attached("pcp_drain") {
+        writeln!(
+            s,
+            "PCP lists: {} pages refilled from the buddy allocator, {} drained to it",
+            fmt_count(t.pcp_refill_pages),
+            fmt_count(t.pcp_drain_pages)
+        )?;
+    } else {
+        writeln!(
+            s,
+            "PCP lists: not recorded (pcp_refill and pcp_drain not attached)"
+        )?;
+    }
     for zr in &r.zones {
         writeln!(
             s,
@@ -841,7 +849,7 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     }
 
     if !r.not_observable.is_empty() {
-        writeln!(s, "\nNot observable on this kernel")?;
+        writeln!(s, "\nNot observable in this recording")?;
         for n in &r.not_observable {
             writeln!(s, "  {}: {}", n.what, n.why)?;
         }

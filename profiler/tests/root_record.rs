@@ -336,6 +336,53 @@ fn classic_tracepoint_backend_counts_the_same_events() {
     assert!(u(&r["totals"]["contentions"]) > 0, "no contention seen");
 }
 
+/// `--probes` attaches only the named probes; the others are "off", not failures.
+#[test]
+fn probes_option_selects_what_attaches() {
+    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    if skip("probes_option_selects_what_attaches") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("locks.zprof");
+    let out = run(&[
+        "record",
+        "--no-progress",
+        "--probes",
+        "contention_begin,contention_end",
+        "-d",
+        "300ms",
+        "-o",
+        &path.to_string_lossy(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("not attached"),
+        "left-out probes are not warnings: {stderr}"
+    );
+    let r = report_json(&path);
+    for p in r["probes"].as_array().expect("probes") {
+        let selected = p["name"] == "contention_begin" || p["name"] == "contention_end";
+        assert_eq!(p["attached"], Value::Bool(selected), "{p}");
+        if !selected {
+            assert_eq!(p["attempts"][0]["method"], "off", "{p}");
+            assert!(
+                p["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("not selected (--probes)"),
+                "{p}"
+            );
+        }
+    }
+    let bad = Command::new(BIN)
+        .args(["record", "--probes", "no_such_probe", "--", "true"])
+        .output()
+        .expect("runs");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown probe \"no_such_probe\""));
+}
+
 #[test]
 fn record_rejects_offline_cpu_before_loading() {
     // No root needed: the CPU list is checked before anything is loaded.
