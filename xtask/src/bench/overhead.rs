@@ -89,6 +89,8 @@ impl Repro {
 pub enum Variant {
     Bare,
     Zoneprof,
+    /// Lock probes only: what perf lock record observes.
+    LockProbes,
     PageFlows,
     PageFlowsAll,
     PerfLock,
@@ -96,9 +98,10 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 7] = [
         Variant::Bare,
         Variant::Zoneprof,
+        Variant::LockProbes,
         Variant::PageFlows,
         Variant::PageFlowsAll,
         Variant::PerfLock,
@@ -109,6 +112,7 @@ impl Variant {
         match self {
             Variant::Bare => "bare",
             Variant::Zoneprof => "zoneprof",
+            Variant::LockProbes => "zoneprof_lock_probes",
             Variant::PageFlows => "zoneprof_page_flows",
             Variant::PageFlowsAll => "zoneprof_page_flows_unsampled",
             Variant::PerfLock => "perf_lock_record",
@@ -120,6 +124,7 @@ impl Variant {
         match self {
             Variant::Bare => "bare",
             Variant::Zoneprof => "zoneprof record (default probes)",
+            Variant::LockProbes => "zoneprof record --probes contention_begin,contention_end",
             Variant::PageFlows => "zoneprof record --page-flows (1 in 64)",
             Variant::PageFlowsAll => "zoneprof record --page-flows --page-sample 1",
             Variant::PerfLock => "perf lock record -a",
@@ -162,6 +167,10 @@ impl Tools {
         Ok(match v {
             Variant::Bare => (repro.to_vec(), None),
             Variant::Zoneprof => (record(&[]), Some(out)),
+            Variant::LockProbes => (
+                record(&["--probes", "contention_begin,contention_end"]),
+                Some(out),
+            ),
             Variant::PageFlows => (record(&["--page-flows"]), Some(out)),
             Variant::PageFlowsAll => (record(&["--page-flows", "--page-sample", "1"]), Some(out)),
             Variant::PerfLock => {
