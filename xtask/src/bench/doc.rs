@@ -84,7 +84,7 @@ fn cpu_target(r: &Results, repro: Repro, v: Variant, what: &str, limit: f64) -> 
         what: format!("{what}, {} extra CPU per unit of work", repro.name()),
         limit: format!("≤ {limit:.0} %"),
         measured: format!(
-            "+{cost:.1} % (IQR {:+.1} … {:+.1} %); noise ±{:.1} %",
+            "{cost:+.1} % (IQR {:+.1} … {:+.1} %); noise ±{:.1} %",
             (1.0 / q.q3 - 1.0) * 100.0,
             (1.0 / q.q1 - 1.0) * 100.0,
             noise.unwrap_or(0.0)
@@ -215,7 +215,7 @@ pub fn targets(r: &Results) -> Vec<Target> {
                     (Some((z, zc)), Some((o, oc))) => Target {
                         what,
                         limit: "zoneprof cost < its cost".into(),
-                        measured: format!("{ours_name} +{z:.1} %, {name} +{o:.1} % (median)"),
+                        measured: format!("{ours_name} {z:+.1} %, {name} {o:+.1} % (median)"),
                         met: Some(z < o),
                         noisy: cpu_noise_pct(r, repro).is_some_and(|n| {
                             n > (o - z).abs() || zc.cpu_ratio.is_none() || oc.cpu_ratio.is_none()
