@@ -744,27 +744,15 @@ fn attach_one(
         Method::Kprobe {
             program: name, ret, ..
         } => {
-            let mut done = Vec::new();
-            for n in std::iter::once(name).chain(ret) {
-                let r = (|| {
-                    let kp: &mut KProbe = program(ebpf, n)?
-                        .try_into()
-                        .map_err(|e: ProgramError| e.to_string())?;
-                    kp.load().map_err(|e| program_error(&e))?;
-                    kp.attach(target, 0).map_err(|e| program_error(&e))?;
-                    Ok::<_, String>(())
-                })();
-                if let Err(e) = r {
-                    for d in done.iter().chain(std::iter::once(&n)) {
-                        if let Ok(p) = program(ebpf, d) {
-                            unload(p);
-                        }
-                    }
-                    return Err(e);
-                }
-                done.push(n);
-            }
-            Ok(done)
+            let progs: Vec<_> = std::iter::once(name).chain(ret).collect();
+            attach_all(ebpf, &progs, |ebpf, n| {
+                let kp: &mut KProbe = program(ebpf, n)?
+                    .try_into()
+                    .map_err(|e: ProgramError| e.to_string())?;
+                kp.load().map_err(|e| program_error(&e))?;
+                kp.attach(target, 0).map_err(|e| program_error(&e))?;
+                Ok(())
+            })
         }
         Method::Fentry {
             program: name,
@@ -777,36 +765,44 @@ fn attach_one(
                 })
                 .as_ref()
                 .map_err(Clone::clone)?;
-            let mut done = Vec::new();
-            for (n, is_exit) in std::iter::once((name, false)).chain(exit.map(|e| (e, true))) {
-                let r = (|| {
-                    let p = program(ebpf, n)?;
-                    if is_exit {
-                        let fx: &mut FExit =
-                            p.try_into().map_err(|e: ProgramError| e.to_string())?;
-                        fx.load(target, btf).map_err(|e| program_error(&e))?;
-                        fx.attach().map_err(|e| program_error(&e))?;
-                    } else {
-                        let fe: &mut FEntry =
-                            p.try_into().map_err(|e: ProgramError| e.to_string())?;
-                        fe.load(target, btf).map_err(|e| program_error(&e))?;
-                        fe.attach().map_err(|e| program_error(&e))?;
-                    }
-                    Ok::<_, String>(())
-                })();
-                if let Err(e) = r {
-                    for d in done.iter().chain(std::iter::once(&n)) {
-                        if let Ok(p) = program(ebpf, d) {
-                            unload(p);
-                        }
-                    }
-                    return Err(e);
+            let progs: Vec<_> = std::iter::once(name).chain(exit).collect();
+            attach_all(ebpf, &progs, |ebpf, n| {
+                let p = program(ebpf, n)?;
+                if Some(n) == exit {
+                    let fx: &mut FExit = p.try_into().map_err(|e: ProgramError| e.to_string())?;
+                    fx.load(target, btf).map_err(|e| program_error(&e))?;
+                    fx.attach().map_err(|e| program_error(&e))?;
+                } else {
+                    let fe: &mut FEntry = p.try_into().map_err(|e: ProgramError| e.to_string())?;
+                    fe.load(target, btf).map_err(|e| program_error(&e))?;
+                    fe.attach().map_err(|e| program_error(&e))?;
                 }
-                done.push(n);
-            }
-            Ok(done)
+                Ok(())
+            })
         }
     }
+}
+
+/// Loads and attaches an entry program and its exit program (if any) with `one`. If one
+/// fails, whatever attached is unloaded: a probe never stays half attached.
+fn attach_all(
+    ebpf: &mut Ebpf,
+    progs: &[&'static str],
+    mut one: impl FnMut(&mut Ebpf, &'static str) -> Result<(), String>,
+) -> Result<Vec<&'static str>, String> {
+    let mut done = Vec::new();
+    for &n in progs {
+        if let Err(e) = one(ebpf, n) {
+            for d in done.iter().chain(std::iter::once(&n)) {
+                if let Ok(p) = program(ebpf, d) {
+                    unload(p);
+                }
+            }
+            return Err(e);
+        }
+        done.push(n);
+    }
+    Ok(done)
 }
 
 /// Where one kprobe/fentry target stands on this kernel, for `zoneprof doctor`.
