@@ -115,11 +115,6 @@ impl PlanOpts {
 /// The method recorded for a probe left out by choice (opt-in, or not in `--probes`).
 pub const OFF: &str = "off";
 
-/// Every probe name of the catalog, for `--probes` and its error message.
-pub fn probe_names() -> Vec<&'static str> {
-    CATALOG.iter().map(|p| p.name).collect()
-}
-
 /// A method that passed the checks possible before loading, with its resolved target.
 #[derive(Debug, Clone)]
 struct Candidate {

@@ -244,7 +244,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn parse_probe(s: &str) -> Result<String, String> {
-    let names = zoneprof::attach::probe_names();
+    let names = zoneprof::probes::probe_names();
     if names.contains(&s) {
         Ok(s.to_string())
     } else {

@@ -388,3 +388,8 @@ pub const CATALOG: &[ProbeSpec] = &[
     PAGE_ALLOC,
     PAGE_FREE,
 ];
+
+/// Every probe name of the catalog, for `--probes` and its error message.
+pub fn probe_names() -> Vec<&'static str> {
+    CATALOG.iter().map(|p| p.name).collect()
+}

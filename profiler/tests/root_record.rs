@@ -56,10 +56,13 @@ fn run(args: &[&str]) -> std::process::Output {
     out
 }
 
-fn record_workload(dir: &Path, name: &str, workload: &[&str]) -> PathBuf {
+/// `zoneprof record [flags] -- zoneprof <workload>` into `dir/name.zprof`.
+fn record_workload(dir: &Path, name: &str, flags: &[&str], workload: &[&str]) -> PathBuf {
     let path = dir.join(format!("{name}.zprof"));
     let p = path.to_string_lossy().into_owned();
-    let mut args = vec!["record", "--no-progress", "-o", &p, "--", BIN];
+    let mut args = vec!["record", "--no-progress", "-o", &p];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--", BIN]);
     args.extend_from_slice(workload);
     let out = run(&args);
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
@@ -179,6 +182,7 @@ fn cross_cpu_pages_refill_on_alloc_cpu_drain_on_free_cpu() {
     let same = record_workload(
         dir.path(),
         "same",
+        &[],
         &[
             "workload",
             "cross-cpu-pages",
@@ -303,26 +307,21 @@ fn classic_tracepoint_backend_counts_the_same_events() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("tp.zprof");
-    let out = run(&[
-        "record",
-        "--no-progress",
-        "--backend",
-        "tracepoint",
-        "-o",
-        &path.to_string_lossy(),
-        "--",
-        BIN,
-        "workload",
-        "cross-cpu-pages",
-        "--alloc-cpus",
-        "0",
-        "--free-cpus",
-        "1",
-        "-d",
-        "1s",
-    ]);
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let path = record_workload(
+        dir.path(),
+        "tp",
+        &["--backend", "tracepoint"],
+        &[
+            "workload",
+            "cross-cpu-pages",
+            "--alloc-cpus",
+            "0",
+            "--free-cpus",
+            "1",
+            "-d",
+            "1s",
+        ],
+    );
     let r = report_json(&path);
     assert_methods(&r, "tracepoint");
     assert_stacks_start_in_the_kernel(&r);
@@ -582,6 +581,7 @@ fn tap_reader_on_another_cpu_frees_remotely_in_tun_do_read() {
         let p = record_workload(
             dir.path(),
             name,
+            &[],
             &[
                 "workload",
                 "tap",
@@ -666,25 +666,21 @@ fn page_flows_show_pages_moving_from_alloc_cpu_to_free_cpu() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("flows.zprof");
-    let p = path.to_string_lossy().into_owned();
-    run(&[
-        "record",
-        "--no-progress",
-        "--page-flows",
-        "-o",
-        &p,
-        "--",
-        BIN,
-        "workload",
-        "cross-cpu-pages",
-        "--alloc-cpus",
-        "0",
-        "--free-cpus",
-        "1",
-        "-d",
-        "2s",
-    ]);
+    let path = record_workload(
+        dir.path(),
+        "flows",
+        &["--page-flows"],
+        &[
+            "workload",
+            "cross-cpu-pages",
+            "--alloc-cpus",
+            "0",
+            "--free-cpus",
+            "1",
+            "-d",
+            "2s",
+        ],
+    );
     let r = report_json(&path);
     let cell = |a: u64, f: u64| -> u64 {
         r["page_matrix"]
