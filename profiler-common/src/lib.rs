@@ -91,15 +91,25 @@ pub mod counter {
     pub const DEFER_CALLS: u32 = 22;
     pub const DEFER_QUEUED: u32 = 23;
     pub const DEFER_LOCAL: u32 = 24;
-    /// `__rmqueue_pcplist` calls (PCP allocation slow path) and time spent in them.
+    /// `__rmqueue_pcplist` (or `rmqueue_bulk`) calls and time spent in them.
     pub const RMQUEUE_CALLS: u32 = 25;
     pub const RMQUEUE_NS: u32 = 26;
-    /// `free_pcppages_bulk` calls (PCP drains) and pages they were asked to free.
+    /// `free_pcppages_bulk` calls (PCP drains) and the pages they freed (`pcp->count` at
+    /// entry minus at exit; the entry's `count` argument where no exit program runs).
     pub const BULK_FREE_CALLS: u32 = 27;
     pub const BULK_FREE_PAGES: u32 = 28;
     /// `__rmqueue_pcplist` exits without a matching entry (or nesting too deep).
     pub const RMQUEUE_UNMATCHED: u32 = 29;
-    pub const COUNT: u32 = 30;
+    /// Pages refilled into a PCP list, counted per batch outside `zone->lock`
+    /// (`rmqueue_bulk`'s return value, or `pcp->count` across `__rmqueue_pcplist`), and
+    /// the calls that refilled.
+    pub const REFILL_BATCH_PAGES: u32 = 30;
+    pub const REFILL_BATCHES: u32 = 31;
+    /// `free_pcppages_bulk` exits without a matching entry.
+    pub const BULK_FREE_UNMATCHED: u32 = 32;
+    /// `pcp->count` unreadable, or a batch whose count moved the wrong way: not counted.
+    pub const PCP_COUNT_ERRORS: u32 = 33;
+    pub const COUNT: u32 = 34;
 }
 
 /// Key of the in-kernel lock-wait aggregation: one entry per (lock, stack, CPU).
@@ -309,13 +319,63 @@ pub struct FuncRange {
     pub end: u64,
 }
 
-/// Entry timestamps of nested `__rmqueue_pcplist` calls on one CPU.
+/// One call of a PCP batch function (`__rmqueue_pcplist`, `rmqueue_bulk`,
+/// `free_pcppages_bulk`) in progress on a CPU: what its exit needs from its entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PcpCall {
+    pub start_ns: u64,
+    /// The `struct per_cpu_pages *` argument; 0 when the function has none.
+    pub pcp: u64,
+    /// `pcp->count` at entry (pages on the CPU's lists); -1 when unknown.
+    pub count: i32,
+    pub order: u32,
+}
+
+/// Calls in progress on one CPU, innermost last. They nest only when an interrupt
+/// allocates or frees inside one, which is rare; deeper nesting is counted, not followed.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CallStack {
     pub depth: u32,
     pub _pad: u32,
-    pub start_ns: [u64; MAX_SPIN_NEST],
+    pub frames: [PcpCall; MAX_SPIN_NEST],
+}
+
+const _: () = assert!(MAX_SPIN_NEST.is_power_of_two());
+
+impl CallStack {
+    /// Pushes a call. A full stack means entries whose exits never came (an exit program
+    /// missed them): they are dropped and the call starts a fresh stack; false then, so
+    /// the caller counts the loss.
+    #[inline(always)]
+    pub fn push(&mut self, call: PcpCall) -> bool {
+        let mut d = self.depth;
+        let fresh = d as usize >= MAX_SPIN_NEST;
+        if fresh {
+            d = 0;
+        }
+        // The slot is masked, not range-checked, so the verifier sees a bounded index
+        // whatever the compiler makes of the check (`get(d)` was rejected as "unbounded
+        // memory access" on 6.1 and 6.12).
+        let i = (d as usize) & (MAX_SPIN_NEST - 1);
+        self.frames[i] = call;
+        self.depth = d + 1;
+        !fresh
+    }
+
+    /// Pops the innermost call; None when there is none (its entry was not seen).
+    #[inline(always)]
+    pub fn pop(&mut self) -> Option<PcpCall> {
+        let d = self.depth;
+        let i = (d.wrapping_sub(1) as usize) & (MAX_SPIN_NEST - 1);
+        let call = self.frames[i];
+        if d == 0 || d as usize > MAX_SPIN_NEST {
+            return None;
+        }
+        self.depth = d - 1;
+        Some(call)
+    }
 }
 
 /// SKBs allocated on `alloc_cpu` and freed on `free_cpu`.
@@ -386,6 +446,8 @@ mod user {
     unsafe impl aya::Pod for PageAlloc {}
     // SAFETY: as above.
     unsafe impl aya::Pod for FuncRange {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PcpCall {}
 }
 
 const _: () = {
@@ -398,6 +460,8 @@ const _: () = {
     assert!(core::mem::size_of::<ZoneInfo>() == 32);
     assert!(core::mem::size_of::<PageCounters>() == 48);
     assert!(core::mem::size_of::<CpuPairKey>() == 8);
+    assert!(core::mem::size_of::<PcpCall>() == 24);
+    assert!(core::mem::size_of::<CallStack>() == 8 + 24 * MAX_SPIN_NEST);
     assert!(core::mem::size_of::<SkbSiteKey>() == 16);
     assert!(core::mem::size_of::<SkbSiteVal>() == 32);
     assert!(core::mem::size_of::<PageAlloc>() == 16);
@@ -460,5 +524,37 @@ mod tests {
         assert_eq!(st.pop(3, 30).map(|e| e.wait_ns), Some(10));
         assert_eq!(st.pop(2, 50).map(|e| e.wait_ns), Some(30)); // 40 elapsed - 10 nested
         assert_eq!(st.pop(1, 100).map(|e| e.wait_ns), Some(60)); // 100 - 40
+    }
+
+    #[test]
+    fn call_stack_nests_and_refuses_overflow() {
+        let call = |n: u64| PcpCall {
+            start_ns: n,
+            pcp: n * 10,
+            count: n as i32,
+            order: 0,
+        };
+        let mut st = CallStack::default();
+        assert_eq!(st.pop(), None, "an exit whose entry was not seen");
+        for n in 0..MAX_SPIN_NEST as u64 {
+            assert!(st.push(call(n)));
+        }
+        for n in (0..MAX_SPIN_NEST as u64).rev() {
+            assert_eq!(st.pop(), Some(call(n)));
+        }
+        assert_eq!(st.pop(), None);
+        // Entries whose exits never came fill it: the next call starts afresh.
+        for n in 0..MAX_SPIN_NEST as u64 {
+            assert!(st.push(call(n)));
+        }
+        assert!(!st.push(call(99)), "full: reported as a loss");
+        assert_eq!(st.depth, 1);
+        assert_eq!(st.pop(), Some(call(99)));
+        assert_eq!(st.pop(), None);
+        // A corrupt depth is refused, not indexed.
+        st.depth = 77;
+        assert_eq!(st.pop(), None);
+        assert!(!st.push(call(1)));
+        assert_eq!(st.pop(), Some(call(1)));
     }
 }

@@ -57,6 +57,9 @@ globals! {
     SKB_DEFER_MAX: u32 = 64;
     /// Number of possible CPUs (`nr_cpu_ids`), for `skb_attempt_defer_free`'s range check.
     NR_CPU_IDS: u32 = 4096;
+    /// `offsetof(struct per_cpu_pages, count)` from BTF: the PCP batch hooks count pages
+    /// by how `pcp->count` moves across the call.
+    PCP_COUNT_OFF: u32 = ABSENT;
     /// 1 when `CPU_FILTER` restricts which CPUs are recorded.
     CPU_FILTER_ON: u32 = 0;
 }

@@ -5,7 +5,7 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel},
 };
-use profiler_common::{ABSENT, MAX_SPIN_NEST, counter};
+use profiler_common::{ABSENT, CallStack, PcpCall, counter};
 
 use crate::{config, lock, maps};
 
@@ -90,65 +90,145 @@ pub fn on_defer_free(skb: u64, caller: u64) {
     );
 }
 
-/// `__rmqueue_pcplist(zone, ...)` entry: time the PCP refill slow path, learn the zone.
+// PCP batch hooks. They run outside `zone->lock` (the functions take and release it
+// inside), once per call instead of once per page like the `kmem:` tracepoints, which
+// fire with the lock held. Pages are counted from how `pcp->count` moves across the call:
+// the caller holds the PCP list's lock (or has IRQs off, before 6.0), so nothing else
+// changes it in between.
+
+/// What an exit learns its pages from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Refill {
+    /// `__rmqueue_pcplist(zone, order, mt, flags, pcp, list)` returns the page it took:
+    /// refilled = count after - count before + the page taken.
+    PcpList,
+    /// `rmqueue_bulk(zone, order, count, list, mt, flags)` returns the blocks it took.
+    Bulk,
+}
+
+/// `pcp->count`, or None when the offset is unknown or the read fails.
 #[inline(always)]
-pub fn on_rmqueue_entry(zone: u64) {
+fn pcp_count(pcp: u64) -> Option<i32> {
+    let off = config::get(&config::PCP_COUNT_OFF);
+    if pcp == 0 || off == ABSENT {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel validates the address.
+    unsafe { bpf_probe_read_kernel((pcp + off as u64) as *const i32) }.ok()
+}
+
+#[inline(always)]
+fn push(stack: &aya_ebpf::maps::PerCpuArray<CallStack>, call: PcpCall, unmatched: u32) {
+    let Some(st) = stack.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU slot; these functions run with preemption off (PCP lock held).
+    if !unsafe { &mut *st }.push(call) {
+        maps::count(unmatched, 1);
+    }
+}
+
+#[inline(always)]
+fn pop(stack: &aya_ebpf::maps::PerCpuArray<CallStack>, unmatched: u32) -> Option<PcpCall> {
+    let st = stack.get_ptr_mut(0)?;
+    // SAFETY: as in `push`.
+    let call = unsafe { &mut *st }.pop();
+    if call.is_none() {
+        maps::count(unmatched, 1);
+    }
+    call
+}
+
+/// Entry of `__rmqueue_pcplist` (`pcp` given) or `rmqueue_bulk` (`pcp` 0): time the PCP
+/// allocation slow path, learn the zone, note the list's count.
+#[inline(always)]
+pub fn on_rmqueue_entry(zone: u64, order: u32, pcp: u64) {
     // SAFETY: helpers with no preconditions.
     let (cpu, now) = unsafe { (bpf_get_smp_processor_id(), bpf_ktime_get_ns()) };
     if !maps::cpu_selected(cpu) {
         return;
     }
     learn_zone(zone);
-    let Some(st) = maps::RMQ_STACK.get_ptr_mut(0) else {
-        return;
+    let call = PcpCall {
+        start_ns: now,
+        pcp,
+        count: pcp_count(pcp).unwrap_or(-1),
+        order,
     };
-    // SAFETY: per-CPU slot, preemption is off.
-    let st = unsafe { &mut *st };
-    let d = st.depth as usize;
-    if d < MAX_SPIN_NEST {
-        st.start_ns[d] = now;
-        st.depth = d as u32 + 1;
-    } else {
-        maps::count(counter::RMQUEUE_UNMATCHED, 1);
-    }
+    push(&maps::RMQ_STACK, call, counter::RMQUEUE_UNMATCHED);
 }
 
+/// Exit of the function `on_rmqueue_entry` saw; `ret` is its return value.
 #[inline(always)]
-pub fn on_rmqueue_exit() {
+pub fn on_rmqueue_exit(ret: u64, how: Refill) {
     // SAFETY: helpers with no preconditions.
     let (cpu, now) = unsafe { (bpf_get_smp_processor_id(), bpf_ktime_get_ns()) };
     if !maps::cpu_selected(cpu) {
         return;
     }
-    let Some(st) = maps::RMQ_STACK.get_ptr_mut(0) else {
+    let Some(call) = pop(&maps::RMQ_STACK, counter::RMQUEUE_UNMATCHED) else {
         return;
     };
-    // SAFETY: per-CPU slot, preemption is off.
-    let st = unsafe { &mut *st };
-    let d = st.depth as usize;
-    // `get` rather than indexing: a bounds-check panic path would end the program in a
-    // call, which older verifiers (6.1) reject ("last insn is not an exit or jmp").
-    let Some(&start) = d.checked_sub(1).and_then(|i| st.start_ns.get(i)) else {
-        maps::count(counter::RMQUEUE_UNMATCHED, 1);
-        return;
-    };
-    st.depth = d as u32 - 1;
     maps::count(counter::RMQUEUE_CALLS, 1);
-    maps::count(counter::RMQUEUE_NS, now.saturating_sub(start));
+    maps::count(counter::RMQUEUE_NS, now.saturating_sub(call.start_ns));
+    let block = 1i64 << (call.order & 31);
+    let pages = match how {
+        // The return value is an int: its low 32 bits.
+        Refill::Bulk => i64::from(ret as i32) * block,
+        Refill::PcpList => {
+            let Some(after) = pcp_count(call.pcp).filter(|_| call.count >= 0) else {
+                maps::count(counter::PCP_COUNT_ERRORS, 1);
+                return;
+            };
+            let taken = if ret != 0 { block } else { 0 };
+            i64::from(after) - i64::from(call.count) + taken
+        }
+    };
+    if pages > 0 {
+        maps::count(counter::REFILL_BATCHES, 1);
+        maps::count(counter::REFILL_BATCH_PAGES, pages as u64);
+    } else if pages < 0 {
+        maps::count(counter::PCP_COUNT_ERRORS, 1);
+    }
 }
 
-/// `free_pcppages_bulk(zone, count, pcp, pindex)` entry: a PCP drain of `count` pages.
+/// `free_pcppages_bulk(zone, count, pcp[, pindex])` entry, before it takes `zone->lock`:
+/// note the list's count; the exit counts what left it (exact, whatever the orders, where
+/// `min(count, pcp->count)` can be a few pages short of a high-order block).
 #[inline(always)]
-pub fn on_free_bulk(zone: u64, count: i32) {
+pub fn on_free_bulk_entry(zone: u64, pcp: u64) {
     // SAFETY: helper with no preconditions.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     if !maps::cpu_selected(cpu) {
         return;
     }
     learn_zone(zone);
+    let call = PcpCall {
+        start_ns: 0,
+        pcp,
+        count: pcp_count(pcp).unwrap_or(-1),
+        order: 0,
+    };
+    push(&maps::BULK_STACK, call, counter::BULK_FREE_UNMATCHED);
+}
+
+/// `free_pcppages_bulk` exit, after `zone->lock` was released.
+#[inline(always)]
+pub fn on_free_bulk_exit() {
+    // SAFETY: helper with no preconditions.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    if !maps::cpu_selected(cpu) {
+        return;
+    }
+    let Some(call) = pop(&maps::BULK_STACK, counter::BULK_FREE_UNMATCHED) else {
+        return;
+    };
     maps::count(counter::BULK_FREE_CALLS, 1);
-    if count > 0 {
-        maps::count(counter::BULK_FREE_PAGES, count as u64);
+    match pcp_count(call.pcp).filter(|_| call.count >= 0) {
+        Some(after) if after <= call.count => {
+            maps::count(counter::BULK_FREE_PAGES, (call.count - after) as u64);
+        }
+        _ => maps::count(counter::PCP_COUNT_ERRORS, 1),
     }
 }
 

@@ -228,8 +228,7 @@ pub fn raw_page_free(ctx: RawTracePointContext) -> u32 {
 /// BTF and forbids the arithmetic zoneprof does on them (zone checks), so read the raw
 /// value through the helper, which yields a scalar.
 #[inline(always)]
-fn fentry_arg(ctx: &FEntryContext, n: usize) -> u64 {
-    use aya_ebpf::EbpfContext;
+fn fentry_arg<C: aya_ebpf::EbpfContext>(ctx: &C, n: usize) -> u64 {
     let p = ctx.as_ptr().cast::<u64>().wrapping_add(n);
     // SAFETY: the helper validates the address; ctx holds the traced function's arguments.
     unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(p) }.unwrap_or(0)
@@ -297,43 +296,94 @@ pub fn fe_defer_free(ctx: FEntryContext) -> u32 {
     0
 }
 
+// PCP batch hooks (see kfunc.rs): one program per target function, since the exit learns
+// its pages differently. Argument positions are checked against BTF before loading.
+
+/// fexit's view of the traced function's return value, which follows its arguments.
+/// Both rmqueue targets take 6 arguments (checked against BTF before loading).
+const RMQUEUE_NR_ARGS: usize = 6;
+
 #[kprobe]
 pub fn kp_rmqueue_pcplist(ctx: ProbeContext) -> u32 {
-    if let Some(zone) = ctx.arg::<u64>(0) {
-        kfunc::on_rmqueue_entry(zone);
+    if let (Some(zone), Some(order), Some(pcp)) =
+        (ctx.arg::<u64>(0), ctx.arg::<u32>(1), ctx.arg::<u64>(4))
+    {
+        kfunc::on_rmqueue_entry(zone, order, pcp);
     }
     0
 }
 
 #[kretprobe]
-pub fn krp_rmqueue_pcplist(_ctx: RetProbeContext) -> u32 {
-    kfunc::on_rmqueue_exit();
+pub fn krp_rmqueue_pcplist(ctx: RetProbeContext) -> u32 {
+    kfunc::on_rmqueue_exit(ctx.ret::<u64>(), kfunc::Refill::PcpList);
     0
 }
 
 #[fentry]
 pub fn fe_rmqueue_pcplist(ctx: FEntryContext) -> u32 {
-    kfunc::on_rmqueue_entry(fentry_arg(&ctx, 0));
+    kfunc::on_rmqueue_entry(
+        fentry_arg(&ctx, 0),
+        fentry_arg(&ctx, 1) as u32,
+        fentry_arg(&ctx, 4),
+    );
     0
 }
 
 #[fexit]
-pub fn fx_rmqueue_pcplist(_ctx: FExitContext) -> u32 {
-    kfunc::on_rmqueue_exit();
+pub fn fx_rmqueue_pcplist(ctx: FExitContext) -> u32 {
+    kfunc::on_rmqueue_exit(fentry_arg(&ctx, RMQUEUE_NR_ARGS), kfunc::Refill::PcpList);
+    0
+}
+
+#[kprobe]
+pub fn kp_rmqueue_bulk(ctx: ProbeContext) -> u32 {
+    if let (Some(zone), Some(order)) = (ctx.arg::<u64>(0), ctx.arg::<u32>(1)) {
+        kfunc::on_rmqueue_entry(zone, order, 0);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn krp_rmqueue_bulk(ctx: RetProbeContext) -> u32 {
+    kfunc::on_rmqueue_exit(ctx.ret::<u64>(), kfunc::Refill::Bulk);
+    0
+}
+
+#[fentry]
+pub fn fe_rmqueue_bulk(ctx: FEntryContext) -> u32 {
+    kfunc::on_rmqueue_entry(fentry_arg(&ctx, 0), fentry_arg(&ctx, 1) as u32, 0);
+    0
+}
+
+#[fexit]
+pub fn fx_rmqueue_bulk(ctx: FExitContext) -> u32 {
+    kfunc::on_rmqueue_exit(fentry_arg(&ctx, RMQUEUE_NR_ARGS), kfunc::Refill::Bulk);
     0
 }
 
 #[kprobe]
 pub fn kp_free_pcppages_bulk(ctx: ProbeContext) -> u32 {
-    if let (Some(zone), Some(count)) = (ctx.arg::<u64>(0), ctx.arg::<i32>(1)) {
-        kfunc::on_free_bulk(zone, count);
+    if let (Some(zone), Some(pcp)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(2)) {
+        kfunc::on_free_bulk_entry(zone, pcp);
     }
+    0
+}
+
+#[kretprobe]
+pub fn krp_free_pcppages_bulk(_ctx: RetProbeContext) -> u32 {
+    kfunc::on_free_bulk_exit();
     0
 }
 
 #[fentry]
 pub fn fe_free_pcppages_bulk(ctx: FEntryContext) -> u32 {
-    kfunc::on_free_bulk(fentry_arg(&ctx, 0), fentry_arg(&ctx, 1) as i32);
+    kfunc::on_free_bulk_entry(fentry_arg(&ctx, 0), fentry_arg(&ctx, 2));
+    0
+}
+
+#[fexit]
+pub fn fx_free_pcppages_bulk(_ctx: FExitContext) -> u32 {
+    kfunc::on_free_bulk_exit();
     0
 }
 

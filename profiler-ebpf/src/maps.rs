@@ -80,9 +80,13 @@ pub static FUNC_RANGES: Array<FuncRange> = Array::with_max_entries(func_slot::CO
 #[map]
 pub static CPU_ONLINE: Array<u8> = Array::with_max_entries(MAX_CPUS, 0);
 
-/// `__rmqueue_pcplist` entries in progress on each CPU.
+/// `__rmqueue_pcplist` / `rmqueue_bulk` calls in progress on each CPU.
 #[map]
 pub static RMQ_STACK: PerCpuArray<CallStack> = PerCpuArray::with_max_entries(1, 0);
+
+/// `free_pcppages_bulk` calls in progress on each CPU.
+#[map]
+pub static BULK_STACK: PerCpuArray<CallStack> = PerCpuArray::with_max_entries(1, 0);
 
 /// CPUs to record (1) when `CPU_FILTER_ON` is set.
 #[map]

@@ -10,8 +10,8 @@ use profiler_common::{
 
 use crate::{
     recording::{
-        Counters, CpuPages, HistEntry, LockWait, PageCell, PageTracking, SkbCell, SkbDefer,
-        SkbSite, StackInterner, ZoneLabel,
+        Counters, CpuPages, HistEntry, LockWait, PageCell, PageTracking, PcpCount, PcpMethod,
+        SkbCell, SkbDefer, SkbSite, StackInterner, ZoneLabel,
     },
     symbolize::Kallsyms,
 };
@@ -74,11 +74,18 @@ pub fn counters_from(raw: &[u64; counter::COUNT as usize]) -> Counters {
         page_track_full: c(counter::PAGE_TRACK_FULL),
         page_matrix_full: c(counter::PAGE_MATRIX_FULL),
         rmqueue_unmatched: c(counter::RMQUEUE_UNMATCHED),
+        bulk_free_unmatched: c(counter::BULK_FREE_UNMATCHED),
+        pcp_count_errors: c(counter::PCP_COUNT_ERRORS),
     }
 }
 
-/// PCP counters per CPU (only CPUs with any activity, or in `cpus`).
-pub fn read_pages(ebpf: &Ebpf, cpus: &[u32]) -> Result<Vec<CpuPages>, AggregateError> {
+/// PCP counters per CPU (only CPUs with any activity, or in `cpus`); refill and drain
+/// pages as `method` counted them.
+pub fn read_pages(
+    ebpf: &Ebpf,
+    cpus: &[u32],
+    method: PcpMethod,
+) -> Result<Vec<CpuPages>, AggregateError> {
     let arr: PerCpuArray<&MapData, PageCounters> =
         PerCpuArray::try_from(get_map(ebpf, "PAGES")?).map_err(map_err("PAGES"))?;
     let v = arr.get(&0, 0).map_err(map_err("PAGES"))?;
@@ -86,6 +93,8 @@ pub fn read_pages(ebpf: &Ebpf, cpus: &[u32]) -> Result<Vec<CpuPages>, AggregateE
     let rmq_ns = read_counter_per_cpu(ebpf, counter::RMQUEUE_NS)?;
     let bulk_calls = read_counter_per_cpu(ebpf, counter::BULK_FREE_CALLS)?;
     let bulk_pages = read_counter_per_cpu(ebpf, counter::BULK_FREE_PAGES)?;
+    let batch_pages = read_counter_per_cpu(ebpf, counter::REFILL_BATCH_PAGES)?;
+    let batches = read_counter_per_cpu(ebpf, counter::REFILL_BATCHES)?;
     let at = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
     let mut out = Vec::new();
     for (i, p) in v.iter().enumerate() {
@@ -97,18 +106,25 @@ pub fn read_pages(ebpf: &Ebpf, cpus: &[u32]) -> Result<Vec<CpuPages>, AggregateE
             + at(&bulk_calls, i)
             > 0;
         if active || cpus.contains(&cpu) {
+            let by = |m: PcpCount, page: u64, batch: u64| match m {
+                PcpCount::Page => page,
+                PcpCount::Batch => batch,
+                PcpCount::Off => 0,
+            };
             out.push(CpuPages {
                 cpu,
                 refill_events: p.refill_events,
-                refill_pages: p.refill_pages,
+                refill_pages: by(method.refill, p.refill_pages, at(&batch_pages, i)),
                 buddy_events: p.buddy_events,
                 buddy_pages: p.buddy_pages,
                 drain_events: p.drain_events,
-                drain_pages: p.drain_pages,
+                drain_pages: by(method.drain, p.drain_pages, at(&bulk_pages, i)),
                 rmqueue_calls: at(&rmq_calls, i),
                 rmqueue_ns: at(&rmq_ns, i),
                 bulk_free_calls: at(&bulk_calls, i),
                 bulk_free_pages: at(&bulk_pages, i),
+                refill_batch_pages: at(&batch_pages, i),
+                refill_batches: at(&batches, i),
             });
         }
     }

@@ -8,7 +8,7 @@
 //!
 //! Format reference: <https://docs.kernel.org/bpf/btf.html>.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Where the running kernel exposes its own BTF.
@@ -100,6 +100,8 @@ pub enum BtfError {
     NotAnArray { struct_name: String, member: String },
     #[error("btf_trace_{event} is not a pointer to a function prototype")]
     NotATracepointProto { event: String },
+    #[error("function {func} has no function prototype in BTF")]
+    NotAFuncProto { func: String },
     #[error("offset of member `{member}` in struct `{struct_name}` does not fit in 32 bits")]
     OffsetOverflow { struct_name: String, member: String },
 }
@@ -167,7 +169,8 @@ pub struct Btf {
     /// Named unions, by name; used when no struct has the name.
     unions: HashMap<Box<str>, Vec<u32>>,
     /// Names of all BTF_KIND_FUNC entries.
-    funcs: HashSet<Box<str>>,
+    /// Functions by name: the id of the first BTF_KIND_FUNC of that name.
+    funcs: HashMap<Box<str>, u32>,
     /// `btf_trace_<event>` typedefs (raw tracepoint prototypes), by event name.
     trace_protos: HashMap<Box<str>, u32>,
 }
@@ -303,7 +306,7 @@ impl Btf {
             types: Vec::new(),
             structs: HashMap::new(),
             unions: HashMap::new(),
-            funcs: HashSet::new(),
+            funcs: HashMap::new(),
             trace_protos: HashMap::new(),
         };
         btf.read_types(type_start, type_end)?;
@@ -346,7 +349,7 @@ impl Btf {
     fn build_index(&mut self) -> Result<(), BtfError> {
         let mut structs: HashMap<Box<str>, Vec<u32>> = HashMap::new();
         let mut unions: HashMap<Box<str>, Vec<u32>> = HashMap::new();
-        let mut funcs: HashSet<Box<str>> = HashSet::new();
+        let mut funcs: HashMap<Box<str>, u32> = HashMap::new();
         let mut trace_protos: HashMap<Box<str>, u32> = HashMap::new();
         for (idx, t) in self.types.iter().enumerate() {
             let map = match t.kind() {
@@ -360,8 +363,8 @@ impl Btf {
                 kind::UNION => &mut unions,
                 kind::FUNC => {
                     let name = self.str_at(t.name_off)?;
-                    if !name.is_empty() {
-                        funcs.insert(name.into());
+                    if !name.is_empty() && !funcs.contains_key(name) {
+                        funcs.insert(name.into(), (idx + 1) as u32);
                     }
                     continue;
                 }
@@ -447,7 +450,32 @@ impl Btf {
 
     /// Whether a BTF_KIND_FUNC named `name` exists (fentry needs it).
     pub fn has_func(&self, name: &str) -> bool {
-        self.funcs.contains(name)
+        self.funcs.contains_key(name)
+    }
+
+    /// C types of function `name`'s parameters, in order (`struct zone *`, `unsigned int`,
+    /// ...): what a kprobe or fentry program finds in its argument registers. Ok(None) when
+    /// BTF has no such function.
+    pub fn func_arg_types(&self, name: &str) -> Result<Option<Vec<String>>, BtfError> {
+        let Some(&id) = self.funcs.get(name) else {
+            return Ok(None);
+        };
+        let not_proto = || BtfError::NotAFuncProto {
+            func: name.to_string(),
+        };
+        let proto = self.ty(id)?.size_or_type;
+        if proto == 0 {
+            return Err(not_proto());
+        }
+        let t = self.ty(proto)?;
+        if t.kind() != kind::FUNC_PROTO {
+            return Err(not_proto());
+        }
+        // struct btf_param { name_off, type }.
+        (0..t.vlen())
+            .map(|i| self.c_type(self.u32_at(t.extra + i * 8 + 4)?, 0))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     /// C types of tracepoint `event`'s `TP_PROTO` arguments, in order (`struct page *`,
@@ -930,6 +958,16 @@ mod tests {
     }
 
     #[test]
+    fn func_arg_types_from_the_prototype() {
+        let btf = sample_btf();
+        assert_eq!(
+            btf.func_arg_types("do_thing").unwrap(),
+            Some(vec!["int".to_string(), "unsigned long".to_string()])
+        );
+        assert_eq!(btf.func_arg_types("no_such_func").unwrap(), None);
+    }
+
+    #[test]
     fn missing_member_is_none_and_missing_struct_is_err() {
         let btf = sample_btf();
         assert_eq!(btf.member_offset("thing", "nope").unwrap(), None);
@@ -1219,5 +1257,36 @@ mod tests {
         }
         assert!(btf.has_func("consume_skb"));
         assert!(!btf.has_func("no_such_function_zoneprof"));
+        // The PCP batch hooks read these arguments by position.
+        let args = btf
+            .func_arg_types("free_pcppages_bulk")
+            .unwrap()
+            .expect("free_pcppages_bulk in BTF");
+        assert_eq!(
+            args[..3],
+            ["struct zone *", "int", "struct per_cpu_pages *"]
+        );
+        assert!(
+            btf.member_offset("per_cpu_pages", "count")
+                .unwrap()
+                .is_some()
+        );
+        if release.starts_with("6.18") {
+            assert_eq!(
+                btf.func_arg_types("__rmqueue_pcplist").unwrap(),
+                Some(
+                    [
+                        "struct zone *",
+                        "unsigned int",
+                        "int",
+                        "unsigned int",
+                        "struct per_cpu_pages *",
+                        "struct list_head *"
+                    ]
+                    .map(String::from)
+                    .to_vec()
+                )
+            );
+        }
     }
 }

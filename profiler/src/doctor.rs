@@ -243,6 +243,8 @@ pub fn run() -> Doctor {
             page_sample: 64,
             backend: Default::default(),
             only: None,
+            // Every PCP probe, batch and per page, so each is tried for real.
+            pcp: crate::probes::PcpMode::Page,
         };
         let host = host::host_info().ok();
         let (cpu_node, online) = host
@@ -336,6 +338,80 @@ pub fn to_text(d: &Doctor) -> String {
         } else {
             "No useful recording is possible on this host: fix the FAIL lines above."
         }
+    );
+    s
+}
+
+/// `zoneprof doctor --methods`: every method of every probe, tried on its own.
+#[derive(Debug, Clone, Serialize)]
+pub struct Methods {
+    pub format: &'static str,
+    pub version: u32,
+    pub kernel_release: String,
+    pub trials: Vec<attach::MethodTrial>,
+}
+
+impl Methods {
+    /// Programs the verifier refused: a zoneprof bug wherever the target exists.
+    pub fn rejected(&self) -> impl Iterator<Item = &attach::MethodTrial> {
+        self.trials
+            .iter()
+            .filter(|t| t.result == attach::TrialResult::Rejected)
+    }
+}
+
+pub fn methods() -> anyhow::Result<Methods> {
+    use anyhow::Context as _;
+    let ksyms = Kallsyms::load().ok();
+    let host = host::host_info().context("reading host facts")?;
+    let trials = attach::try_every_method(ksyms.as_ref(), &host.cpu_node, &host.online_cpus)
+        .context("trying the probe methods")?;
+    Ok(Methods {
+        format: "zoneprof-methods",
+        version: 1,
+        kernel_release: host.kernel_release.clone(),
+        trials,
+    })
+}
+
+pub fn methods_text(m: &Methods) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!(
+        "Probe methods on Linux {}: each loaded and attached on its own, then detached\n",
+        m.kernel_release
+    );
+    let _ = writeln!(
+        s,
+        "  {:<24} {:<15} {:<60} {:<11} detail",
+        "probe", "method", "programs @ target", "result"
+    );
+    for t in &m.trials {
+        let _ = writeln!(
+            s,
+            "  {:<24} {:<15} {:<60} {:<11} {}",
+            t.probe,
+            t.method,
+            format!("{} @ {}", t.programs.join("+"), t.target),
+            t.result.name(),
+            t.detail.as_deref().unwrap_or("")
+        );
+    }
+    let rejected = m.rejected().count();
+    let _ = writeln!(
+        s,
+        "{} attached, {rejected} rejected by the verifier, {} refused, {} unavailable",
+        m.trials
+            .iter()
+            .filter(|t| t.result == attach::TrialResult::Attached)
+            .count(),
+        m.trials
+            .iter()
+            .filter(|t| t.result == attach::TrialResult::Refused)
+            .count(),
+        m.trials
+            .iter()
+            .filter(|t| t.result == attach::TrialResult::Unavailable)
+            .count(),
     );
     s
 }

@@ -34,6 +34,11 @@ enum Cmd {
     Doctor {
         #[arg(long, value_enum, default_value = "text")]
         format: DoctorFormat,
+        /// Instead: load and attach every method of every probe on its own (kprobe, fentry,
+        /// tracepoint, raw tracepoint; each target), then detach; exit 1 if the verifier
+        /// rejects any program.
+        #[arg(long)]
+        methods: bool,
     },
     /// Report a recording: zone-lock wait per CPU split alloc/free, stacks, PCP traffic.
     Report(ReportArgs),
@@ -82,6 +87,12 @@ struct RecordArgs {
     /// need their option.
     #[arg(long, value_delimiter = ',', value_parser = parse_probe)]
     probes: Option<Vec<String>>,
+    /// How PCP refills and drains are counted: auto (per batch, outside zone->lock, where
+    /// the kernel has a hook for it; else per page), batch (per batch only), page (per
+    /// page, with the `kmem:` tracepoints that fire under zone->lock), off (not counted:
+    /// no PCP program runs under zone->lock).
+    #[arg(long, value_enum, default_value = "auto")]
+    pcp: PcpArg,
     /// Track one page in N (by a hash of its pfn or struct page address) with --page-flows.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     page_sample: u32,
@@ -94,6 +105,25 @@ struct RecordArgs {
 enum DoctorFormat {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PcpArg {
+    Auto,
+    Batch,
+    Page,
+    Off,
+}
+
+impl From<PcpArg> for zoneprof::probes::PcpMode {
+    fn from(p: PcpArg) -> Self {
+        match p {
+            PcpArg::Auto => Self::Auto,
+            PcpArg::Batch => Self::Batch,
+            PcpArg::Page => Self::Page,
+            PcpArg::Off => Self::Off,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -219,7 +249,25 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Record(a) => cmd_record(a),
-        Cmd::Doctor { format } => {
+        Cmd::Doctor {
+            format,
+            methods: true,
+        } => {
+            let m = zoneprof::doctor::methods()?;
+            match format {
+                DoctorFormat::Text => print!("{}", zoneprof::doctor::methods_text(&m)),
+                DoctorFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&m).context("serializing the method trials")?
+                ),
+            }
+            Ok(if m.rejected().next().is_none() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Doctor { format, .. } => {
             let d = zoneprof::doctor::run();
             match format {
                 DoctorFormat::Text => print!("{}", zoneprof::doctor::to_text(&d)),
@@ -267,6 +315,7 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
             page_sample: a.page_sample,
             backend: a.backend.into(),
             only: a.probes,
+            pcp: a.pcp.into(),
         },
     };
     let out = runtime()?.block_on(record::record(opts))?;

@@ -27,14 +27,79 @@ pub enum Method {
         program: &'static str,
         exit: Option<&'static str>,
         targets: &'static [&'static str],
+        proto: Proto,
     },
     /// kprobe (and kretprobe when `ret` is set) on the first target kallsyms lists,
-    /// `.isra.N`/`.constprop.N` clones included; needs CONFIG_KPROBES.
+    /// `.isra.N`/`.constprop.N` clones included (unless `proto` says which arguments are
+    /// read: a clone's arguments may differ from the prototype); needs CONFIG_KPROBES.
     Kprobe {
         program: &'static str,
         ret: Option<&'static str>,
         targets: &'static [&'static str],
+        proto: Proto,
     },
+}
+
+/// What a kprobe/fentry program reads of its target's arguments beyond the first, checked
+/// against the function's prototype in BTF before loading, so that a kernel that changed
+/// the function falls back with the reason instead of counting garbage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proto {
+    /// C types of the parameters by position, as BTF spells them; "" = not read.
+    pub args: &'static [&'static str],
+    /// The prototype must have exactly `args.len()` parameters: fexit finds the return
+    /// value right after the arguments, at a position fixed when the program was built.
+    pub exact: bool,
+}
+
+impl Proto {
+    /// Reads nothing that needs checking (the first argument, or none).
+    pub const ANY: Proto = Proto {
+        args: &[],
+        exact: false,
+    };
+
+    pub fn is_any(&self) -> bool {
+        self.args.is_empty() && !self.exact
+    }
+}
+
+/// How a probe takes part in counting PCP pages (`record --pcp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PcpRole {
+    None,
+    /// Counts pages per call, outside `zone->lock`.
+    Batch,
+    /// Counts pages one by one, inside `zone->lock`; under `--pcp auto` it attaches only
+    /// when `batch` (earlier in the catalog) did not.
+    PerPage {
+        batch: &'static str,
+    },
+}
+
+/// `record --pcp`: how PCP refills and drains are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PcpMode {
+    /// Per batch where the kernel lets a hook out of the lock, else per page.
+    #[default]
+    Auto,
+    /// Per batch only; a side without a batch hook is not counted.
+    Batch,
+    /// Per page (the `kmem:` tracepoints, under the lock); batch hooks still run.
+    Page,
+    /// Neither: no program runs under `zone->lock` for PCP accounting.
+    Off,
+}
+
+impl PcpMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            PcpMode::Auto => "auto",
+            PcpMode::Batch => "batch",
+            PcpMode::Page => "page",
+            PcpMode::Off => "off",
+        }
+    }
 }
 
 /// The backends `--backend` can force.
@@ -74,6 +139,17 @@ impl Method {
         }
     }
 
+    /// The programs it loads: the entry program, then its exit program.
+    pub fn programs(&self) -> Vec<&'static str> {
+        match *self {
+            Method::Tracepoint { program, .. } | Method::RawTracepoint { program, .. } => {
+                vec![program]
+            }
+            Method::Fentry { program, exit, .. } => std::iter::once(program).chain(exit).collect(),
+            Method::Kprobe { program, ret, .. } => std::iter::once(program).chain(ret).collect(),
+        }
+    }
+
     pub fn allowed_by(&self, b: Backend) -> bool {
         matches!(
             (b, self),
@@ -102,6 +178,8 @@ pub struct ProbeSpec {
     pub opt_in: Option<&'static str>,
     /// What is lost when the probe is missing, for "not observable" lines.
     pub feeds: &'static str,
+    /// Its part in PCP page counting.
+    pub pcp: PcpRole,
 }
 
 const fn tp(program: &'static str, category: &'static str, event: &'static str) -> Method {
@@ -140,6 +218,7 @@ pub const CONTENTION_BEGIN: ProbeSpec = ProbeSpec {
     fields: &["lock_addr", "flags"],
     field_globals: &[("CB_LOCK_ADDR_OFF", "lock_addr"), ("CB_FLAGS_OFF", "flags")],
     opt_in: None,
+    pcp: PcpRole::None,
     feeds: "lock wait times and stacks (zone lock and every other contended lock)",
 };
 
@@ -152,6 +231,7 @@ pub const CONTENTION_END: ProbeSpec = ProbeSpec {
     fields: &["lock_addr"],
     field_globals: &[("CE_LOCK_ADDR_OFF", "lock_addr")],
     opt_in: None,
+    pcp: PcpRole::None,
     feeds: "lock wait times and stacks (zone lock and every other contended lock)",
 };
 
@@ -178,7 +258,10 @@ pub const PCP_REFILL: ProbeSpec = ProbeSpec {
         ("PA_REFILL_OFF", "percpu_refill"),
     ],
     opt_in: None,
-    feeds: "pages refilled into per-CPU page lists under zone->lock",
+    pcp: PcpRole::PerPage {
+        batch: "rmqueue_pcplist",
+    },
+    feeds: "pages refilled into per-CPU page lists, counted per page under zone->lock",
 };
 
 pub const PCP_DRAIN: ProbeSpec = ProbeSpec {
@@ -195,7 +278,10 @@ pub const PCP_DRAIN: ProbeSpec = ProbeSpec {
     fields: &["order"],
     field_globals: &[("PD_ORDER_OFF", "order")],
     opt_in: None,
-    feeds: "pages drained from per-CPU page lists under zone->lock",
+    pcp: PcpRole::PerPage {
+        batch: "free_pcppages_bulk",
+    },
+    feeds: "pages drained from per-CPU page lists, counted per page under zone->lock",
 };
 
 pub const CONSUME_SKB: ProbeSpec = ProbeSpec {
@@ -214,17 +300,20 @@ pub const CONSUME_SKB: ProbeSpec = ProbeSpec {
             program: "fe_consume_skb",
             exit: None,
             targets: &["consume_skb"],
+            proto: Proto::ANY,
         },
         Method::Kprobe {
             program: "kp_consume_skb",
             ret: None,
             targets: &["consume_skb"],
+            proto: Proto::ANY,
         },
     ],
     // `location` (the caller) only since 6.3.
     fields: &["skbaddr"],
     field_globals: &[("CS_SKB_OFF", "skbaddr"), ("CS_LOC_OFF", "location")],
     opt_in: None,
+    pcp: PcpRole::None,
     feeds: "SKB frees by consume_skb: alloc-CPU x free-CPU matrix and free sites",
 };
 
@@ -243,16 +332,19 @@ pub const KFREE_SKB: ProbeSpec = ProbeSpec {
             program: "fe_kfree_skb",
             exit: None,
             targets: &["sk_skb_reason_drop", "kfree_skb_reason", "kfree_skb"],
+            proto: Proto::ANY,
         },
         Method::Kprobe {
             program: "kp_kfree_skb",
             ret: None,
             targets: &["sk_skb_reason_drop", "kfree_skb_reason", "kfree_skb"],
+            proto: Proto::ANY,
         },
     ],
     fields: &["skbaddr"],
     field_globals: &[("KS_SKB_OFF", "skbaddr"), ("KS_LOC_OFF", "location")],
     opt_in: None,
+    pcp: PcpRole::None,
     feeds: "SKB drops by kfree_skb: alloc-CPU x free-CPU matrix and free sites",
 };
 
@@ -273,6 +365,7 @@ pub const DEFER_IPI: ProbeSpec = ProbeSpec {
     fields: &["func"],
     field_globals: &[("CSD_FUNC_OFF", "func")],
     opt_in: None,
+    pcp: PcpRole::None,
     feeds: "IPIs that kick deferred SKB flushes (the cost side of skb_attempt_defer_free)",
 };
 
@@ -290,6 +383,7 @@ pub const PAGE_ALLOC: ProbeSpec = ProbeSpec {
     fields: &["pfn", "order"],
     field_globals: &[("PG_ALLOC_PFN_OFF", "pfn"), ("PG_ALLOC_ORDER_OFF", "order")],
     opt_in: Some("--page-flows"),
+    pcp: PcpRole::None,
     feeds: "page alloc-CPU x free-CPU flows, lifetimes and orders (sampled)",
 };
 
@@ -307,6 +401,7 @@ pub const PAGE_FREE: ProbeSpec = ProbeSpec {
     fields: &["pfn", "order"],
     field_globals: &[("PG_FREE_PFN_OFF", "pfn"), ("PG_FREE_ORDER_OFF", "order")],
     opt_in: Some("--page-flows"),
+    pcp: PcpRole::None,
     feeds: "page alloc-CPU x free-CPU flows, lifetimes and orders (sampled)",
 };
 
@@ -318,73 +413,123 @@ pub const SKB_DEFER_FREE: ProbeSpec = ProbeSpec {
             program: "fe_defer_free",
             exit: None,
             targets: &["skb_attempt_defer_free"],
+            proto: Proto::ANY,
         },
         Method::Kprobe {
             program: "kp_defer_free",
             ret: None,
             targets: &["skb_attempt_defer_free"],
+            proto: Proto::ANY,
         },
     ],
     fields: &[],
     field_globals: &[],
     opt_in: None,
+    pcp: PcpRole::None,
     feeds: "deferred vs immediate SKB frees (skb_attempt_defer_free) and their free sites",
+};
+
+/// `__rmqueue_pcplist(zone, order, migratetype, alloc_flags, pcp, list)` (5.15+).
+const RMQUEUE_PCPLIST_PROTO: Proto = Proto {
+    args: &[
+        "struct zone *",
+        "unsigned int",
+        "",
+        "",
+        "struct per_cpu_pages *",
+        "",
+    ],
+    exact: true,
+};
+
+/// `rmqueue_bulk(zone, order, count, list, migratetype, alloc_flags)`.
+const RMQUEUE_BULK_PROTO: Proto = Proto {
+    args: &["struct zone *", "unsigned int", "", "", "", ""],
+    exact: true,
+};
+
+/// `free_pcppages_bulk(zone, count, pcp[, pindex])` (pindex since 5.19).
+const FREE_PCPPAGES_BULK_PROTO: Proto = Proto {
+    args: &["struct zone *", "int", "struct per_cpu_pages *"],
+    exact: false,
 };
 
 pub const RMQUEUE_PCPLIST: ProbeSpec = ProbeSpec {
     name: "rmqueue_pcplist",
-    // `rmqueue_bulk` is the nearest caller of the refill when __rmqueue_pcplist is not
-    // attachable; both take `struct zone *` first.
+    // The card's probe: the PCP allocation path, timed on the allocating CPU. Its exit
+    // counts the pages a refill brought (pcp->count across the call) outside zone->lock.
+    // `rmqueue_bulk`, the refill itself, where `__rmqueue_pcplist` is inlined or notrace
+    // (Ubuntu 5.15-6.8, Debian 6.1): its return value is the blocks taken.
     methods: &[
         Method::Fentry {
             program: "fe_rmqueue_pcplist",
             exit: Some("fx_rmqueue_pcplist"),
-            targets: &["__rmqueue_pcplist", "rmqueue_bulk"],
+            targets: &["__rmqueue_pcplist"],
+            proto: RMQUEUE_PCPLIST_PROTO,
+        },
+        Method::Fentry {
+            program: "fe_rmqueue_bulk",
+            exit: Some("fx_rmqueue_bulk"),
+            targets: &["rmqueue_bulk"],
+            proto: RMQUEUE_BULK_PROTO,
         },
         Method::Kprobe {
             program: "kp_rmqueue_pcplist",
             ret: Some("krp_rmqueue_pcplist"),
-            targets: &["__rmqueue_pcplist", "rmqueue_bulk"],
+            targets: &["__rmqueue_pcplist"],
+            proto: RMQUEUE_PCPLIST_PROTO,
+        },
+        Method::Kprobe {
+            program: "kp_rmqueue_bulk",
+            ret: Some("krp_rmqueue_bulk"),
+            targets: &["rmqueue_bulk"],
+            proto: RMQUEUE_BULK_PROTO,
         },
     ],
     fields: &[],
     field_globals: &[],
     opt_in: None,
-    feeds: "PCP allocation slow-path calls and time per CPU, and its zone",
+    pcp: PcpRole::Batch,
+    feeds: "PCP allocation slow-path calls and time per CPU, pages refilled per batch outside zone->lock, and the zone",
 };
 
 pub const FREE_PCPPAGES_BULK: ProbeSpec = ProbeSpec {
     name: "free_pcppages_bulk",
+    // Entry before the function takes zone->lock, exit after it released it.
     methods: &[
         Method::Fentry {
             program: "fe_free_pcppages_bulk",
-            exit: None,
+            exit: Some("fx_free_pcppages_bulk"),
             targets: &["free_pcppages_bulk"],
+            proto: FREE_PCPPAGES_BULK_PROTO,
         },
         Method::Kprobe {
             program: "kp_free_pcppages_bulk",
-            ret: None,
+            ret: Some("krp_free_pcppages_bulk"),
             targets: &["free_pcppages_bulk"],
+            proto: FREE_PCPPAGES_BULK_PROTO,
         },
     ],
     fields: &[],
     field_globals: &[],
     opt_in: None,
-    feeds: "PCP drain calls and pages per CPU, and their zone",
+    pcp: PcpRole::Batch,
+    feeds: "PCP drain calls and pages per CPU, counted per batch outside zone->lock, and the zone",
 };
 
 /// Every probe, in attach order.
+/// The PCP batch probes come before their per-page fallbacks (`PcpRole::PerPage`).
 pub const CATALOG: &[ProbeSpec] = &[
     CONTENTION_BEGIN,
     CONTENTION_END,
+    RMQUEUE_PCPLIST,
+    FREE_PCPPAGES_BULK,
     PCP_REFILL,
     PCP_DRAIN,
     CONSUME_SKB,
     KFREE_SKB,
     DEFER_IPI,
     SKB_DEFER_FREE,
-    RMQUEUE_PCPLIST,
-    FREE_PCPPAGES_BULK,
     PAGE_ALLOC,
     PAGE_FREE,
 ];

@@ -196,7 +196,8 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
         .any(|p| p.name == "contention_begin" && p.attached && p.method == "raw_tracepoint");
     let tables = aggregate::read_lock_tables(&attached.ebpf, ksyms.as_ref(), raw_stacks)?;
     counters.unsymbolized_frames = tables.unsymbolized_frames;
-    let pcp = aggregate::read_pages(&attached.ebpf, &cpus)?;
+    let pcp_method = crate::recording::PcpMethod::of(&attached.probes);
+    let pcp = aggregate::read_pages(&attached.ebpf, &cpus, pcp_method)?;
     let skb = aggregate::read_skb_tables(&attached.ebpf, ksyms.as_ref())?;
     let page_flows_on = attached
         .probes

@@ -77,6 +77,54 @@ pub struct ProbeStatus {
     pub attempts: Vec<AttachAttempt>,
 }
 
+/// How a recording counted PCP pages on one side: per batch (outside `zone->lock`), per
+/// page (the `kmem:` tracepoints, inside it), or not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PcpCount {
+    Batch,
+    Page,
+    Off,
+}
+
+impl PcpCount {
+    pub fn name(self) -> &'static str {
+        match self {
+            PcpCount::Batch => "batch",
+            PcpCount::Page => "page",
+            PcpCount::Off => "off",
+        }
+    }
+}
+
+/// The PCP counting method of each side (`totals.pcp_method` in the JSON report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PcpMethod {
+    pub refill: PcpCount,
+    pub drain: PcpCount,
+}
+
+impl PcpMethod {
+    /// Read from which probes attached: the per-page probe attaches only when asked for
+    /// (`--pcp page`) or when the batch probe could not, so it wins when present.
+    pub fn of(probes: &[ProbeStatus]) -> PcpMethod {
+        let on = |name: &str| probes.iter().any(|p| p.name == name && p.attached);
+        let side = |page: &str, batch: &str| {
+            if on(page) {
+                PcpCount::Page
+            } else if on(batch) {
+                PcpCount::Batch
+            } else {
+                PcpCount::Off
+            }
+        };
+        PcpMethod {
+            refill: side("pcp_refill", "rmqueue_pcplist"),
+            drain: side("pcp_drain", "free_pcppages_bulk"),
+        }
+    }
+}
+
 /// Wait on one lock address, from one kernel stack, on one CPU.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockWait {
@@ -117,6 +165,10 @@ impl ZoneLabel {
 }
 
 /// PCP list refills (buddy -> PCP) and drains (PCP -> buddy) on one CPU.
+/// `refill_pages` / `drain_pages` are counted by the recording's PCP method
+/// ([`PcpMethod::of`] its probes); the `*_events` are per-page tracepoint events (0 when
+/// counted per batch); `refill_batch_pages` and `bulk_free_pages` are the per-batch
+/// counts whenever the batch probes ran (with `--pcp page` too, to check one by the other).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CpuPages {
     pub cpu: u32,
@@ -131,11 +183,17 @@ pub struct CpuPages {
     pub rmqueue_calls: u64,
     #[serde(default)]
     pub rmqueue_ns: u64,
-    /// `free_pcppages_bulk` calls and the pages they were asked to free (kprobe/fentry).
+    /// `free_pcppages_bulk` calls and the pages they freed (kprobe/fentry).
     #[serde(default)]
     pub bulk_free_calls: u64,
     #[serde(default)]
     pub bulk_free_pages: u64,
+    /// Pages refilled counted per batch outside `zone->lock` by `rmqueue_pcplist`, and
+    /// the calls that refilled.
+    #[serde(default)]
+    pub refill_batch_pages: u64,
+    #[serde(default)]
+    pub refill_batches: u64,
 }
 
 /// Event counts and every way an event can be lost, summed over CPUs.
@@ -179,6 +237,12 @@ pub struct Counters {
     /// `__rmqueue_pcplist` exits without a matching entry.
     #[serde(default)]
     pub rmqueue_unmatched: u64,
+    /// `free_pcppages_bulk` exits without a matching entry.
+    #[serde(default)]
+    pub bulk_free_unmatched: u64,
+    /// PCP batches not counted: `pcp->count` unreadable or moved the wrong way.
+    #[serde(default)]
+    pub pcp_count_errors: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::{
     analysis::{self, ClassifiedWait, SideNs},
     classify::{LockClass, Side},
-    recording::{Counters, Recording},
+    recording::{Counters, PcpCount, PcpMethod, Recording},
     units::{fmt_count, fmt_ns, fmt_pct},
 };
 
@@ -104,6 +104,8 @@ pub struct Totals {
     pub pcp_drain_pages: u64,
     pub pcp_refill_events: u64,
     pub pcp_drain_events: u64,
+    /// How the PCP pages above were counted, per side.
+    pub pcp_method: PcpMethod,
     /// Zone-lock wait as a share of all recorded CPU time (duration x CPUs), percent.
     pub zone_lock_wait_pct_of_cpu_time: f64,
 }
@@ -135,6 +137,8 @@ pub struct PerCpu {
     /// `free_pcppages_bulk` calls and pages (kprobe/fentry; 0 when not attached).
     pub pcp_bulk_free_calls: u64,
     pub pcp_bulk_free_pages: u64,
+    /// Pages refilled counted per batch by `rmqueue_pcplist` (0 when not attached).
+    pub pcp_refill_batch_pages: u64,
 }
 
 impl PerCpu {
@@ -294,6 +298,7 @@ pub fn build(rec: &Recording, top: usize) -> Report {
                 rmqueue_ns: p.map_or(0, |p| p.rmqueue_ns),
                 pcp_bulk_free_calls: p.map_or(0, |p| p.bulk_free_calls),
                 pcp_bulk_free_pages: p.map_or(0, |p| p.bulk_free_pages),
+                pcp_refill_batch_pages: p.map_or(0, |p| p.refill_batch_pages),
             }
         })
         .collect();
@@ -307,6 +312,7 @@ pub fn build(rec: &Recording, top: usize) -> Report {
         pcp_drain_pages: rec.pcp.iter().map(|p| p.drain_pages).sum(),
         pcp_refill_events: rec.pcp.iter().map(|p| p.refill_events).sum(),
         pcp_drain_events: rec.pcp.iter().map(|p| p.drain_events).sum(),
+        pcp_method: PcpMethod::of(&rec.probes),
         zone_lock_wait_pct_of_cpu_time: 100.0 * zone.total() as f64
             / (dur_ns * rec.cpus.len().max(1) as f64),
     };
@@ -659,18 +665,27 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
         fmt_ns(t.other_lock_wait_ns),
         fmt_count(t.contentions)
     )?;
-    let attached = |n: &str| r.probes.iter().any(|p| p.name == n && p.attached);
-    if attached("pcp_refill") || attached("pcp_drain") {
+    let m = t.pcp_method;
+    let how = |c: PcpCount| match c {
+        PcpCount::Batch => "per batch, outside zone->lock",
+        PcpCount::Page => "per page, under zone->lock",
+        PcpCount::Off => "not recorded",
+    };
+    let side = |c: PcpCount, pages: u64| match c {
+        PcpCount::Off => "not recorded".to_string(),
+        c => format!("{} ({})", fmt_count(pages), how(c)),
+    };
+    if m.refill == PcpCount::Off && m.drain == PcpCount::Off {
         writeln!(
             s,
-            "PCP lists: {} pages refilled from the buddy allocator, {} drained to it",
-            fmt_count(t.pcp_refill_pages),
-            fmt_count(t.pcp_drain_pages)
+            "PCP lists: not recorded (no PCP probe attached: see the probes)"
         )?;
     } else {
         writeln!(
             s,
-            "PCP lists: not recorded (pcp_refill and pcp_drain not attached)"
+            "PCP lists: pages refilled from the buddy allocator {}; drained to it {}",
+            side(m.refill, t.pcp_refill_pages),
+            side(m.drain, t.pcp_drain_pages)
         )?;
     }
     for zr in &r.zones {

@@ -197,6 +197,7 @@ pub fn maps() -> Vec<MapDef> {
         ),
         def("CPU_ONLINE", Array, 4, 1, pc::MAX_CPUS),
         def("RMQ_STACK", PerCpuArray, 4, sz::<pc::CallStack>(), 1),
+        def("BULK_STACK", PerCpuArray, 4, sz::<pc::CallStack>(), 1),
         def("CPU_FILTER", Array, 4, 1, pc::MAX_CPUS),
     ]
 }
@@ -309,11 +310,12 @@ mod tests {
             ("ZONE_CACHE", 427_072),
             ("STACKS", 17_039_680),
             ("SPIN_STACK", 592),
-            ("COUNTERS", 1_032),
+            ("COUNTERS", 1_128),
             ("PAGE_LIFETIME", 1_272),
             ("CPU_ONLINE", 33_080),
             ("FUNC_RANGES", 376),
-            ("RMQ_STACK", 400),
+            ("RMQ_STACK", 528),
+            ("BULK_STACK", 528),
         ] {
             assert_eq!(map_bytes(&find(name), 2), memlock, "{name}");
         }
