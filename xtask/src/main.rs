@@ -195,7 +195,8 @@ struct BenchArgs {
 
 #[derive(clap::Args)]
 struct KernelArgs {
-    /// Debian cloud kernel series to boot: 6.1, 6.12 or all; repeatable or comma-separated.
+    /// Kernels to boot: Debian cloud series 6.1, 6.12, the shared 6.12-noinline (PCP refill
+    /// functions out of line), or all; repeatable or comma-separated.
     #[arg(long, value_name = "SERIES")]
     kernel: Vec<String>,
     /// A local bzImage to boot (modules must be built in); repeatable. Checked against

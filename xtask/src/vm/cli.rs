@@ -20,20 +20,42 @@ const BUDGET: Duration = Duration::from_secs(20 * 60);
 pub enum KernelSel {
     /// Debian cloud kernel series ("6.1", "6.12").
     Debian(String),
+    /// A kernel of `../shared/kernels` by its short name ("6.12-noinline").
+    Shared(String),
     BzImage(PathBuf),
 }
+
+/// Kernels of `../shared/kernels` that `--kernel` names: (name, file).
+pub const SHARED_KERNELS: &[(&str, &str)] = &[
+    // rmqueue_bulk and __rmqueue_pcplist out of line: the PCP batch hooks, for real.
+    ("6.12-noinline", "bzImage-6.12.117-pcp-noinline"),
+];
 
 impl KernelSel {
     fn label(&self) -> String {
         match self {
-            KernelSel::Debian(s) => s.clone(),
+            KernelSel::Debian(s) | KernelSel::Shared(s) => s.clone(),
             KernelSel::BzImage(p) => p.display().to_string(),
         }
     }
 
-    fn resolve(&self, dirs: &Dirs) -> Result<Kernel> {
+    fn resolve(&self, ws: &Workspace, dirs: &Dirs) -> Result<Kernel> {
         match self {
             KernelSel::Debian(series) => kernel::debian(series, &dirs.kernels()),
+            KernelSel::Shared(name) => {
+                let file = SHARED_KERNELS
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, f)| *f)
+                    .ok_or_else(|| anyhow!("no shared kernel named {name}"))?;
+                let path = super::compare::shared_dir(ws).join(file);
+                let k = kernel::bzimage(&path)?;
+                // A shared kernel is only trusted as published.
+                if !k.origin.contains("SHA-256 verified") {
+                    bail!("{} is not verified: {}", path.display(), k.origin);
+                }
+                Ok(k)
+            }
             KernelSel::BzImage(p) => kernel::bzimage(p),
         }
     }
@@ -59,16 +81,27 @@ pub fn select(
     };
     for k in requested {
         for part in k.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let shared = |n: &str| SHARED_KERNELS.iter().any(|(s, _)| *s == n);
             if part == "all" {
                 for s in kernel::DEBIAN_SERIES {
                     add(KernelSel::Debian((*s).to_owned()));
                 }
+                for (s, _) in SHARED_KERNELS {
+                    add(KernelSel::Shared((*s).to_owned()));
+                }
             } else if kernel::DEBIAN_SERIES.contains(&part) {
                 add(KernelSel::Debian(part.to_owned()));
+            } else if shared(part) {
+                add(KernelSel::Shared(part.to_owned()));
             } else {
+                let names: Vec<&str> = kernel::DEBIAN_SERIES
+                    .iter()
+                    .copied()
+                    .chain(SHARED_KERNELS.iter().map(|(n, _)| *n))
+                    .collect();
                 bail!(
                     "unknown --kernel {part:?}: use {} or all (or --bzimage PATH)",
-                    kernel::DEBIAN_SERIES.join(", ")
+                    names.join(", ")
                 );
             }
         }
@@ -111,6 +144,8 @@ struct KernelRun {
     guest_boot_s: Option<f64>,
     elapsed: Option<Duration>,
     info: Option<KernelInfo>,
+    /// `zoneprof doctor --methods` in the guest.
+    methods: Option<scenarios::MethodTable>,
 }
 
 /// `cargo xtask vm-test --list`: the scenario table for `backends` (default: default).
@@ -183,7 +218,7 @@ pub fn vm_test(ws: &Workspace, opts: &TestOpts) -> Result<()> {
     let mut rows: Vec<Row> = Vec::new();
     let mut runs: Vec<KernelRun> = Vec::new();
     for sel in &sels {
-        let kernel = match sel.resolve(&dirs) {
+        let kernel = match sel.resolve(ws, &dirs) {
             Ok(k) => k,
             Err(e) => {
                 println!("==> vm-test: kernel {} unavailable: {e:#}", sel.label());
@@ -252,10 +287,43 @@ pub fn vm_test(ws: &Workspace, opts: &TestOpts) -> Result<()> {
                 .step("kernel-info")
                 .filter(|s| matches!(s.end, StepEnd::Exited { status: 0, .. }))
                 .map(|s| KernelInfo::parse(&s.output)),
+            methods: boot
+                .received
+                .files
+                .get("probe-methods/methods.json")
+                .and_then(|j| scenarios::MethodTable::parse(j).ok())
+                .map(|mut m| {
+                    m.kernel = kernel.label.clone();
+                    m
+                }),
         });
     }
 
     print_summary(&runs, &rows, started.elapsed());
+    let tables: Vec<scenarios::MethodTable> =
+        runs.iter().filter_map(|k| k.methods.clone()).collect();
+    if !tables.is_empty() {
+        print_method_table(&tables);
+        println!("==> vm-test: the card's probes (kprobe and fentry)");
+        let verdict = match scenarios::card_proof(&tables) {
+            Ok(lines) => {
+                for l in &lines {
+                    println!("  {l}");
+                }
+                Verdict::Pass(format!("{} probe × method lines", lines.len()))
+            }
+            Err(e) => {
+                println!("  FAIL {e:#}");
+                Verdict::Fail(format!("{e:#}"))
+            }
+        };
+        rows.push(Row {
+            kernel: "(all)".into(),
+            scenario: "card-probes".into(),
+            verdict,
+            log: None,
+        });
+    }
     let failed = rows
         .iter()
         .filter(|r| matches!(r.verdict, Verdict::Fail(_)))
@@ -398,6 +466,41 @@ fn print_row(r: &Row) {
     }
 }
 
+/// Program × method rows, one column per kernel: attached, rejected (with the verifier's
+/// line), refused or target absent.
+fn print_method_table(tables: &[scenarios::MethodTable]) {
+    println!(
+        "==> vm-test: probe methods (program × kernel × method), from zoneprof doctor --methods"
+    );
+    let mut keys: Vec<String> = Vec::new();
+    for t in tables {
+        for tr in &t.trials {
+            if !keys.contains(&tr.key()) {
+                keys.push(tr.key());
+            }
+        }
+    }
+    let kw = keys.iter().map(String::len).max().unwrap_or(10);
+    for key in &keys {
+        println!("  {key}");
+        for t in tables {
+            let cells: Vec<String> = t
+                .trials
+                .iter()
+                .filter(|tr| &tr.key() == key)
+                .map(scenarios::Trial::cell)
+                .collect();
+            let cell = if cells.is_empty() {
+                "-".to_owned()
+            } else {
+                cells.join("; ")
+            };
+            println!("    {:<22} {cell}", t.kernel);
+        }
+    }
+    let _ = kw;
+}
+
 fn print_summary(runs: &[KernelRun], rows: &[Row], total: Duration) {
     println!("==> vm-test: kernels");
     for k in runs {
@@ -512,7 +615,7 @@ pub fn vm_run(ws: &Workspace, opts: &RunOpts) -> Result<()> {
     };
     let mut failed = Vec::new();
     for sel in &sels {
-        let kernel = sel.resolve(&dirs)?;
+        let kernel = sel.resolve(ws, &dirs)?;
         println!("==> vm-run: booting {} ({})", kernel.label, kernel.origin);
         match super::run_script(
             &dirs,
@@ -574,7 +677,7 @@ pub fn vm_fetch(ws: &Workspace, kernels: &[String], bzimages: &[PathBuf]) -> Res
     let sels = select(kernels, bzimages, &["all"])?;
     let dirs = Dirs::new(ws)?;
     for sel in &sels {
-        let k = sel.resolve(&dirs)?;
+        let k = sel.resolve(ws, &dirs)?;
         println!(
             "{:<22} {} (modules: {}) — {}",
             k.label,
@@ -600,14 +703,19 @@ mod tests {
     #[test]
     fn kernel_selection() {
         let deb = |x: &str| KernelSel::Debian(x.into());
+        let noinline = KernelSel::Shared("6.12-noinline".into());
         assert_eq!(
             select(&[], &[], &["all"]).unwrap(),
-            [deb("6.1"), deb("6.12")]
+            [deb("6.1"), deb("6.12"), noinline.clone()]
+        );
+        assert_eq!(
+            select(&s(&["6.12-noinline"]), &[], &["all"]).unwrap(),
+            [noinline.clone()]
         );
         assert_eq!(select(&s(&["6.12"]), &[], &["all"]).unwrap(), [deb("6.12")]);
         assert_eq!(
             select(&s(&["6.12,all"]), &[], &["all"]).unwrap(),
-            [deb("6.12"), deb("6.1")]
+            [deb("6.12"), deb("6.1"), noinline]
         );
         let bz = PathBuf::from("/k/bzImage-x");
         assert_eq!(
@@ -619,7 +727,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "unknown --kernel \"5.10\": use 6.1, 6.12 or all (or --bzimage PATH)"
+            "unknown --kernel \"5.10\": use 6.1, 6.12, 6.12-noinline or all (or --bzimage PATH)"
         );
     }
 

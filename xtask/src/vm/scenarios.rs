@@ -132,16 +132,289 @@ impl Scenario {
 
 /// The scenarios for the selected backends, in run order.
 pub fn table(backends: &[Backend]) -> Vec<Scenario> {
-    let mut t = vec![kernel_info(), version()];
+    let mut t = vec![kernel_info(), version(), probe_methods()];
     for &b in backends {
         t.push(record_cross_cpu(b));
     }
     for &b in backends {
         if matches!(b, Backend::Kprobe | Backend::Fentry) {
             t.push(record_tap(b));
+            t.push(pcp_twin(b));
         }
     }
     t
+}
+
+/// Every method of every probe loaded and attached on its own in the guest
+/// (`zoneprof doctor --methods`): fails when the verifier rejects a program whose target
+/// exists there.
+fn probe_methods() -> Scenario {
+    Scenario {
+        name: "probe-methods".into(),
+        about: "every probe method loaded and attached on its own; none rejected by the verifier",
+        backend: None,
+        // The JSON is judged on the host; doctor's own exit status would hide it.
+        script: format!(
+            "{GUEST_ZONEPROF} doctor --methods --format json > /tmp/methods.json || true\n\
+             {GUEST_ZONEPROF} doctor --methods || true\n"
+        ),
+        requires: None,
+        timeout_s: 240,
+        modules: &["tun"],
+        collect: &[("methods.json", "/tmp/methods.json")],
+        check: |r| {
+            let m = MethodTable::parse(r.file("methods.json")?)?;
+            m.verdict()
+        },
+    }
+}
+
+/// One row of `zoneprof doctor --methods --format json`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Trial {
+    pub probe: String,
+    pub method: String,
+    pub programs: Vec<String>,
+    pub target: String,
+    pub result: String,
+    pub detail: Option<String>,
+}
+
+impl Trial {
+    /// Row label of the cross-kernel table: probe, method, programs.
+    pub fn key(&self) -> String {
+        format!(
+            "{} {} ({})",
+            self.probe,
+            self.method,
+            self.programs.join("+")
+        )
+    }
+
+    /// Table cell: the result, with the verifier's line for a rejection.
+    pub fn cell(&self) -> String {
+        match (self.result.as_str(), &self.detail) {
+            ("attached", _) => format!("attached @ {}", self.target),
+            ("rejected", Some(d)) => format!("REJECTED @ {}: {d}", self.target),
+            ("unavailable", Some(d)) if d.contains("not in") || d.contains("notrace") => {
+                "target absent".into()
+            }
+            (r, Some(d)) => format!("{r}: {d}"),
+            (r, None) => r.to_owned(),
+        }
+    }
+}
+
+/// The method trials of one kernel.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MethodTable {
+    pub kernel: String,
+    pub trials: Vec<Trial>,
+}
+
+impl MethodTable {
+    pub fn parse(json: &[u8]) -> Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            format: String,
+            kernel_release: String,
+            trials: Vec<Trial>,
+        }
+        let d: Doc =
+            serde_json::from_slice(json).context("methods.json is not the doctor's JSON")?;
+        ensure!(
+            d.format == "zoneprof-methods",
+            "methods.json has format {:?}",
+            d.format
+        );
+        ensure!(!d.trials.is_empty(), "no method was tried");
+        Ok(Self {
+            kernel: d.kernel_release,
+            trials: d.trials,
+        })
+    }
+
+    /// Ok(summary) unless a program was rejected by the verifier.
+    pub fn verdict(&self) -> Result<String> {
+        let rejected: Vec<String> = self
+            .trials
+            .iter()
+            .filter(|t| t.result == "rejected")
+            .map(|t| {
+                format!(
+                    "{} on {}: {}",
+                    t.key(),
+                    t.target,
+                    t.detail.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        ensure!(
+            rejected.is_empty(),
+            "rejected by the verifier where the target exists: {}",
+            rejected.join("; ")
+        );
+        let n = |r: &str| self.trials.iter().filter(|t| t.result == r).count();
+        Ok(format!(
+            "{} attached, 0 rejected, {} refused, {} unavailable",
+            n("attached"),
+            n("refused"),
+            n("unavailable")
+        ))
+    }
+
+    /// Whether `probe` attached with `method` here.
+    pub fn attached(&self, probe: &str, method: &str) -> bool {
+        self.trials
+            .iter()
+            .any(|t| t.probe == probe && t.method == method && t.result == "attached")
+    }
+
+    /// Whether `probe`'s `method` found its target here (it was tried for real).
+    pub fn target_exists(&self, probe: &str, method: &str) -> bool {
+        self.trials
+            .iter()
+            .any(|t| t.probe == probe && t.method == method && t.result != "unavailable")
+    }
+}
+
+/// The design card's kprobes: each must be proven by kprobe and by fentry on some kernel.
+pub const CARD_PROBES: [&str; 3] = ["rmqueue_pcplist", "skb_attempt_defer_free", "consume_skb"];
+
+/// Per card probe and method, the kernels where it attached; Err naming those that never
+/// did although some kernel of the run has their target.
+pub fn card_proof(tables: &[MethodTable]) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    let mut missing = Vec::new();
+    for probe in CARD_PROBES {
+        for method in ["kprobe", "fentry"] {
+            let on: Vec<&str> = tables
+                .iter()
+                .filter(|t| t.attached(probe, method))
+                .map(|t| t.kernel.as_str())
+                .collect();
+            let has_target = tables.iter().any(|t| t.target_exists(probe, method));
+            if on.is_empty() && has_target {
+                missing.push(format!("{probe} by {method}"));
+            }
+            lines.push(format!(
+                "{probe} by {method}: {}",
+                if on.is_empty() {
+                    "not proven (no kernel of this run has its target)".to_owned()
+                } else {
+                    format!("attached on {}", on.join(", "))
+                }
+            ));
+        }
+    }
+    ensure!(
+        missing.is_empty(),
+        "card probes that never attached although their target exists: {}",
+        missing.join(", ")
+    );
+    Ok(lines)
+}
+
+/// Per-batch PCP counts (outside zone->lock) against the per-page tracepoints of the same
+/// recording (`--pcp page` runs both): must agree within 1 %.
+pub fn pcp_twin(backend: Backend) -> Scenario {
+    Scenario {
+        name: format!("pcp-twin-{}", backend.name()),
+        about: "PCP pages per batch (kprobe/fentry) equal the per-page tracepoints' within 1 %",
+        backend: Some(backend),
+        script: format!(
+            "zoneprof record{} --pcp page -d 3s -o /tmp/twin.zprof --no-progress -- \
+             zoneprof workload cross-cpu-pages --alloc-cpus 0 --free-cpus 1 -d 2s\n\
+             zoneprof report /tmp/twin.zprof --format json > /tmp/twin.json\n",
+            backend.record_flag()
+        ),
+        requires: backend.requires(),
+        timeout_s: 240,
+        modules: &[],
+        collect: &[("report.json", "/tmp/twin.json")],
+        check: |r| {
+            let report: Value = serde_json::from_slice(r.file("report.json")?)
+                .context("report.json is not JSON")?;
+            twin_summary(&report)
+        },
+    }
+}
+
+/// Refill: `pcp_refill_batch_pages` vs `pcp_refill_pages`; drain: `pcp_bulk_free_pages`
+/// vs `pcp_drain_pages`, summed over CPUs. A side whose batch probe did not attach is
+/// reported with the reason, not failed (the kernel may lack the function).
+pub fn twin_summary(report: &Value) -> Result<String> {
+    let probes = report["probes"]
+        .as_array()
+        .ok_or_else(|| anyhow!("report has no probes array"))?;
+    let probe = |n: &str| probes.iter().find(|p| p["name"] == n);
+    let sum = |k: &str| -> u64 {
+        report["per_cpu"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c[k].as_u64())
+            .sum()
+    };
+    let mut parts = Vec::new();
+    let mut compared = 0;
+    for (side, batch, page, bkey, pkey) in [
+        (
+            "refill",
+            "rmqueue_pcplist",
+            "pcp_refill",
+            "pcp_refill_batch_pages",
+            "pcp_refill_pages",
+        ),
+        (
+            "drain",
+            "free_pcppages_bulk",
+            "pcp_drain",
+            "pcp_bulk_free_pages",
+            "pcp_drain_pages",
+        ),
+    ] {
+        let p = probe(page).ok_or_else(|| anyhow!("{page} missing from the report"))?;
+        ensure!(
+            p["attached"] == Value::Bool(true),
+            "{page} (per page) not attached with --pcp page: {}",
+            p["reason"].as_str().unwrap_or("?")
+        );
+        let b = probe(batch).ok_or_else(|| anyhow!("{batch} missing from the report"))?;
+        if b["attached"] != Value::Bool(true) {
+            parts.push(format!(
+                "{side}: no batch hook ({})",
+                b["reason"].as_str().unwrap_or("?")
+            ));
+            continue;
+        }
+        let (bp, pp) = (sum(bkey), sum(pkey));
+        ensure!(
+            pp >= 1000,
+            "{side}: only {pp} pages per page: the workload did not run?"
+        );
+        let diff = bp.abs_diff(pp) as f64 / pp as f64;
+        ensure!(
+            diff <= 0.01,
+            "{side}: per batch {bp} pages ({} {}) vs per page {pp}: {:.2} % apart (limit 1 %)",
+            b["method"].as_str().unwrap_or("?"),
+            b["target"].as_str().unwrap_or("?"),
+            100.0 * diff
+        );
+        compared += 1;
+        parts.push(format!(
+            "{side}: per batch {bp} ({} {}) vs per page {pp}, {:+.2} %",
+            b["method"].as_str().unwrap_or("?"),
+            b["target"].as_str().unwrap_or("?"),
+            100.0 * (bp as f64 - pp as f64) / pp as f64
+        ));
+    }
+    ensure!(
+        compared > 0,
+        "no side had a batch hook: {}",
+        parts.join("; ")
+    );
+    Ok(parts.join("; "))
 }
 
 /// Symbols whose presence in kallsyms is reported per kernel.
@@ -336,18 +609,29 @@ pub fn record_cross_cpu(backend: Backend) -> Scenario {
 pub struct CrossCpuFigures {
     pub probes_attached: usize,
     pub probes: usize,
-    /// Per CPU 0/1: PCP refill pages (tracepoint) or `__rmqueue_pcplist` calls (kprobe/fentry).
+    /// Per CPU 0/1: PCP refill pages, counted by the recording's PCP method.
     pub refill: [u64; 2],
-    /// Per CPU 0/1: PCP drain pages (tracepoint) or `free_pcppages_bulk` pages (kprobe/fentry).
+    /// Per CPU 0/1: PCP drain pages, counted by the recording's PCP method.
     pub drain: [u64; 2],
     pub zone_wait_ns: u64,
     pub duration_s: f64,
     /// How `__rmqueue_pcplist` went: the method, or why it fell back.
     pub rmqueue: String,
+    /// `totals.pcp_method`: "batch", "page" or "off" per side.
+    pub pcp_method: (String, String),
 }
 
 /// Probes that must attach under `backend`, and the method they must use (None: any).
+/// PCP pages are judged separately (by the recording's PCP method): by default they are
+/// counted per batch where the kernel allows it, per page elsewhere.
 pub fn required_probes(backend: Backend) -> (&'static [&'static str], Option<&'static str>) {
+    const DEFAULT: &[&str] = &[
+        "contention_begin",
+        "contention_end",
+        "consume_skb",
+        "kfree_skb",
+    ];
+    // No batch hook is a tracepoint: classic tracepoints count per page.
     const TP: &[&str] = &[
         "contention_begin",
         "contention_end",
@@ -363,7 +647,7 @@ pub fn required_probes(backend: Backend) -> (&'static [&'static str], Option<&'s
         "free_pcppages_bulk",
     ];
     match backend {
-        Backend::Default => (TP, None),
+        Backend::Default => (DEFAULT, None),
         Backend::Tracepoint => (TP, Some("tracepoint")),
         Backend::Kprobe => (KFUNC, Some("kprobe")),
         Backend::Fentry => (KFUNC, Some("fentry")),
@@ -375,12 +659,14 @@ fn check_cross_cpu_with(run: &Run, backend: Backend) -> Result<String> {
     let report: Value = serde_json::from_slice(json).context("report.json is not JSON")?;
     let f = cross_cpu_figures(&report, backend)?;
     Ok(format!(
-        "{}/{} probes; refill CPU0 {} / CPU1 {}; drain CPU1 {} / CPU0 {}; \
+        "{}/{} probes; refill ({}) CPU0 {} / CPU1 {}; drain ({}) CPU1 {} / CPU0 {}; \
          zone-lock wait {} ns; {:.2} s; __rmqueue_pcplist: {}",
         f.probes_attached,
         f.probes,
+        f.pcp_method.0,
         f.refill[0],
         f.refill[1],
+        f.pcp_method.1,
         f.drain[1],
         f.drain[0],
         f.zone_wait_ns,
@@ -391,12 +677,7 @@ fn check_cross_cpu_with(run: &Run, backend: Backend) -> Result<String> {
 
 /// Asserts the cross-CPU expectations on a `zoneprof report --format json` document.
 /// Probes whose raw tracepoint form every kernel under test accepts.
-const RAW_BY_DEFAULT: [&str; 4] = [
-    "contention_begin",
-    "contention_end",
-    "pcp_refill",
-    "pcp_drain",
-];
+const RAW_BY_DEFAULT: [&str; 2] = ["contention_begin", "contention_end"];
 
 pub fn cross_cpu_figures(report: &Value, backend: Backend) -> Result<CrossCpuFigures> {
     let probes = report["probes"]
@@ -429,11 +710,32 @@ pub fn cross_cpu_figures(report: &Value, backend: Backend) -> Result<CrossCpuFig
             }
         }
     }
+    // Per-page PCP probes that attached as a fallback take the raw form by default too.
+    if backend == Backend::Default {
+        for p in probes.iter().filter(|p| {
+            (p["name"] == "pcp_refill" || p["name"] == "pcp_drain")
+                && p["attached"] == Value::Bool(true)
+                && p["method"] != "raw_tracepoint"
+        }) {
+            problems.push(format!(
+                "{} (attached with {} instead of raw_tracepoint)",
+                p["name"].as_str().unwrap_or("?"),
+                p["method"].as_str().unwrap_or("?")
+            ));
+        }
+    }
     ensure!(
         problems.is_empty(),
         "probes not attached: {}",
         problems.join("; ")
     );
+    let method = |side: &str| {
+        report["totals"]["pcp_method"][side]
+            .as_str()
+            .unwrap_or("off")
+            .to_owned()
+    };
+    let pcp_method = (method("refill"), method("drain"));
     // Either attached, or fell back with its reason shown.
     let rmqueue = match probes.iter().find(|p| p["name"] == "rmqueue_pcplist") {
         Some(p) if p["attached"] == Value::Bool(true) => format!(
@@ -464,12 +766,7 @@ pub fn cross_cpu_figures(report: &Value, backend: Backend) -> Result<CrossCpuFig
             .and_then(|c| c[key].as_u64())
             .unwrap_or(0)
     };
-    let kfunc = matches!(backend, Backend::Kprobe | Backend::Fentry);
-    let (rkey, dkey) = if kfunc {
-        ("rmqueue_calls", "pcp_bulk_free_pages")
-    } else {
-        ("pcp_refill_pages", "pcp_drain_pages")
-    };
+    let (rkey, dkey) = ("pcp_refill_pages", "pcp_drain_pages");
     let refill = [field(0, rkey), field(1, rkey)];
     let drain = [field(0, dkey), field(1, dkey)];
     let f = CrossCpuFigures {
@@ -486,16 +783,26 @@ pub fn cross_cpu_figures(report: &Value, backend: Backend) -> Result<CrossCpuFig
             .sum(),
         duration_s: report["duration_s"].as_f64().unwrap_or(0.0),
         rmqueue,
+        pcp_method,
     };
-    // The drain side is observable with every backend.
+    // The drain side is observable with every backend, on every kernel under test; by
+    // default the refill side too (per batch or per page).
+    ensure!(
+        f.pcp_method.1 != "off",
+        "PCP drains not counted (pcp_method.drain off)"
+    );
+    ensure!(
+        backend != Backend::Default || f.pcp_method.0 != "off",
+        "PCP refills not counted by default (pcp_method.refill off)"
+    );
     ensure!(
         drain[1] > 0 && drain[1] >= 2 * drain[0],
         "drains ({dkey}) not dominated by the free CPU: CPU1 {} vs CPU0 {}",
         drain[1],
         drain[0]
     );
-    // Refills: with kprobe/fentry only when __rmqueue_pcplist (or its fallback) attached.
-    if !kfunc || f.rmqueue.starts_with("attached") {
+    // Refills: with kprobe/fentry only when __rmqueue_pcplist (or rmqueue_bulk) attached.
+    if f.pcp_method.0 != "off" {
         ensure!(
             refill[0] > 0 && refill[0] >= 2 * refill[1],
             "refills ({rkey}) not dominated by the alloc CPU: CPU0 {} vs CPU1 {}",
@@ -672,12 +979,15 @@ mod tests {
             [
                 "kernel-info",
                 "version",
+                "probe-methods",
                 "record-cross-cpu",
                 "record-cross-cpu-tracepoint",
                 "record-cross-cpu-kprobe",
                 "record-cross-cpu-fentry",
                 "record-tap-kprobe",
-                "record-tap-fentry"
+                "pcp-twin-kprobe",
+                "record-tap-fentry",
+                "pcp-twin-fentry"
             ]
         );
         names.sort();
@@ -687,17 +997,18 @@ mod tests {
             crate::vm::initramfs::check_name("step", &s.name).unwrap();
             assert!(!s.script.is_empty() && s.timeout_s > 0);
         }
-        let default = &t[2];
+        let default = &t[3];
         assert!(default.requires.is_none());
         assert!(default.script.starts_with("zoneprof record -d 3s"));
-        let kprobe = &t[4];
+        let kprobe = &t[5];
         assert!(
             kprobe
                 .script
                 .starts_with("zoneprof record --backend kprobe -d 3s")
         );
         assert!(kprobe.requires.as_deref().unwrap().contains("kprobe/type"));
-        assert_eq!(table(&[Backend::Default]).len(), 3);
+        assert_eq!(table(&[Backend::Default]).len(), 4);
+        assert!(t[8].script.contains("--backend kprobe --pcp page"));
     }
 
     #[test]
@@ -742,13 +1053,16 @@ mod tests {
             .map(|n| json!({"name": n, "method": "raw_tracepoint", "attached": true, "reason": null}))
             .collect();
         if !probes_ok {
-            probes[3] = json!({"name": "pcp_drain", "method": "raw_tracepoint", "attached": false, "reason": "no such event"});
+            probes[3] = json!({"name": "kfree_skb", "method": "raw_tracepoint", "attached": false, "reason": "no such event"});
         }
         probes.push(json!({"name": "rmqueue_pcplist", "method": "fentry", "attached": false, "reason": "notrace"}));
+        probes.push(json!({"name": "free_pcppages_bulk", "method": "fentry", "attached": true, "reason": null}));
+        probes.push(json!({"name": "pcp_refill", "method": "raw_tracepoint", "attached": true, "reason": null}));
         json!({
             "duration_s": 3.01,
             "command": {"argv": ["zoneprof"], "exit_code": 0, "signal": null},
-            "totals": {"zone_lock_wait_ns": {"alloc": 10, "free": 5, "other": 0}},
+            "totals": {"zone_lock_wait_ns": {"alloc": 10, "free": 5, "other": 0},
+                       "pcp_method": {"refill": "page", "drain": "batch"}},
             "probes": probes,
             "per_cpu": [
                 {"cpu": 0, "pcp_refill_pages": cpu0.0, "pcp_drain_pages": cpu0.1},
@@ -766,10 +1080,11 @@ mod tests {
             ([5000, 63], [10, 4900], 15)
         );
         assert_eq!(f.rmqueue, "not attached: notrace");
+        assert_eq!(f.pcp_method, ("page".into(), "batch".into()));
         let e = cross_cpu_figures(&report(false, (5000, 10), (63, 4900)), d).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "probes not attached: pcp_drain (no such event)"
+            "probes not attached: kfree_skb (no such event)"
         );
         let mut classic = report(true, (5000, 10), (63, 4900));
         classic["probes"][0]["method"] = json!("tracepoint");
@@ -778,6 +1093,16 @@ mod tests {
             e.to_string(),
             "probes not attached: contention_begin (attached with tracepoint instead of raw_tracepoint)"
         );
+        // A per-page fallback takes the raw form too.
+        let mut classic_pcp = report(true, (5000, 10), (63, 4900));
+        classic_pcp["probes"][6]["method"] = json!("tracepoint");
+        let e = cross_cpu_figures(&classic_pcp, d).unwrap_err().to_string();
+        assert!(e.contains("pcp_refill (attached with tracepoint"), "{e}");
+        // By default both sides must be counted.
+        let mut no_refill = report(true, (5000, 10), (63, 4900));
+        no_refill["totals"]["pcp_method"]["refill"] = json!("off");
+        let e = cross_cpu_figures(&no_refill, d).unwrap_err().to_string();
+        assert!(e.contains("refills not counted"), "{e}");
         let e = cross_cpu_figures(&report(true, (0, 0), (0, 0)), d).unwrap_err();
         assert!(e.to_string().starts_with("drains"));
         assert!(cross_cpu_figures(&report(true, (100, 10), (90, 500)), d).is_err());
@@ -794,6 +1119,84 @@ mod tests {
             e.contains("skb_attempt_defer_free (missing from the report)"),
             "{e}"
         );
+    }
+
+    fn twin(batch: (u64, u64), page: (u64, u64), rmq: bool) -> Value {
+        json!({
+            "probes": [
+                {"name": "rmqueue_pcplist", "method": "fentry", "target": "__rmqueue_pcplist", "attached": rmq, "reason": if rmq { Value::Null } else { json!("notrace") }},
+                {"name": "free_pcppages_bulk", "method": "fentry", "target": "free_pcppages_bulk", "attached": true, "reason": null},
+                {"name": "pcp_refill", "method": "raw_tracepoint", "attached": true, "reason": null},
+                {"name": "pcp_drain", "method": "raw_tracepoint", "attached": true, "reason": null},
+            ],
+            "per_cpu": [
+                {"cpu": 0, "pcp_refill_batch_pages": batch.0, "pcp_refill_pages": page.0, "pcp_bulk_free_pages": 0, "pcp_drain_pages": 0},
+                {"cpu": 1, "pcp_refill_batch_pages": 0, "pcp_refill_pages": 0, "pcp_bulk_free_pages": batch.1, "pcp_drain_pages": page.1},
+            ],
+        })
+    }
+
+    #[test]
+    fn twin_check() {
+        let s = twin_summary(&twin((10_050, 20_000), (10_000, 20_000), true)).unwrap();
+        assert_eq!(
+            s,
+            "refill: per batch 10050 (fentry __rmqueue_pcplist) vs per page 10000, +0.50 %; \
+             drain: per batch 20000 (fentry free_pcppages_bulk) vs per page 20000, +0.00 %"
+        );
+        let e = twin_summary(&twin((10_200, 20_000), (10_000, 20_000), true)).unwrap_err();
+        assert!(e.to_string().contains("2.00 % apart"), "{e}");
+        // No batch hook on the refill side (Debian 6.12): compared on the drain side only.
+        let s = twin_summary(&twin((0, 20_000), (10_000, 20_000), false)).unwrap();
+        assert!(
+            s.starts_with("refill: no batch hook (notrace); drain:"),
+            "{s}"
+        );
+        assert!(
+            twin_summary(&twin((5, 5), (5, 5), true)).is_err(),
+            "too few pages"
+        );
+    }
+
+    #[test]
+    fn method_tables_and_card_proof() {
+        let doc = |kernel: &str, rows: &[(&str, &str, &str)]| {
+            let trials: Vec<Value> = rows
+                .iter()
+                .map(|(p, m, r)| json!({"probe": p, "method": m, "programs": ["x"], "target": "t",
+                                        "result": r, "detail": if *r == "attached" { Value::Null } else { json!("R3 unbounded memory access") }}))
+                .collect();
+            serde_json::to_vec(&json!({"format": "zoneprof-methods", "version": 1,
+                                       "kernel_release": kernel, "trials": trials}))
+            .unwrap()
+        };
+        let all = |r: &'static str| {
+            CARD_PROBES
+                .iter()
+                .flat_map(|p| [(*p, "kprobe", r), (*p, "fentry", r)])
+                .collect::<Vec<_>>()
+        };
+        let good = MethodTable::parse(&doc("6.12-noinline", &all("attached"))).unwrap();
+        assert_eq!(
+            good.verdict().unwrap(),
+            "6 attached, 0 rejected, 0 refused, 0 unavailable"
+        );
+        let lines = card_proof(std::slice::from_ref(&good)).unwrap();
+        assert_eq!(
+            lines[0],
+            "rmqueue_pcplist by kprobe: attached on 6.12-noinline"
+        );
+        let bad = MethodTable::parse(&doc("6.12", &all("rejected"))).unwrap();
+        let e = bad.verdict().unwrap_err().to_string();
+        assert!(e.contains("R3 unbounded memory access"), "{e}");
+        // Rejected where the target exists and never attached elsewhere: not proven.
+        assert!(card_proof(std::slice::from_ref(&bad)).is_err());
+        assert!(card_proof(&[bad, good]).is_ok());
+        // No kernel with the target: reported, not failed.
+        let absent = MethodTable::parse(&doc("6.12", &all("unavailable"))).unwrap();
+        let lines = card_proof(&[absent]).unwrap();
+        assert!(lines[0].ends_with("not proven (no kernel of this run has its target)"));
+        assert!(MethodTable::parse(b"{}").is_err());
     }
 
     fn tap_report(method: &str, caller: &str, flushed: u64) -> Value {
@@ -856,7 +1259,7 @@ mod tests {
         files.insert("report.json", body.as_slice());
         let s = check_cross_cpu_with(&Run { output: "", files }, Backend::Default).unwrap();
         assert!(
-            s.starts_with("6/7 probes; refill CPU0 5000 / CPU1 0; drain CPU1 4900"),
+            s.starts_with("6/7 probes; refill (page) CPU0 5000 / CPU1 0; drain (batch) CPU1 4900"),
             "{s}"
         );
         let none = Run {
