@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::{
     analysis::{self, ClassifiedWait, SideNs},
     classify::{LockClass, Side},
+    observer::{self, ObserverCost, PcpMethods},
     recording::{Counters, Recording},
     units::{fmt_count, fmt_ns, fmt_pct},
 };
@@ -26,6 +27,8 @@ pub struct Report {
     pub end_reason: String,
     pub command: Option<ReportCommand>,
     pub totals: Totals,
+    /// What zoneprof's own programs added under zone->lock.
+    pub observer_cost: ObserverCost,
     pub per_cpu: Vec<PerCpu>,
     pub free_triggers: Vec<TriggerRow>,
     pub zones: Vec<ZoneRow>,
@@ -106,6 +109,8 @@ pub struct Totals {
     pub pcp_drain_events: u64,
     /// Zone-lock wait as a share of all recorded CPU time (duration x CPUs), percent.
     pub zone_lock_wait_pct_of_cpu_time: f64,
+    /// How PCP pages were counted per side: per page (inside zone->lock), per batch, or off.
+    pub pcp_method: PcpMethods,
 }
 
 #[derive(Debug, Serialize)]
@@ -309,7 +314,9 @@ pub fn build(rec: &Recording, top: usize) -> Report {
         pcp_drain_events: rec.pcp.iter().map(|p| p.drain_events).sum(),
         zone_lock_wait_pct_of_cpu_time: 100.0 * zone.total() as f64
             / (dur_ns * rec.cpus.len().max(1) as f64),
+        pcp_method: observer::pcp_methods(rec),
     };
+    let observer_cost = observer::cost(rec, &waits);
 
     let mut triggers: BTreeMap<&'static str, TriggerRow> = BTreeMap::new();
     for cw in &waits {
@@ -365,6 +372,7 @@ pub fn build(rec: &Recording, top: usize) -> Report {
             signal: c.signal,
         }),
         totals,
+        observer_cost,
         per_cpu,
         free_triggers,
         zones,
@@ -611,6 +619,14 @@ fn not_observable(rec: &Recording) -> Vec<NotObservable> {
     out
 }
 
+/// "Observer cost under zone->lock: …", shared by the text and HTML reports.
+pub fn observer_line(r: &Report) -> String {
+    format!(
+        "Observer cost under zone->lock: {}",
+        observer::describe(&r.observer_cost, &r.totals.pcp_method)
+    )
+}
+
 pub fn to_json(r: &Report) -> String {
     serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
@@ -683,6 +699,7 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
             fmt_count(zr.contentions)
         )?;
     }
+    writeln!(s, "{}", observer_line(r))?;
 
     writeln!(s, "\nPer CPU (zone-lock wait and % of that CPU's time)")?;
     // Right-aligned widths of PerCpu::COLUMNS.
@@ -1099,6 +1116,18 @@ mod tests {
                 assert!(p.get(k).is_some(), "probes[].{k}");
             }
         }
+        // The sample has only contention_begin attached and no run-time stats.
+        assert_eq!(
+            v["totals"]["pcp_method"],
+            serde_json::json!({"refill": "off", "drain": "off"})
+        );
+        let oc = &v["observer_cost"];
+        assert!(oc["in_lock_program_runs"].is_u64(), "{oc}");
+        for k in ["ns_per_run", "in_lock_ns", "pct_of_zone_lock_wait"] {
+            assert!(oc[k].is_null(), "observer_cost.{k} without stats: {oc}");
+        }
+        assert!(oc["reason"].is_string(), "{oc}");
+        assert!(oc["programs"].is_array(), "{oc}");
     }
 
     #[test]
@@ -1195,5 +1224,12 @@ mod tests {
         assert!(t.contains("free side 12.0 ms"), "{t}");
         assert!(t.contains("stack-id collisions"), "{t}");
         assert!(t.contains("node 0 / zone Normal"), "{t}");
+        assert!(
+            t.contains(
+                "Observer cost under zone->lock: 30 program runs, time unknown: this recording \
+                 has no run-time stats"
+            ),
+            "{t}"
+        );
     }
 }

@@ -164,6 +164,12 @@ fn report_html_is_self_contained_escaped_and_renders() {
         "zone-wait, locks, skb-free"
     );
     assert!(html.contains("data:image/svg+xml;base64,"));
+    // A recording without run-time stats still gets the line, saying why the time is unknown.
+    assert!(
+        html.contains("<p class=\"note\" id=\"observer-cost\">Observer cost under zone-&gt;lock: ")
+            && html.contains("time unknown: this recording has no run-time stats"),
+        "observer-cost line"
+    );
     assert_eq!(
         html.matches("class=\"bar-row\"").count(),
         16 + 16,
