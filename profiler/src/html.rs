@@ -862,6 +862,16 @@ pub fn compare_html(
     for w in &c.warnings {
         let _ = write!(b, "<div class=\"warn\">⚠ {}</div>", esc(w));
     }
+    for (label, line) in compare::observer_lines(c) {
+        let _ = write!(
+            b,
+            "<p class=\"note observer-cost\">{}</p>",
+            esc(&format!(
+                "Observer cost under zone->lock, {}: {line}",
+                label.trim()
+            ))
+        );
+    }
     b.push_str("</section>");
 
     b.push_str("<section id=\"metrics\"><h2>Headlines (per second)</h2><table><tr><th>metric</th><th>before</th><th>after</th><th>change</th></tr>");

@@ -9,7 +9,7 @@ use std::{
     process::Command,
 };
 
-use zoneprof::recording::{CpuPages, Recording, SkbCell, SkbSite};
+use zoneprof::recording::{CpuPages, ObserverStats, ProgramRunStats, Recording, SkbCell, SkbSite};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zoneprof");
 
@@ -233,7 +233,16 @@ fn compare_html_puts_the_verdict_first_and_renders() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = with_tables(common::recording_from_folded(&bt, "vm16", 4.0, 16), true);
+    let mut b = with_tables(common::recording_from_folded(&bt, "vm16", 4.0, 16), true);
+    b.observer = Some(ObserverStats {
+        programs: vec![ProgramRunStats {
+            probe: "pcp_refill".into(),
+            program: "raw_page_alloc_zone_locked".into(),
+            runs: 1_000_000,
+            run_ns: 31_000_000,
+        }],
+        stats_error: None,
+    });
     let a = with_tables(common::recording_from_folded(&at, "vm16b", 4.0, 16), false);
     let bp = common::write_recording(dir.path(), "before.zprof", &b);
     let ap = common::write_recording(dir.path(), "after.zprof", &a);
@@ -261,6 +270,16 @@ fn compare_html_puts_the_verdict_first_and_renders() {
         "facts",
     ];
     section_order(&html, &order);
+    assert!(
+        html.contains(
+            "Observer cost under zone-&gt;lock, before: 1,000,000 program runs × 31 ns = 31.0 ms"
+        ),
+        "before's observer cost"
+    );
+    assert!(
+        html.contains("Observer cost under zone-&gt;lock, after: "),
+        "after's observer cost"
+    );
     assert!(html.contains("zone-lock wait on the allocation side fell 92 %"));
     assert!(html.contains("remote SKB frees at tun_do_read fell from 99 % to 1 %"));
     assert!(
