@@ -623,14 +623,19 @@ fn zone_layout(btf: &Btf, globals: &mut Globals) -> Result<(), String> {
 pub struct Attached {
     pub ebpf: Ebpf,
     pub probes: Vec<ProbeStatus>,
-    /// Programs attached, to detach at the end.
-    programs: Vec<&'static str>,
+    /// Programs attached, as (probe, program), to detach at the end.
+    programs: Vec<(&'static str, &'static str)>,
 }
 
 impl Attached {
+    /// (probe, program) of every program still attached.
+    pub fn programs(&self) -> &[(&'static str, &'static str)] {
+        &self.programs
+    }
+
     /// Detaches every program, so maps stop changing while they are read.
     pub fn detach(&mut self) {
-        for name in self.programs.drain(..) {
+        for (_, name) in self.programs.drain(..) {
             if let Some(p) = self.ebpf.program_mut(name) {
                 unload(p);
             }
@@ -721,7 +726,7 @@ pub fn load_and_attach(
                 error: result.as_ref().err().map(|f| f.message.clone()),
             });
             if let Ok(progs) = result {
-                programs.extend(progs);
+                programs.extend(progs.into_iter().map(|p| (spec.name, p)));
                 attached = Some(c);
                 break;
             }

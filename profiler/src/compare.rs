@@ -16,8 +16,9 @@ use serde::Serialize;
 use crate::{
     analysis,
     flamegraph::{self as fg, FoldOptions, Folded, View},
+    observer::{self, ObserverCost},
     par,
-    recording::Recording,
+    recording::{PcpCount, PcpMethod, Recording},
     units::{fmt_count, fmt_ns, fmt_pct},
 };
 
@@ -109,6 +110,13 @@ pub struct StackDelta {
     pub change_ns_per_s: f64,
 }
 
+/// One value per recording.
+#[derive(Debug, Clone, Serialize)]
+pub struct BeforeAfter<T> {
+    pub before: T,
+    pub after: T,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
     pub format: &'static str,
@@ -117,6 +125,10 @@ pub struct Comparison {
     pub after: RecInfo,
     pub warnings: Vec<String>,
     pub verdict: Vec<String>,
+    /// How each recording counted PCP pages (per page inside zone->lock, per batch, off).
+    pub pcp_method: BeforeAfter<PcpMethod>,
+    /// What each recording's own programs added under zone->lock.
+    pub observer_cost: BeforeAfter<ObserverCost>,
     pub metrics: Vec<Metric>,
     pub skb_sites: Vec<SiteRow>,
     pub skb_matrix: Vec<CellRow>,
@@ -169,8 +181,9 @@ impl Observable {
     }
 }
 
-/// Metrics of one recording, in a stable order: (name, unit, value).
-fn metrics_of(rec: &Recording) -> Vec<(String, Unit, Option<f64>)> {
+/// Metrics of one recording, in a stable order: (name, unit, value); and its observer cost
+/// (from the same classified waits).
+fn metrics_of(rec: &Recording) -> (Vec<(String, Unit, Option<f64>)>, ObserverCost) {
     let obs = Observable::of(rec);
     let secs = rec.duration_s();
     let per_s = |v: u64| if secs > 0.0 { v as f64 / secs } else { 0.0 };
@@ -179,6 +192,7 @@ fn metrics_of(rec: &Recording) -> Vec<(String, Unit, Option<f64>)> {
     let ratio = |part: u64, whole: u64| (whole > 0).then(|| part as f64 / whole as f64);
 
     let waits = analysis::classify_waits(rec);
+    let cost = observer::cost(rec, &waits);
     let zone = analysis::zone_totals(&waits);
     let cpu_wait = analysis::per_cpu_wait(&waits);
     let other: u64 = cpu_wait.values().map(|c| c.other_ns).sum();
@@ -369,7 +383,7 @@ fn metrics_of(rec: &Recording) -> Vec<(String, Unit, Option<f64>)> {
             when(obs.drain, per_s(p.map_or(0, |p| p.drain_pages))),
         );
     }
-    m
+    (m, cost)
 }
 
 fn change_pct(before: Option<f64>, after: Option<f64>) -> Option<f64> {
@@ -470,6 +484,10 @@ fn warnings(b: &Recording, a: &Recording) -> Vec<String> {
             ));
         }
     }
+    w.extend(pcp_method_warnings(
+        &PcpMethod::of(&b.probes),
+        &PcpMethod::of(&a.probes),
+    ));
     for (side, r) in [("before", b), ("after", a)] {
         if r.counters.lost_wait_ns > 0 {
             w.push(format!(
@@ -483,6 +501,28 @@ fn warnings(b: &Recording, a: &Recording) -> Vec<String> {
                 r.duration_s()
             ));
         }
+    }
+    w
+}
+
+/// PCP pages counted per page (a program inside zone->lock) on one side and per batch (or
+/// not at all) on the other: the observer cost under the lock differs between the two.
+fn pcp_method_warnings(b: &PcpMethod, a: &PcpMethod) -> Vec<String> {
+    let mut w = Vec::new();
+    for (what, x, y) in [("refill", b.refill, a.refill), ("drain", b.drain, a.drain)] {
+        if x == y {
+            continue;
+        }
+        let consequence = if x == PcpCount::Off || y == PcpCount::Off {
+            "the observer cost under the lock does not compare"
+        } else {
+            "page counts compare, the observer cost under the lock does not"
+        };
+        w.push(format!(
+            "PCP {what} counted {} in before, {} in after: {consequence}",
+            x.words(),
+            y.words()
+        ));
     }
     w
 }
@@ -623,7 +663,8 @@ pub fn compare(
 ) -> Comparison {
     // The metrics and stacks of one recording do not depend on the other's: one thread each.
     let per_recording = |rec: &Recording| (metrics_of(rec), folded_per_s(rec, View::Locks));
-    let ((mb, fb), (ma, fa)) = par::both(|| per_recording(before), || per_recording(after));
+    let (((mb, cost_b), fb), ((ma, cost_a), fa)) =
+        par::both(|| per_recording(before), || per_recording(after));
     let metrics = join_metrics(mb, ma);
     let (grew, shrank) = stack_deltas(&fb, &fa, top);
     let (ob, oa) = (Observable::of(before), Observable::of(after));
@@ -646,6 +687,14 @@ pub fn compare(
         after: info(after, after_file),
         warnings: warnings(before, after),
         verdict: Vec::new(),
+        pcp_method: BeforeAfter {
+            before: PcpMethod::of(&before.probes),
+            after: PcpMethod::of(&after.probes),
+        },
+        observer_cost: BeforeAfter {
+            before: cost_b,
+            after: cost_a,
+        },
         metrics,
         skb_sites: site_rows(before, after),
         skb_matrix: cell_rows(
@@ -1085,6 +1134,16 @@ pub fn to_text(c: &Comparison) -> String {
     s
 }
 
+/// Each side's observer-cost sentence: ("before", …), ("after ", …).
+pub fn observer_lines(c: &Comparison) -> [(&'static str, String); 2] {
+    let o = &c.observer_cost;
+    let m = &c.pcp_method;
+    [
+        ("before", observer::describe(&o.before, &m.before)),
+        ("after ", observer::describe(&o.after, &m.after)),
+    ]
+}
+
 fn fmt_change(m: &Metric) -> String {
     match (m.change_pct, m.before, m.after) {
         (Some(p), _, _) => format!("{p:+.0} %"),
@@ -1105,6 +1164,10 @@ fn write_text(s: &mut String, c: &Comparison) -> std::fmt::Result {
     }
     for w in &c.warnings {
         writeln!(s, "WARNING: {w}")?;
+    }
+    writeln!(s, "\nObserver cost under zone->lock")?;
+    for (label, line) in observer_lines(c) {
+        writeln!(s, "  {label}: {line}")?;
     }
     writeln!(s, "\nVerdict")?;
     for v in &c.verdict {
@@ -1300,6 +1363,29 @@ mod tests {
         assert_eq!(cpu_of_metric("cpu12.pcp_refill_pages_per_s"), Some(12));
         assert_eq!(cpu_of_metric("pcp_refill_pages_per_s"), None);
         assert_eq!(cpu_of_metric("cpux.y"), None);
+    }
+
+    #[test]
+    fn differing_pcp_methods_warn_per_side() {
+        let m = |refill, drain| PcpMethod { refill, drain };
+        let (page, batch, off) = (PcpCount::Page, PcpCount::Batch, PcpCount::Off);
+        assert!(pcp_method_warnings(&m(page, page), &m(page, page)).is_empty());
+        assert_eq!(
+            pcp_method_warnings(&m(page, page), &m(batch, page)),
+            vec![
+                "PCP refill counted per page in before, per batch in after: page counts compare, \
+                 the observer cost under the lock does not"
+                    .to_string()
+            ]
+        );
+        let w = pcp_method_warnings(&m(batch, page), &m(batch, off));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "PCP drain counted per page in before, not counted in after: the observer"
+            ),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -560,7 +560,13 @@ pub fn report_html(rec: &Recording, top: usize, source: &str) -> Result<String, 
             esc(&l)
         );
     }
-    b.push_str("</div></section>");
+    b.push_str("</div>");
+    let _ = write!(
+        b,
+        "<p class=\"note\" id=\"observer-cost\">{}</p>",
+        esc(&report::observer_line(&r))
+    );
+    b.push_str("</section>");
 
     let cpus = all_cpus(rec);
     let groups = group_cpus(&cpus, &rec.host);
@@ -855,6 +861,16 @@ pub fn compare_html(
     b.push_str("</ul>");
     for w in &c.warnings {
         let _ = write!(b, "<div class=\"warn\">⚠ {}</div>", esc(w));
+    }
+    for (label, line) in compare::observer_lines(c) {
+        let _ = write!(
+            b,
+            "<p class=\"note observer-cost\">{}</p>",
+            esc(&format!(
+                "Observer cost under zone->lock, {}: {line}",
+                label.trim()
+            ))
+        );
     }
     b.push_str("</section>");
 

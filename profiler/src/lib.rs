@@ -8,6 +8,7 @@
 //! - `symbolize`: kernel addresses to `symbol+0xoff` from /proc/kallsyms
 //! - `classify`: which lock a contention stack waits on, and on which side (alloc/free)
 //! - `recording`: the on-disk recording format
+//! - `observer`: what zoneprof's own programs cost under zone->lock
 //! - `report`: text and JSON reports
 //! - `flamegraph`: folded stacks and SVG flamegraphs of a recording
 //! - `compare`: two recordings side by side, verdict, differential flamegraphs
@@ -28,6 +29,7 @@ pub mod doctor;
 pub mod flamegraph;
 pub mod host;
 pub mod html;
+pub mod observer;
 pub mod par;
 pub mod probes;
 pub mod record;

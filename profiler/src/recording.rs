@@ -88,6 +88,15 @@ pub enum PcpCount {
 }
 
 impl PcpCount {
+    /// As the text outputs say it.
+    pub fn words(self) -> &'static str {
+        match self {
+            PcpCount::Page => "per page",
+            PcpCount::Batch => "per batch",
+            PcpCount::Off => "not counted",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             PcpCount::Batch => "batch",
@@ -285,6 +294,31 @@ pub struct Recording {
     /// How page tracking ran; None when it was off.
     #[serde(default)]
     pub page_tracking: Option<PageTracking>,
+    /// What zoneprof's own programs cost while recording (BPF run-time stats); None in
+    /// recordings made before zoneprof measured it.
+    #[serde(default)]
+    pub observer: Option<ObserverStats>,
+}
+
+/// Run counts and run time of zoneprof's programs over the recording, from the kernel's
+/// BPF run-time stats (enabled only while recording).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObserverStats {
+    /// One entry per attached program.
+    pub programs: Vec<ProgramRunStats>,
+    /// Why run-time stats are missing or incomplete; None when every program was measured.
+    pub stats_error: Option<String>,
+}
+
+/// One program's runs and time spent in it between attach and detach.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgramRunStats {
+    /// Probe name, as in `Recording::probes`.
+    pub probe: String,
+    /// eBPF program name, e.g. `raw_page_alloc_zone_locked`.
+    pub program: String,
+    pub runs: u64,
+    pub run_ns: u64,
 }
 
 /// SKBs allocated on `alloc_cpu` (`skb->alloc_cpu`) and freed on `free_cpu`.
@@ -660,6 +694,7 @@ pub(crate) fn sample() -> Recording {
         skb_defer: vec![],
         page_matrix: vec![],
         page_tracking: None,
+        observer: None,
     }
 }
 
@@ -754,6 +789,32 @@ mod tests {
         rec.lock_waits[0].stack = Some(77);
         let json = serde_json::to_vec(&rec).expect("json");
         assert!(Recording::from_bytes(&json, Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn recordings_without_observer_stats_still_load() {
+        let mut rec = sample();
+        rec.observer = Some(ObserverStats {
+            programs: vec![ProgramRunStats {
+                probe: "pcp_refill".into(),
+                program: "raw_page_alloc_zone_locked".into(),
+                runs: 10,
+                run_ns: 310,
+            }],
+            stats_error: None,
+        });
+        let json = serde_json::to_vec(&rec).expect("json");
+        assert_eq!(
+            Recording::from_bytes(&json, Path::new("x")).expect("read"),
+            rec
+        );
+        // A recording from before the key existed.
+        let mut v = serde_json::to_value(&rec).expect("json");
+        let removed = v.as_object_mut().and_then(|o| o.remove("observer"));
+        assert!(removed.is_some());
+        let old = Recording::from_bytes(&serde_json::to_vec(&v).expect("json"), Path::new("x"))
+            .expect("an old recording loads");
+        assert_eq!(old.observer, None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::{
     analysis::{self, ClassifiedWait, SideNs},
     classify::{LockClass, Side},
+    observer::{self, ObserverCost},
     recording::{Counters, PcpCount, PcpMethod, Recording},
     units::{fmt_count, fmt_ns, fmt_pct},
 };
@@ -26,6 +27,8 @@ pub struct Report {
     pub end_reason: String,
     pub command: Option<ReportCommand>,
     pub totals: Totals,
+    /// What zoneprof's own programs added under zone->lock.
+    pub observer_cost: ObserverCost,
     pub per_cpu: Vec<PerCpu>,
     pub free_triggers: Vec<TriggerRow>,
     pub zones: Vec<ZoneRow>,
@@ -316,6 +319,7 @@ pub fn build(rec: &Recording, top: usize) -> Report {
         zone_lock_wait_pct_of_cpu_time: 100.0 * zone.total() as f64
             / (dur_ns * rec.cpus.len().max(1) as f64),
     };
+    let observer_cost = observer::cost(rec, &waits);
 
     let mut triggers: BTreeMap<&'static str, TriggerRow> = BTreeMap::new();
     for cw in &waits {
@@ -371,6 +375,7 @@ pub fn build(rec: &Recording, top: usize) -> Report {
             signal: c.signal,
         }),
         totals,
+        observer_cost,
         per_cpu,
         free_triggers,
         zones,
@@ -617,6 +622,14 @@ fn not_observable(rec: &Recording) -> Vec<NotObservable> {
     out
 }
 
+/// "Observer cost under zone->lock: …", shared by the text and HTML reports.
+pub fn observer_line(r: &Report) -> String {
+    format!(
+        "Observer cost under zone->lock: {}",
+        observer::describe(&r.observer_cost, &r.totals.pcp_method)
+    )
+}
+
 pub fn to_json(r: &Report) -> String {
     serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
@@ -698,6 +711,7 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
             fmt_count(zr.contentions)
         )?;
     }
+    writeln!(s, "{}", observer_line(r))?;
 
     writeln!(s, "\nPer CPU (zone-lock wait and % of that CPU's time)")?;
     // Right-aligned widths of PerCpu::COLUMNS.
@@ -1114,6 +1128,18 @@ mod tests {
                 assert!(p.get(k).is_some(), "probes[].{k}");
             }
         }
+        // The sample has only contention_begin attached and no run-time stats.
+        assert_eq!(
+            v["totals"]["pcp_method"],
+            serde_json::json!({"refill": "off", "drain": "off"})
+        );
+        let oc = &v["observer_cost"];
+        assert!(oc["in_lock_program_runs"].is_u64(), "{oc}");
+        for k in ["ns_per_run", "in_lock_ns", "pct_of_zone_lock_wait"] {
+            assert!(oc[k].is_null(), "observer_cost.{k} without stats: {oc}");
+        }
+        assert!(oc["reason"].is_string(), "{oc}");
+        assert!(oc["programs"].is_array(), "{oc}");
     }
 
     #[test]
@@ -1210,5 +1236,12 @@ mod tests {
         assert!(t.contains("free side 12.0 ms"), "{t}");
         assert!(t.contains("stack-id collisions"), "{t}");
         assert!(t.contains("node 0 / zone Normal"), "{t}");
+        assert!(
+            t.contains(
+                "Observer cost under zone->lock: 30 program runs, time unknown: this recording \
+                 has no run-time stats"
+            ),
+            "{t}"
+        );
     }
 }

@@ -417,6 +417,8 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
             lifetime_hist: (10..30).map(|b| (b, 1_000 * u64::from(b))).collect(),
             map_full: 0,
         }),
+        // Synthetic: no program ran.
+        observer: None,
     })
 }
 

@@ -286,6 +286,18 @@ fn cli_json_contract_and_flamegraphs() {
     }
     assert_eq!(j["after"]["host"], "vm16-other");
     assert!(j["warnings"].as_array().is_some_and(|w| !w.is_empty()));
+    for side in ["before", "after"] {
+        for k in ["refill", "drain"] {
+            assert!(
+                j["pcp_method"][side][k].is_string(),
+                "pcp_method.{side}.{k}"
+            );
+        }
+        assert!(
+            j["observer_cost"][side]["in_lock_program_runs"].is_u64(),
+            "observer_cost.{side}"
+        );
+    }
     assert!(
         j["verdict"]
             .as_array()

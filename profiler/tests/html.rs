@@ -9,7 +9,7 @@ use std::{
     process::Command,
 };
 
-use zoneprof::recording::{CpuPages, Recording, SkbCell, SkbSite};
+use zoneprof::recording::{CpuPages, ObserverStats, ProgramRunStats, Recording, SkbCell, SkbSite};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zoneprof");
 
@@ -164,6 +164,12 @@ fn report_html_is_self_contained_escaped_and_renders() {
         "zone-wait, locks, skb-free"
     );
     assert!(html.contains("data:image/svg+xml;base64,"));
+    // A recording without run-time stats still gets the line, saying why the time is unknown.
+    assert!(
+        html.contains("<p class=\"note\" id=\"observer-cost\">Observer cost under zone-&gt;lock: ")
+            && html.contains("time unknown: this recording has no run-time stats"),
+        "observer-cost line"
+    );
     assert_eq!(
         html.matches("class=\"bar-row\"").count(),
         16 + 16,
@@ -227,7 +233,16 @@ fn compare_html_puts_the_verdict_first_and_renders() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = with_tables(common::recording_from_folded(&bt, "vm16", 4.0, 16), true);
+    let mut b = with_tables(common::recording_from_folded(&bt, "vm16", 4.0, 16), true);
+    b.observer = Some(ObserverStats {
+        programs: vec![ProgramRunStats {
+            probe: "pcp_refill".into(),
+            program: "raw_page_alloc_zone_locked".into(),
+            runs: 1_000_000,
+            run_ns: 31_000_000,
+        }],
+        stats_error: None,
+    });
     let a = with_tables(common::recording_from_folded(&at, "vm16b", 4.0, 16), false);
     let bp = common::write_recording(dir.path(), "before.zprof", &b);
     let ap = common::write_recording(dir.path(), "after.zprof", &a);
@@ -255,6 +270,16 @@ fn compare_html_puts_the_verdict_first_and_renders() {
         "facts",
     ];
     section_order(&html, &order);
+    assert!(
+        html.contains(
+            "Observer cost under zone-&gt;lock, before: 1,000,000 program runs × 31 ns = 31.0 ms"
+        ),
+        "before's observer cost"
+    );
+    assert!(
+        html.contains("Observer cost under zone-&gt;lock, after: "),
+        "after's observer cost"
+    );
     assert!(html.contains("zone-lock wait on the allocation side fell 92 %"));
     assert!(html.contains("remote SKB frees at tun_do_read fell from 99 % to 1 %"));
     assert!(

@@ -335,6 +335,87 @@ fn classic_tracepoint_backend_counts_the_same_events() {
     assert!(u(&r["totals"]["contentions"]) > 0, "no contention seen");
 }
 
+/// Every recording states what its per-page PCP and contention_end programs cost under
+/// zone->lock, from BPF run-time stats enabled for the recording.
+#[test]
+fn observer_cost_under_zone_lock_is_measured() {
+    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    if skip("observer_cost_under_zone_lock_is_measured") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = record_workload(
+        dir.path(),
+        "observer",
+        &[],
+        &[
+            "workload",
+            "cross-cpu-pages",
+            "--alloc-cpus",
+            "0",
+            "--free-cpus",
+            "1",
+            "-d",
+            "2s",
+        ],
+    );
+    let r = report_json(&path);
+    // No kprobe/fentry on this project's kernels: pages are counted per page, in the lock.
+    assert_eq!(
+        r["totals"]["pcp_method"],
+        serde_json::json!({"refill": "page", "drain": "page"}),
+        "{}",
+        r["probes"]
+    );
+    let oc = &r["observer_cost"];
+    eprintln!("observer_cost: {oc}");
+    assert!(oc["reason"].is_null(), "run-time stats unavailable: {oc}");
+    let runs = u(&oc["in_lock_program_runs"]);
+    let events = u(&r["totals"]["pcp_refill_events"]) + u(&r["totals"]["pcp_drain_events"]);
+    // Each refill or drain event is one run of a program inside the lock (buddy allocations
+    // under the lock are runs too), so the stats cannot count fewer.
+    assert!(
+        events > 10_000 && runs >= events,
+        "{runs} in-lock runs for {events} PCP events: {oc}"
+    );
+    let per_run = oc["ns_per_run"].as_f64().expect("ns_per_run is a number");
+    assert!(
+        (5.0..5_000.0).contains(&per_run),
+        "implausible ns per run {per_run}: {oc}"
+    );
+    let in_lock_ns = u(&oc["in_lock_ns"]);
+    assert!(
+        (in_lock_ns as f64 - per_run * runs as f64).abs() <= 1.0 + 1e-6 * in_lock_ns as f64,
+        "{oc}"
+    );
+    let z = &r["totals"]["zone_lock_wait_ns"];
+    let zone_wait = u(&z["alloc"]) + u(&z["free"]) + u(&z["other"]);
+    match oc["pct_of_zone_lock_wait"].as_f64() {
+        Some(pct) => assert!(
+            zone_wait > 0 && (pct - 100.0 * in_lock_ns as f64 / zone_wait as f64).abs() < 1e-6,
+            "{pct} % of {zone_wait} ns: {oc}"
+        ),
+        None => assert_eq!(zone_wait, 0, "share missing: {oc}"),
+    }
+    let programs = oc["programs"].as_array().expect("programs list");
+    for probe in ["pcp_refill", "pcp_drain"] {
+        let p = programs
+            .iter()
+            .find(|p| p["probe"] == probe)
+            .unwrap_or_else(|| panic!("{probe} missing from {oc}"));
+        assert!(u(&p["runs"]) > 0 && p["in_lock_runs"] == p["runs"], "{p}");
+    }
+    let out = run(&["report", &path.to_string_lossy()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Observer cost under zone->lock: ")
+                && l.contains(" program runs × ")
+                && l.ends_with("PCP pages counted per page (refill and drain)")),
+        "{text}"
+    );
+}
+
 /// `--probes` attaches only the named probes; the others are "off", not failures.
 #[test]
 fn probes_option_selects_what_attaches() {

@@ -107,6 +107,7 @@ pub fn recording_from_folded(text: &str, host: &str, duration_s: f64, ncpus: u32
         skb_defer: vec![],
         page_matrix: vec![],
         page_tracking: None,
+        observer: None,
     }
 }
 
