@@ -169,6 +169,10 @@ impl Boot {
                 self.console_hint(&["Kernel panic", "Oops", "BUG:"])
             ));
         }
+        // A guest that oopsed but finished anyway is not a pass: the oops may be ours.
+        if let Some(oops) = self.kernel_oops() {
+            p.push(format!("the guest kernel reported: {oops}"));
+        }
         p.extend(
             self.received
                 .damaged
@@ -177,6 +181,29 @@ impl Boot {
         );
         p
     }
+
+    /// The first line of a kernel oops, panic or BUG report on the console, with the next
+    /// few lines (where the faulting function is named).
+    pub fn kernel_oops(&self) -> Option<String> {
+        let log = fs::read_to_string(&self.console_log).ok()?;
+        oops_excerpt(&log)
+    }
+}
+
+/// The first oops/panic/BUG line of a console log and the three lines after it.
+pub fn oops_excerpt(log: &str) -> Option<String> {
+    const NEEDLES: [&str; 4] = ["Oops:", "Kernel panic", "BUG:", "general protection fault"];
+    let lines: Vec<&str> = log.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| NEEDLES.iter().any(|n| l.contains(n)))?;
+    Some(
+        lines[i..lines.len().min(i + 4)]
+            .iter()
+            .map(|l| l.trim())
+            .collect::<Vec<_>>()
+            .join(" | "),
+    )
 }
 
 /// Directories under `<target>/vm`.
@@ -468,6 +495,18 @@ pub(crate) fn file_safe(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn oops_is_found_with_its_context() {
+        let log = "[ 1.0] ok\n[ 9.1] Oops: int3: 0000 [#1] PREEMPT SMP\n[ 9.1] CPU: 1 PID: 15 Comm: rcu_preempt\n[ 9.1] RIP: 0010:__schedule+0x1/0x9\n[ 9.1] Code: 00\n[ 9.2] more\n";
+        assert_eq!(
+            super::oops_excerpt(log).unwrap(),
+            "[ 9.1] Oops: int3: 0000 [#1] PREEMPT SMP | [ 9.1] CPU: 1 PID: 15 Comm: rcu_preempt | \
+             [ 9.1] RIP: 0010:__schedule+0x1/0x9 | [ 9.1] Code: 00"
+        );
+        assert_eq!(super::oops_excerpt("[ 1.0] all fine\n"), None);
+    }
+
     use super::*;
 
     fn elf(phdr_types: &[u32]) -> Vec<u8> {
