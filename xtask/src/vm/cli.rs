@@ -480,7 +480,6 @@ fn print_method_table(tables: &[scenarios::MethodTable]) {
             }
         }
     }
-    let kw = keys.iter().map(String::len).max().unwrap_or(10);
     for key in &keys {
         println!("  {key}");
         for t in tables {
@@ -498,7 +497,6 @@ fn print_method_table(tables: &[scenarios::MethodTable]) {
             println!("    {:<22} {cell}", t.kernel);
         }
     }
-    let _ = kw;
 }
 
 fn print_summary(runs: &[KernelRun], rows: &[Row], total: Duration) {
@@ -710,7 +708,7 @@ mod tests {
         );
         assert_eq!(
             select(&s(&["6.12-noinline"]), &[], &["all"]).unwrap(),
-            [noinline.clone()]
+            std::slice::from_ref(&noinline)
         );
         assert_eq!(select(&s(&["6.12"]), &[], &["all"]).unwrap(), [deb("6.12")]);
         assert_eq!(
