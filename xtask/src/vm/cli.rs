@@ -299,7 +299,6 @@ pub fn vm_test(ws: &Workspace, opts: &TestOpts) -> Result<()> {
         });
     }
 
-    print_summary(&runs, &rows, started.elapsed());
     let tables: Vec<scenarios::MethodTable> =
         runs.iter().filter_map(|k| k.methods.clone()).collect();
     if !tables.is_empty() {
@@ -324,6 +323,7 @@ pub fn vm_test(ws: &Workspace, opts: &TestOpts) -> Result<()> {
             log: None,
         });
     }
+    print_summary(&runs, &rows, started.elapsed());
     let failed = rows
         .iter()
         .filter(|r| matches!(r.verdict, Verdict::Fail(_)))

@@ -263,11 +263,13 @@ impl MethodTable {
         ))
     }
 
-    /// Whether `probe` attached with `method` here.
-    pub fn attached(&self, probe: &str, method: &str) -> bool {
+    /// The targets `probe` attached to with `method` here.
+    pub fn attached(&self, probe: &str, method: &str) -> Vec<&str> {
         self.trials
             .iter()
-            .any(|t| t.probe == probe && t.method == method && t.result == "attached")
+            .filter(|t| t.probe == probe && t.method == method && t.result == "attached")
+            .map(|t| t.target.as_str())
+            .collect()
     }
 
     /// Whether `probe`'s `method` found its target here (it was tried for real).
@@ -288,10 +290,12 @@ pub fn card_proof(tables: &[MethodTable]) -> Result<Vec<String>> {
     let mut missing = Vec::new();
     for probe in CARD_PROBES {
         for method in ["kprobe", "fentry"] {
-            let on: Vec<&str> = tables
+            let on: Vec<String> = tables
                 .iter()
-                .filter(|t| t.attached(probe, method))
-                .map(|t| t.kernel.as_str())
+                .filter_map(|t| {
+                    let targets = t.attached(probe, method);
+                    (!targets.is_empty()).then(|| format!("{} ({})", t.kernel, targets.join(", ")))
+                })
                 .collect();
             let has_target = tables.iter().any(|t| t.target_exists(probe, method));
             if on.is_empty() && has_target {
@@ -1184,7 +1188,7 @@ mod tests {
         let lines = card_proof(std::slice::from_ref(&good)).unwrap();
         assert_eq!(
             lines[0],
-            "rmqueue_pcplist by kprobe: attached on 6.12-noinline"
+            "rmqueue_pcplist by kprobe: attached on 6.12-noinline (t)"
         );
         let bad = MethodTable::parse(&doc("6.12", &all("rejected"))).unwrap();
         let e = bad.verdict().unwrap_err().to_string();
