@@ -463,6 +463,113 @@ fn probes_option_selects_what_attaches() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown probe \"no_such_probe\""));
 }
 
+/// `--pcp` on this kernel: `off` attaches no PCP program and runs nothing under zone->lock
+/// for PCP accounting; `batch` refuses the per-page tracepoints (and, with no kprobes or
+/// fentry here, counts nothing, saying so); `page` attaches them even with `--backend
+/// kprobe`, since it names them itself. The per-batch forms run in the qemu twins
+/// (`cargo xtask vm-test`, `pcp-twin-*`).
+#[test]
+fn pcp_option_chooses_how_pages_are_counted() {
+    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    if skip("pcp_option_chooses_how_pages_are_counted") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = [
+        "workload",
+        "cross-cpu-pages",
+        "--alloc-cpus",
+        "0",
+        "--free-cpus",
+        "1",
+        "-d",
+        "500ms",
+    ];
+    let probe = |r: &Value, n: &str| -> Value {
+        r["probes"]
+            .as_array()
+            .expect("probes")
+            .iter()
+            .find(|p| p["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no probe {n}"))
+    };
+    let pcp_probes = [
+        "pcp_refill",
+        "pcp_drain",
+        "rmqueue_pcplist",
+        "free_pcppages_bulk",
+    ];
+
+    let off = report_json(&record_workload(
+        dir.path(),
+        "off",
+        &["--pcp", "off"],
+        &work,
+    ));
+    assert_eq!(off["totals"]["pcp_method"]["refill"], "off");
+    assert_eq!(off["totals"]["pcp_method"]["drain"], "off");
+    for n in pcp_probes {
+        let p = probe(&off, n);
+        assert_eq!(p["attached"], Value::Bool(false), "{p}");
+        assert!(
+            p["reason"].as_str().unwrap_or("").contains("--pcp off"),
+            "{p}"
+        );
+    }
+    assert_eq!(u(&off["totals"]["pcp_refill_pages"]), 0);
+    // Only zone-lock contentions' contention_end can still run inside the lock.
+    let off_runs = u(&off["observer_cost"]["in_lock_program_runs"]);
+
+    let batch = report_json(&record_workload(
+        dir.path(),
+        "batch",
+        &["--pcp", "batch"],
+        &work,
+    ));
+    for n in ["pcp_refill", "pcp_drain"] {
+        let p = probe(&batch, n);
+        assert_eq!(p["attached"], Value::Bool(false), "{p}");
+        assert!(
+            p["reason"].as_str().unwrap_or("").contains("--pcp batch"),
+            "{p}"
+        );
+    }
+    let kfuncs = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
+    if !kfuncs
+        && !probe(&batch, "free_pcppages_bulk")["attached"]
+            .as_bool()
+            .unwrap_or(false)
+    {
+        assert_eq!(batch["totals"]["pcp_method"]["drain"], "off");
+    }
+
+    let page = report_json(&record_workload(
+        dir.path(),
+        "page",
+        &["--pcp", "page", "--backend", "kprobe"],
+        &work,
+    ));
+    assert_eq!(page["totals"]["pcp_method"]["refill"], "page");
+    assert_eq!(page["totals"]["pcp_method"]["drain"], "page");
+    assert!(
+        u(&cpu(&page, 0)["pcp_refill_pages"]) > 1000,
+        "{}",
+        cpu(&page, 0)
+    );
+    assert!(
+        u(&cpu(&page, 1)["pcp_drain_pages"]) > 1000,
+        "{}",
+        cpu(&page, 1)
+    );
+    let page_runs = u(&page["observer_cost"]["in_lock_program_runs"]);
+    assert!(page_runs > 1000, "{page_runs}");
+    assert!(
+        off_runs * 10 < page_runs,
+        "--pcp off ran {off_runs} times under the lock, --pcp page {page_runs}"
+    );
+}
+
 #[test]
 fn record_rejects_offline_cpu_before_loading() {
     // No root needed: the CPU list is checked before anything is loaded.
