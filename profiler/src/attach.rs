@@ -1217,6 +1217,19 @@ mod tests {
         }
     }
 
+    #[test]
+    fn verifier_last_line_skips_the_statistics() {
+        let log = "0: R1=ctx() R10=fp0\n; let Some(&start) = ...\n12: (79) r3 = *(u64 *)(r2 +0)\n\
+                   R3 unbounded memory access, make sure to bounds check any such access\n\
+                   processed 41 insns (limit 1000000) max_states_per_insn 0 total_states 3\n\
+                   verification time 36 usec\nstack depth 0\n\n";
+        assert_eq!(
+            verifier_last_line(log).as_deref(),
+            Some("R3 unbounded memory access, make sure to bounds check any such access")
+        );
+        assert_eq!(verifier_last_line("\n  \n"), None);
+    }
+
     /// Every kprobe/kretprobe program of the catalog passes this kernel's verifier. Loading
     /// a kprobe program needs no kprobe support (only attaching does), so this runs the
     /// verifier over the kprobe forms wherever zoneprof can load programs at all; the fentry
