@@ -12,7 +12,7 @@ use crate::{
     cpulist::format_cpu_list,
     flamegraph::{self as fg, FlameError, FoldOptions, View},
     host::HostInfo,
-    recording::Recording,
+    recording::{LossUnit, Recording},
     report::{self, PerCpu, Report},
     units::{fmt_count, fmt_ns, fmt_pct},
 };
@@ -773,36 +773,21 @@ fn report_tables(b: &mut String, r: &Report, top: usize) {
         );
     }
     b.push_str("</table>");
-    let l = &r.losses;
-    let losses = [
-        ("lock ends without a begin", l.end_without_begin),
-        ("begins without an end", l.begin_without_end),
-        ("nested waits beyond depth", l.nest_overflow),
-        ("stack-id collisions", l.stack_collisions),
-        ("stack-id errors", l.stack_errors),
-        ("lock-wait map full", l.lock_map_full),
-        ("histogram map full", l.hist_map_full),
-        ("unsymbolized frames", l.unsymbolized_frames),
-    ];
     b.push_str("<h3>Losses</h3>");
-    let any: Vec<_> = losses.iter().filter(|(_, n)| *n > 0).collect();
-    if any.is_empty() && l.lost_wait_ns == 0 {
+    let losses: Vec<_> = r.losses.losses().collect();
+    if losses.is_empty() {
         b.push_str("<p>None.</p>");
     } else {
         b.push_str("<table>");
-        for (what, n) in any {
+        for (loss, n) in losses {
+            let n = match loss.unit {
+                LossUnit::Count => fmt_count(n),
+                LossUnit::Nanoseconds => fmt_ns(n),
+            };
             let _ = write!(
                 b,
-                "<tr><th>{}</th><td class=\"num\">{}</td></tr>",
-                esc(what),
-                fmt_count(*n)
-            );
-        }
-        if l.lost_wait_ns > 0 {
-            let _ = write!(
-                b,
-                "<tr><th>wait not attributed to a stack</th><td class=\"num\">{}</td></tr>",
-                fmt_ns(l.lost_wait_ns)
+                "<tr><th>{}</th><td class=\"num\">{n}</td></tr>",
+                esc(loss.label)
             );
         }
         b.push_str("</table>");

@@ -205,6 +205,138 @@ pub struct CpuPages {
     pub refill_batches: u64,
 }
 
+/// What a loss counter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossUnit {
+    /// Events, entries or calls lost (a count).
+    Count,
+    /// Nanoseconds of wait not attributed.
+    Nanoseconds,
+}
+
+/// One way a recording can lose data: the one list every view (text, HTML, JSON, and
+/// later metrics) shows, so none can be forgotten in one of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Loss {
+    /// The `Counters` field (and JSON key under `losses`).
+    pub key: &'static str,
+    /// What it means, as the views say it.
+    pub label: &'static str,
+    pub unit: LossUnit,
+    pub get: fn(&Counters) -> u64,
+}
+
+const fn loss(key: &'static str, label: &'static str, get: fn(&Counters) -> u64) -> Loss {
+    Loss {
+        key,
+        label,
+        unit: LossUnit::Count,
+        get,
+    }
+}
+
+/// Every loss counter, in the order the views list them.
+pub const LOSSES: &[Loss] = &[
+    loss(
+        "end_without_begin",
+        "lock ends without a begin (began before recording)",
+        |c| c.end_without_begin,
+    ),
+    loss("begin_without_end", "begins without an end", |c| {
+        c.begin_without_end
+    }),
+    loss(
+        "nest_overflow",
+        "nested waits beyond the per-CPU depth",
+        |c| c.nest_overflow,
+    ),
+    loss("stack_collisions", "stack-id collisions", |c| {
+        c.stack_collisions
+    }),
+    loss("stack_errors", "stack-id errors", |c| c.stack_errors),
+    loss(
+        "lock_map_full",
+        "lock-wait map full (wait kept in lost_wait_ns)",
+        |c| c.lock_map_full,
+    ),
+    Loss {
+        key: "lost_wait_ns",
+        label: "wait not attributed to a stack (map full)",
+        unit: LossUnit::Nanoseconds,
+        get: |c| c.lost_wait_ns,
+    },
+    loss("hist_map_full", "histogram map full", |c| c.hist_map_full),
+    loss("task_map_full", "sleeping-lock task map full", |c| {
+        c.task_map_full
+    }),
+    loss("zone_cache_full", "zone-address cache full", |c| {
+        c.zone_cache_full
+    }),
+    loss("page_read_errors", "page tracepoint read errors", |c| {
+        c.page_read_errors
+    }),
+    loss("unsymbolized_frames", "unsymbolized frames", |c| {
+        c.unsymbolized_frames
+    }),
+    loss(
+        "skb_read_errors",
+        "SKB frees whose allocating CPU was unreadable",
+        |c| c.skb_read_errors,
+    ),
+    loss(
+        "skb_map_full",
+        "SKB frees missing from the matrix or site table (map full)",
+        |c| c.skb_map_full,
+    ),
+    loss(
+        "page_track_full",
+        "sampled pages not followed (page-tracking map full)",
+        |c| c.page_track_full,
+    ),
+    loss(
+        "page_matrix_full",
+        "page-flow matrix updates lost (map full)",
+        |c| c.page_matrix_full,
+    ),
+    loss(
+        "rmqueue_unmatched",
+        "PCP allocation calls whose entry or exit was not seen",
+        |c| c.rmqueue_unmatched,
+    ),
+    loss(
+        "bulk_free_unmatched",
+        "PCP drain calls whose entry or exit was not seen",
+        |c| c.bulk_free_unmatched,
+    ),
+    loss(
+        "pcp_count_errors",
+        "PCP batches not counted (pcp->count unreadable or inconsistent)",
+        |c| c.pcp_count_errors,
+    ),
+];
+
+/// `Counters` fields that are not losses: what was seen, and cross-checks. With
+/// [`LOSSES`], they name every field (a unit test holds the two lists to the struct).
+pub const NOT_LOSSES: &[&str] = &[
+    "contention_begin",
+    "contention_end",
+    "zone_wait_ns",
+    "zone_contentions",
+    "total_wait_ns",
+    "skb_frees",
+    "skb_defer_ipis",
+];
+
+impl Counters {
+    /// The losses this recording had: (what, how many), non-zero only.
+    pub fn losses(&self) -> impl Iterator<Item = (&'static Loss, u64)> + '_ {
+        LOSSES
+            .iter()
+            .map(move |l| (l, (l.get)(self)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
 /// Event counts and every way an event can be lost, summed over CPUs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counters {
@@ -699,7 +831,54 @@ pub(crate) fn sample() -> Recording {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+
+    /// Every counter with a distinct non-zero value, set through its JSON key so that the
+    /// list follows the struct.
+    pub(crate) fn distinct_counters() -> (Counters, Vec<(String, u64)>) {
+        let keys: Vec<String> = match serde_json::to_value(Counters::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            other => panic!("Counters is not an object: {other:?}"),
+        };
+        let values: Vec<(String, u64)> = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| (k, 1_000 + 7 * i as u64))
+            .collect();
+        let obj: serde_json::Map<String, serde_json::Value> = values
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
+            .collect();
+        let c: Counters = serde_json::from_value(serde_json::Value::Object(obj)).expect("counters");
+        (c, values)
+    }
+
+    /// A counter added to the recording must be listed as a loss or as not one, and each
+    /// loss must read its own field.
+    #[test]
+    fn every_counter_is_a_listed_loss_or_listed_as_not_one() {
+        let (c, values) = distinct_counters();
+        for (key, v) in &values {
+            let loss = LOSSES.iter().find(|l| l.key == key);
+            match loss {
+                Some(l) => assert_eq!((l.get)(&c), *v, "{key}: the loss reads another field"),
+                None => assert!(
+                    NOT_LOSSES.contains(&key.as_str()),
+                    "counter {key} is neither in LOSSES nor in NOT_LOSSES"
+                ),
+            }
+        }
+        for l in LOSSES {
+            assert!(
+                values.iter().any(|(k, _)| k == l.key),
+                "{}: no such counter",
+                l.key
+            );
+        }
+        assert_eq!(c.losses().count(), LOSSES.len());
+        assert_eq!(Counters::default().losses().count(), 0);
+    }
+
     use super::*;
 
     fn write_tmp(rec: &Recording) -> (tempfile::TempDir, PathBuf) {

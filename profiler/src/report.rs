@@ -10,7 +10,7 @@ use crate::{
     analysis::{self, ClassifiedWait, SideNs},
     classify::{LockClass, Side},
     observer::{self, ObserverCost},
-    recording::{Counters, PcpCount, PcpMethod, Recording},
+    recording::{Counters, LossUnit, PcpCount, PcpMethod, Recording},
     units::{fmt_count, fmt_ns, fmt_pct},
 };
 
@@ -841,40 +841,18 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
         }
     }
 
-    let l = &r.losses;
-    let losses = [
-        (
-            "lock ends without a begin (began before recording)",
-            l.end_without_begin,
-        ),
-        ("begins without an end", l.begin_without_end),
-        ("nested waits beyond the per-CPU depth", l.nest_overflow),
-        ("stack-id collisions", l.stack_collisions),
-        ("stack-id errors", l.stack_errors),
-        (
-            "lock-wait map full (wait kept in lost_wait_ns)",
-            l.lock_map_full,
-        ),
-        ("histogram map full", l.hist_map_full),
-        ("sleeping-lock task map full", l.task_map_full),
-        ("zone-address cache full", l.zone_cache_full),
-        ("page tracepoint read errors", l.page_read_errors),
-        ("unsymbolized frames", l.unsymbolized_frames),
-    ];
-    let any: Vec<_> = losses.iter().filter(|(_, n)| *n > 0).collect();
     writeln!(s, "\nLosses")?;
-    if any.is_empty() {
+    let mut none = true;
+    for (loss, n) in r.losses.losses() {
+        none = false;
+        let n = match loss.unit {
+            LossUnit::Count => fmt_count(n),
+            LossUnit::Nanoseconds => fmt_ns(n),
+        };
+        writeln!(s, "  {n:>12}  {}", loss.label)?;
+    }
+    if none {
         writeln!(s, "  none")?;
-    }
-    for (what, n) in any {
-        writeln!(s, "  {:>12}  {what}", fmt_count(*n))?;
-    }
-    if l.lost_wait_ns > 0 {
-        writeln!(
-            s,
-            "  {:>12}  wait not attributed to a stack (map full)",
-            fmt_ns(l.lost_wait_ns)
-        )?;
     }
 
     if !r.not_observable.is_empty() {
@@ -1224,6 +1202,44 @@ mod tests {
         let t = to_text(&build(&rec, 5), 5);
         assert!(t.contains("n/a"), "{t}");
         assert!(t.contains("skb_attempt_defer_free"), "{t}");
+    }
+
+    /// Every loss counter, set to a distinct value, shows in the text, HTML and JSON views.
+    #[test]
+    fn every_loss_shows_in_every_view() {
+        let mut rec = sample();
+        let (counters, _) = crate::recording::tests::distinct_counters();
+        rec.counters = counters;
+        let r = build(&rec, 3);
+        let text = to_text(&r, 3);
+        let html = crate::html::report_html(&rec, 3, "x.zprof").expect("html");
+        let json: serde_json::Value = serde_json::from_str(&to_json(&r)).expect("parses");
+        for l in crate::recording::LOSSES {
+            let v = (l.get)(&rec.counters);
+            let shown = match l.unit {
+                LossUnit::Count => fmt_count(v),
+                LossUnit::Nanoseconds => fmt_ns(v),
+            };
+            assert!(
+                text.contains(&format!("{shown:>12}  {}", l.label)),
+                "text lacks {}: {text}",
+                l.key
+            );
+            assert!(
+                html.contains(&format!(
+                    "<tr><th>{}</th><td class=\"num\">{shown}</td></tr>",
+                    crate::html::esc(l.label)
+                )),
+                "HTML lacks {}",
+                l.key
+            );
+            assert_eq!(
+                json["losses"][l.key].as_u64(),
+                Some(v),
+                "JSON lacks {}",
+                l.key
+            );
+        }
     }
 
     #[test]
