@@ -12,7 +12,7 @@ use profiler_common::{ABSENT, FuncRange, MAX_CPUS, func_slot};
 
 use crate::{
     btf::Btf,
-    probes::{Backend, CATALOG, Method, PcpMode, PcpRole, ProbeSpec, Proto},
+    probes::{Backend, CATALOG, Method, PcpMode, PcpRole, ProbeSpec, Proto, name},
     recording::{AttachAttempt, ProbeStatus},
     symbolize::Kallsyms,
     tracefs,
@@ -279,7 +279,7 @@ pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachErr
     match ksyms.and_then(|k| k.address_of("trigger_rx_softirq")) {
         Some(a) => globals.set64("DEFER_IPI_FN", a),
         None => {
-            if let Some(i) = CATALOG.iter().position(|p| p.name == "skb_defer_ipi") {
+            if let Some(i) = CATALOG.iter().position(|p| p.name == name::SKB_DEFER_IPI) {
                 let (ok, failed) = &mut candidates[i];
                 if let Some(first) = ok.first() {
                     let method = first.method.kind().into();
@@ -382,9 +382,9 @@ fn counted_per_batch(spec: &ProbeSpec, mode: PcpMode, probes: &[ProbeStatus]) ->
 /// Which function-range slot a probe uses to find its caller.
 fn caller_slot(probe: &str) -> Option<u32> {
     match probe {
-        "consume_skb" => Some(func_slot::CONSUME_SKB),
-        "kfree_skb" => Some(func_slot::KFREE_SKB),
-        "skb_attempt_defer_free" => Some(func_slot::DEFER_FREE),
+        name::CONSUME_SKB => Some(func_slot::CONSUME_SKB),
+        name::KFREE_SKB => Some(func_slot::KFREE_SKB),
+        name::SKB_ATTEMPT_DEFER_FREE => Some(func_slot::DEFER_FREE),
         _ => None,
     }
 }
@@ -579,7 +579,7 @@ fn finish_targets(
     if found.is_empty() {
         return Err(why.join("; "));
     }
-    if spec.name == "kfree_skb" {
+    if spec.name == name::KFREE_SKB {
         // The SKB's argument index is a load-time global: only the first target can be used.
         found.truncate(1);
         globals.set(kfree_global, kfree_skb_arg(&found[0]));

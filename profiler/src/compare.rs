@@ -18,6 +18,7 @@ use crate::{
     flamegraph::{self as fg, FoldOptions, Folded, View},
     observer::{self, ObserverCost},
     par,
+    probes::name,
     recording::{PcpCount, PcpMethod, Recording},
     units::{fmt_count, fmt_ns, fmt_pct},
 };
@@ -146,7 +147,11 @@ impl Comparison {
 }
 
 /// Probes that see SKB frees (see probes.rs).
-const SKB_FREE_PROBES: &[&str] = &["consume_skb", "kfree_skb", "skb_attempt_defer_free"];
+const SKB_FREE_PROBES: &[&str] = &[
+    name::CONSUME_SKB,
+    name::KFREE_SKB,
+    name::SKB_ATTEMPT_DEFER_FREE,
+];
 
 /// What a recording could observe (its probes attached, or it holds the data).
 #[derive(Debug, Clone, Copy)]
@@ -165,17 +170,18 @@ pub struct Observable {
 
 impl Observable {
     pub fn of(rec: &Recording) -> Observable {
-        let attached =
-            |f: &dyn Fn(&str) -> bool| rec.probes.iter().any(|p| p.attached && f(&p.name));
+        let any = |names: &[&str]| names.iter().any(|n| rec.attached(n));
+        // Pages are counted per page or per batch: either way the side was watched.
+        let m = PcpMethod::of(&rec.probes);
         Observable {
-            locks: !rec.lock_waits.is_empty() || attached(&|n| n == "contention_end"),
-            refill: rec.pcp.iter().any(|p| p.refill_pages > 0) || attached(&|n| n == "pcp_refill"),
-            drain: rec.pcp.iter().any(|p| p.drain_pages > 0) || attached(&|n| n == "pcp_drain"),
-            skb: !rec.skb_sites.is_empty() || attached(&|n| SKB_FREE_PROBES.contains(&n)),
+            locks: !rec.lock_waits.is_empty() || rec.attached(name::CONTENTION_END),
+            refill: rec.pcp.iter().any(|p| p.refill_pages > 0) || m.refill != PcpCount::Off,
+            drain: rec.pcp.iter().any(|p| p.drain_pages > 0) || m.drain != PcpCount::Off,
+            skb: !rec.skb_sites.is_empty() || any(SKB_FREE_PROBES),
             defer: rec.skb_defer.iter().any(|d| d.calls > 0)
-                || attached(&|n| n == "skb_attempt_defer_free"),
-            defer_cost: attached(&|n| n == "skb_defer_ipi" || n == "consume_skb"),
-            skb_matrix: !rec.skb_matrix.is_empty() || attached(&|n| SKB_FREE_PROBES.contains(&n)),
+                || rec.attached(name::SKB_ATTEMPT_DEFER_FREE),
+            defer_cost: any(&[name::SKB_DEFER_IPI, name::CONSUME_SKB]),
+            skb_matrix: !rec.skb_matrix.is_empty() || any(SKB_FREE_PROBES),
             page_matrix: !rec.page_matrix.is_empty() || rec.page_tracking.is_some(),
         }
     }

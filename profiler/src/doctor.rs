@@ -282,11 +282,13 @@ pub fn run() -> Doctor {
             )
         });
     }
-    let attached = |n: &str| probes.iter().any(|p| p.name == n && p.attached);
-    let recording_useful = (attached("contention_begin") && attached("contention_end"))
-        || attached("pcp_refill")
-        || attached("pcp_drain")
-        || attached("free_pcppages_bulk");
+    use crate::probes::name;
+    let attached = |n: &str| crate::recording::attached(&probes, n);
+    let recording_useful = (attached(name::CONTENTION_BEGIN) && attached(name::CONTENTION_END))
+        || attached(name::PCP_REFILL)
+        || attached(name::PCP_DRAIN)
+        || attached(name::RMQUEUE_PCPLIST)
+        || attached(name::FREE_PCPPAGES_BULK);
     Doctor {
         format: "zoneprof-doctor",
         version: 1,

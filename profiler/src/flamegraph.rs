@@ -651,15 +651,18 @@ pub fn build(
 
 /// One line saying why `view` is empty for this recording.
 pub fn no_data_reason(rec: &Recording, view: View, opts: &FoldOptions) -> String {
-    let attached = |name: &str| rec.probes.iter().any(|p| p.name == name && p.attached);
+    use crate::probes::name;
     let mut s = match view {
         View::SkbFree => "no SKB frees in this recording: its skb_sites table is empty (the SKB \
                           free probes did not run on this kernel or saw no frees)"
             .to_string(),
         View::Pages => {
             let mut s = "no PCP refill/drain pages and no page flows in this recording".to_string();
-            if !attached("pcp_refill") && !attached("pcp_drain") {
-                s.push_str(" (the PCP probes did not attach)");
+            let m = crate::recording::PcpMethod::of(&rec.probes);
+            if m.refill == crate::recording::PcpCount::Off
+                && m.drain == crate::recording::PcpCount::Off
+            {
+                s.push_str(" (no PCP probe attached: per page or per batch)");
             }
             s
         }
@@ -671,7 +674,7 @@ pub fn no_data_reason(rec: &Recording, view: View, opts: &FoldOptions) -> String
                 _ => "no lock contention",
             };
             let mut s = format!("{what} in this recording");
-            if !attached("contention_end") {
+            if !rec.attached(name::CONTENTION_END) {
                 s.push_str(" (the lock-contention probes did not attach)");
             }
             s

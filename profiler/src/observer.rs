@@ -9,14 +9,15 @@ use serde::Serialize;
 
 use crate::{
     analysis::{self, ClassifiedWait},
+    probes::name,
     recording::{PcpMethod, Recording},
     units::{fmt_count, fmt_ns, fmt_pct},
 };
 
 /// Probes whose every program run holds `zone->lock`.
-const PER_PAGE_PROBES: [&str; 2] = ["pcp_refill", "pcp_drain"];
+const PER_PAGE_PROBES: [&str; 2] = [name::PCP_REFILL, name::PCP_DRAIN];
 /// Runs with the contended lock held: inside `zone->lock` for zone-lock contentions.
-const CONTENTION_END: &str = "contention_end";
+const CONTENTION_END: &str = name::CONTENTION_END;
 
 /// One program's share.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -95,8 +96,8 @@ pub fn cost(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> ObserverCost {
     if let Some(reason) = failed {
         // Runs counted from the events the per-page programs recorded: a lower bound, as a
         // program also runs for CPUs outside --cpus and records nothing there.
-        let attached = |n: &str| rec.probes.iter().any(|p| p.attached && p.name == n);
-        let refill: u64 = if attached("pcp_refill") {
+        let attached = |n: &str| rec.attached(n);
+        let refill: u64 = if attached(name::PCP_REFILL) {
             rec.pcp
                 .iter()
                 .map(|p| p.refill_events + p.buddy_events)
@@ -104,7 +105,7 @@ pub fn cost(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> ObserverCost {
         } else {
             0
         };
-        let drain: u64 = if attached("pcp_drain") {
+        let drain: u64 = if attached(name::PCP_DRAIN) {
             rec.pcp.iter().map(|p| p.drain_events).sum()
         } else {
             0

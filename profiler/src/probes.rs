@@ -1,6 +1,22 @@
 //! The probe catalog: every logical probe zoneprof knows, what it feeds, and the ways it can
 //! be attached, in order of preference. `attach` walks this list at run time.
 
+/// Probe names, as recordings, reports and `--probes` spell them.
+pub mod name {
+    pub const CONTENTION_BEGIN: &str = "contention_begin";
+    pub const CONTENTION_END: &str = "contention_end";
+    pub const PCP_REFILL: &str = "pcp_refill";
+    pub const PCP_DRAIN: &str = "pcp_drain";
+    pub const CONSUME_SKB: &str = "consume_skb";
+    pub const KFREE_SKB: &str = "kfree_skb";
+    pub const SKB_DEFER_IPI: &str = "skb_defer_ipi";
+    pub const SKB_ATTEMPT_DEFER_FREE: &str = "skb_attempt_defer_free";
+    pub const RMQUEUE_PCPLIST: &str = "rmqueue_pcplist";
+    pub const FREE_PCPPAGES_BULK: &str = "free_pcppages_bulk";
+    pub const PAGE_ALLOC: &str = "page_alloc";
+    pub const PAGE_FREE: &str = "page_free";
+}
+
 /// How a probe attaches to the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -205,7 +221,7 @@ const fn raw(
 }
 
 pub const CONTENTION_BEGIN: ProbeSpec = ProbeSpec {
-    name: "contention_begin",
+    name: name::CONTENTION_BEGIN,
     methods: &[
         raw(
             "raw_contention_begin",
@@ -223,7 +239,7 @@ pub const CONTENTION_BEGIN: ProbeSpec = ProbeSpec {
 };
 
 pub const CONTENTION_END: ProbeSpec = ProbeSpec {
-    name: "contention_end",
+    name: name::CONTENTION_END,
     methods: &[
         raw("raw_contention_end", "lock", "contention_end", &["void *"]),
         tp("contention_end", "lock", "contention_end"),
@@ -236,7 +252,7 @@ pub const CONTENTION_END: ProbeSpec = ProbeSpec {
 };
 
 pub const PCP_REFILL: ProbeSpec = ProbeSpec {
-    name: "pcp_refill",
+    name: name::PCP_REFILL,
     methods: &[
         // The raw form needs the 5.19+ prototype, where percpu_refill is an argument.
         raw(
@@ -259,13 +275,13 @@ pub const PCP_REFILL: ProbeSpec = ProbeSpec {
     ],
     opt_in: None,
     pcp: PcpRole::PerPage {
-        batch: "rmqueue_pcplist",
+        batch: name::RMQUEUE_PCPLIST,
     },
     feeds: "pages refilled into per-CPU page lists, counted per page under zone->lock",
 };
 
 pub const PCP_DRAIN: ProbeSpec = ProbeSpec {
-    name: "pcp_drain",
+    name: name::PCP_DRAIN,
     methods: &[
         raw(
             "raw_page_pcpu_drain",
@@ -279,13 +295,13 @@ pub const PCP_DRAIN: ProbeSpec = ProbeSpec {
     field_globals: &[("PD_ORDER_OFF", "order")],
     opt_in: None,
     pcp: PcpRole::PerPage {
-        batch: "free_pcppages_bulk",
+        batch: name::FREE_PCPPAGES_BULK,
     },
     feeds: "pages drained from per-CPU page lists, counted per page under zone->lock",
 };
 
 pub const CONSUME_SKB: ProbeSpec = ProbeSpec {
-    name: "consume_skb",
+    name: name::CONSUME_SKB,
     // Tracepoint first: a stable ABI, and since 6.3 it carries the caller.
     methods: &[
         // The raw form needs `location`, an argument since 6.3.
@@ -318,7 +334,7 @@ pub const CONSUME_SKB: ProbeSpec = ProbeSpec {
 };
 
 pub const KFREE_SKB: ProbeSpec = ProbeSpec {
-    name: "kfree_skb",
+    name: name::KFREE_SKB,
     methods: &[
         raw(
             "raw_skb_kfree",
@@ -349,7 +365,7 @@ pub const KFREE_SKB: ProbeSpec = ProbeSpec {
 };
 
 pub const DEFER_IPI: ProbeSpec = ProbeSpec {
-    name: "skb_defer_ipi",
+    name: name::SKB_DEFER_IPI,
     // The kick is an async call-function request whose function is trigger_rx_softirq:
     // `csd:csd_queue_cpu` (6.3+) names it; `ipi:ipi_send_cpu` only shows the generic
     // call-function handler there.
@@ -370,7 +386,7 @@ pub const DEFER_IPI: ProbeSpec = ProbeSpec {
 };
 
 pub const PAGE_ALLOC: ProbeSpec = ProbeSpec {
-    name: "page_alloc",
+    name: name::PAGE_ALLOC,
     methods: &[
         raw(
             "raw_page_alloc",
@@ -388,7 +404,7 @@ pub const PAGE_ALLOC: ProbeSpec = ProbeSpec {
 };
 
 pub const PAGE_FREE: ProbeSpec = ProbeSpec {
-    name: "page_free",
+    name: name::PAGE_FREE,
     methods: &[
         raw(
             "raw_page_free",
@@ -406,7 +422,7 @@ pub const PAGE_FREE: ProbeSpec = ProbeSpec {
 };
 
 pub const SKB_DEFER_FREE: ProbeSpec = ProbeSpec {
-    name: "skb_attempt_defer_free",
+    name: name::SKB_ATTEMPT_DEFER_FREE,
     // No tracepoint exists for it.
     methods: &[
         Method::Fentry {
@@ -455,7 +471,7 @@ const FREE_PCPPAGES_BULK_PROTO: Proto = Proto {
 };
 
 pub const RMQUEUE_PCPLIST: ProbeSpec = ProbeSpec {
-    name: "rmqueue_pcplist",
+    name: name::RMQUEUE_PCPLIST,
     // The card's probe: the PCP allocation path, timed on the allocating CPU. Its exit
     // counts the pages a refill brought (pcp->count across the call) outside zone->lock.
     // `rmqueue_bulk`, the refill itself, where `__rmqueue_pcplist` is inlined or notrace
@@ -494,7 +510,7 @@ pub const RMQUEUE_PCPLIST: ProbeSpec = ProbeSpec {
 };
 
 pub const FREE_PCPPAGES_BULK: ProbeSpec = ProbeSpec {
-    name: "free_pcppages_bulk",
+    name: name::FREE_PCPPAGES_BULK,
     // Entry before the function takes zone->lock, exit after it released it.
     methods: &[
         Method::Fentry {

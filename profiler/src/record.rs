@@ -195,19 +195,18 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
     let raw = aggregate::read_counters(&attached.ebpf)?;
     let mut counters = aggregate::counters_from(&raw);
     // Stacks are captured in contention_begin; its raw tracepoint form sees its own frames.
-    let raw_stacks = attached
-        .probes
-        .iter()
-        .any(|p| p.name == "contention_begin" && p.attached && p.method == "raw_tracepoint");
+    let raw_stacks = attached.probes.iter().any(|p| {
+        p.name == crate::probes::name::CONTENTION_BEGIN
+            && p.attached
+            && p.method == "raw_tracepoint"
+    });
     let tables = aggregate::read_lock_tables(&attached.ebpf, ksyms.as_ref(), raw_stacks)?;
     counters.unsymbolized_frames = tables.unsymbolized_frames;
     let pcp_method = crate::recording::PcpMethod::of(&attached.probes);
     let pcp = aggregate::read_pages(&attached.ebpf, &cpus, pcp_method)?;
     let skb = aggregate::read_skb_tables(&attached.ebpf, ksyms.as_ref())?;
-    let page_flows_on = attached
-        .probes
-        .iter()
-        .any(|p| p.name == "page_free" && p.attached);
+    let page_flows_on =
+        crate::recording::attached(&attached.probes, crate::probes::name::PAGE_FREE);
     let (page_matrix, page_tracking) = if page_flows_on {
         let (m, t) = aggregate::read_page_flows(
             &attached.ebpf,

@@ -113,11 +113,17 @@ pub struct PcpMethod {
     pub drain: PcpCount,
 }
 
+/// Whether probe `name` (a `probes::name` constant) attached.
+pub fn attached(probes: &[ProbeStatus], name: &str) -> bool {
+    probes.iter().any(|p| p.name == name && p.attached)
+}
+
 impl PcpMethod {
     /// Read from which probes attached: the per-page probe attaches only when asked for
     /// (`--pcp page`) or when the batch probe could not, so it wins when present.
     pub fn of(probes: &[ProbeStatus]) -> PcpMethod {
-        let on = |name: &str| probes.iter().any(|p| p.name == name && p.attached);
+        use crate::probes::name;
+        let on = |n: &str| attached(probes, n);
         let side = |page: &str, batch: &str| {
             if on(page) {
                 PcpCount::Page
@@ -128,8 +134,8 @@ impl PcpMethod {
             }
         };
         PcpMethod {
-            refill: side("pcp_refill", "rmqueue_pcplist"),
-            drain: side("pcp_drain", "free_pcppages_bulk"),
+            refill: side(name::PCP_REFILL, name::RMQUEUE_PCPLIST),
+            drain: side(name::PCP_DRAIN, name::FREE_PCPPAGES_BULK),
         }
     }
 }
@@ -451,6 +457,13 @@ pub struct ProgramRunStats {
     pub program: String,
     pub runs: u64,
     pub run_ns: u64,
+}
+
+impl Recording {
+    /// Whether probe `name` (a `probes::name` constant) attached in this recording.
+    pub fn attached(&self, name: &str) -> bool {
+        attached(&self.probes, name)
+    }
 }
 
 /// SKBs allocated on `alloc_cpu` (`skb->alloc_cpu`) and freed on `free_cpu`.

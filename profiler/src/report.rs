@@ -981,7 +981,7 @@ fn write_defer_text(s: &mut String, r: &Report) -> std::fmt::Result {
     let defer_probe = r
         .probes
         .iter()
-        .any(|p| p.name == "skb_attempt_defer_free" && p.attached);
+        .any(|p| p.name == crate::probes::name::SKB_ATTEMPT_DEFER_FREE && p.attached);
     if !r.skb_defer.is_empty() || defer_probe {
         writeln!(
             s,
