@@ -461,6 +461,7 @@ const _: () = {
     assert!(core::mem::size_of::<PageCounters>() == 48);
     assert!(core::mem::size_of::<CpuPairKey>() == 8);
     assert!(core::mem::size_of::<PcpCall>() == 24);
+    assert!(core::mem::size_of::<FuncRange>() == 16);
     assert!(core::mem::size_of::<CallStack>() == 8 + 24 * MAX_SPIN_NEST);
     assert!(core::mem::size_of::<SkbSiteKey>() == 16);
     assert!(core::mem::size_of::<SkbSiteVal>() == 32);

@@ -18,9 +18,11 @@ use profiler_common::{
     HIST_BUCKETS, HistKey, LockKey, LockVal, SpinEnd, TaskWait, ZoneInfo, counter, lock_flags,
 };
 
-use crate::{config, maps};
+use crate::{
+    config,
+    maps::{self, BPF_ANY, BPF_NOEXIST},
+};
 
-const BPF_NOEXIST: u64 = 1;
 const EEXIST: i32 = 17;
 
 #[inline(always)]
@@ -111,7 +113,7 @@ pub fn on_begin<C: StackIdContext>(ctx: &C, lock: u64, flags: u32) {
         flags,
         stack_id: capture_stack(ctx),
     };
-    if maps::TASK_WAIT.insert(&tid, &w, 0).is_err() {
+    if maps::TASK_WAIT.insert(&tid, &w, BPF_ANY).is_err() {
         maps::count(counter::TASK_MAP_FULL, 1);
     }
 }

@@ -101,6 +101,10 @@ pub fn count(idx: u32, n: u64) {
     }
 }
 
+/// `bpf_map_update_elem` flags: insert only when absent, or insert or replace.
+pub const BPF_NOEXIST: u64 = 1;
+pub const BPF_ANY: u64 = 0;
+
 /// Adds `n` to a per-CPU slot.
 #[inline(always)]
 pub fn add_percpu(map: &PerCpuArray<u64>, idx: u32, n: u64) {
@@ -119,7 +123,7 @@ pub fn add_keyed<K>(map: &HashMap<K, u64>, key: &K, n: u64) -> bool {
         unsafe { *p += n };
         return true;
     }
-    if map.insert(key, &n, 1 /* BPF_NOEXIST */).is_ok() {
+    if map.insert(key, &n, BPF_NOEXIST).is_ok() {
         return true;
     }
     // Raced with a nested insert of the same key: add to it.

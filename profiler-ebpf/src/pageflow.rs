@@ -28,7 +28,7 @@ pub fn on_alloc(pfn: u64, order: u32) {
         cpu,
         order,
     };
-    if maps::PAGE_TRACK.insert(&pfn, &a, 0).is_err() {
+    if maps::PAGE_TRACK.insert(&pfn, &a, maps::BPF_ANY).is_err() {
         maps::count(counter::PAGE_TRACK_FULL, 1);
     }
 }

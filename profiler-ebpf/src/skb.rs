@@ -65,10 +65,7 @@ pub fn on_free(skb: u64, func: u32, location: u64, in_matrix: bool) {
     }
     let mut v = SkbSiteVal::default();
     add(&mut v);
-    if maps::SKB_SITES
-        .insert(&key, &v, 1 /* BPF_NOEXIST */)
-        .is_err()
-    {
+    if maps::SKB_SITES.insert(&key, &v, maps::BPF_NOEXIST).is_err() {
         match maps::SKB_SITES.get_ptr_mut(&key) {
             // SAFETY: as above.
             Some(p) => add(unsafe { &mut *p }),

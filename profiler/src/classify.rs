@@ -6,7 +6,7 @@
 //! `free_pcppages_bulk`, its caller) counts: stacks often carry an interrupted context rootward
 //! of an IRQ entry, and the zone functions there hold nothing the IRQ handler waits for.
 //!
-//! Function names follow `docs/kernel-facts.md` ("Who takes zone->lock"); every name, with its
+//! Function names follow `../shared/docs/kernel-facts.md` ("Who takes zone->lock"); every name, with its
 //! aliases across kernel versions, lives in the single table [`FUNCS`].
 
 use std::collections::HashMap;
