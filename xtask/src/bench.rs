@@ -11,6 +11,7 @@ mod memory;
 mod overhead;
 mod parse;
 mod progcost;
+mod stacks;
 mod stats;
 mod userspace;
 
