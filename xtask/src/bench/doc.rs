@@ -1099,7 +1099,7 @@ pub fn observer_section(o: &Observer) -> String {
         let _ = writeln!(
             s,
             "\nMedians: reported {} ms/GB, perf {} ms/GB (runs {} … {}); reported / perf {:.2} \
-             (runs {:.2} … {:.2}).{}\n",
+             (runs {:.2} … {:.2}).{}{}\n",
             ms(c.reported.median),
             ms(c.estimate.median),
             ms(c.estimate.min),
@@ -1107,6 +1107,15 @@ pub fn observer_section(o: &Observer) -> String {
             c.ratio.median,
             c.ratio.min,
             c.ratio.max,
+            c.per_run_ns.map_or_else(String::new, |(r, e)| format!(
+                " Per in-lock program run: {:.0} ns by the recording, {:.0} ns by perf (runs \
+                 {:.0} … {:.0}), {:+.0} ns per run that the recording does not state.",
+                r.median,
+                e.median,
+                e.min,
+                e.max,
+                e.median - r.median
+            )),
             if c.ratio.median < 0.75 {
                 " The recording states less than perf measures. Its figure is the BPF run-time \
                  stats: each program's own run time, without the tracepoint's dispatch around \

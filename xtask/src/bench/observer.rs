@@ -352,6 +352,9 @@ pub struct InLockCheck {
     pub ratio: Summary,
     /// The `--pcp off` baseline of the differential estimate (ns/GB), median.
     pub baseline_ns_per_gb: Option<f64>,
+    /// The same per in-lock program run (reported, estimate), per run: what each run of
+    /// an in-lock program costs by the recording's account and by perf's.
+    pub per_run_ns: Option<(Summary, Summary)>,
 }
 
 /// Software clocks (`cpu-clock`, `task-clock`) fire from a timer interrupt: a sample due
@@ -378,7 +381,8 @@ pub fn in_lock_check(runs: &[Run], freq: u32) -> Option<InLockCheck> {
             .collect::<Vec<_>>(),
     )
     .map(|s| s.median);
-    let pairs: Vec<(f64, f64)> = defaults
+    // (reported, estimate, in-lock runs per GB) per default run.
+    let triples: Vec<(f64, f64, f64)> = defaults
         .iter()
         .filter_map(|r| {
             let reported = r.reported_ns_per_gb()?;
@@ -387,9 +391,19 @@ pub fn in_lock_check(runs: &[Run], freq: u32) -> Option<InLockCheck> {
             } else {
                 hold(r)? - baseline?
             };
-            Some((reported, est))
+            let runs_per_gb = r.rec.as_ref()?.in_lock_runs as f64 / r.gb;
+            Some((reported, est, runs_per_gb))
         })
         .collect();
+    let pairs: Vec<(f64, f64)> = triples.iter().map(|t| (t.0, t.1)).collect();
+    let per_run: Vec<(f64, f64)> = triples
+        .iter()
+        .filter(|t| t.2 > 0.0)
+        .map(|t| (t.0 / t.2, t.1 / t.2))
+        .collect();
+    let per_run_ns = Summary::of(&per_run.iter().map(|p| p.0).collect::<Vec<_>>()).zip(
+        Summary::of(&per_run.iter().map(|p| p.1).collect::<Vec<_>>()),
+    );
     let col = |f: fn(&(f64, f64)) -> f64| pairs.iter().map(f).collect::<Vec<_>>();
     Some(InLockCheck {
         method: if direct { "direct" } else { "differential" },
@@ -404,6 +418,7 @@ pub fn in_lock_check(runs: &[Run], freq: u32) -> Option<InLockCheck> {
         )?,
         pairs,
         baseline_ns_per_gb: if direct { None } else { baseline },
+        per_run_ns,
     })
 }
 
@@ -1094,6 +1109,7 @@ pub fn to_json(obs: &Observer) -> Value {
             "method": c.method, "pairs_ns_per_gb": c.pairs.iter().map(|p| json!({"reported": p.0, "estimate": p.1})).collect::<Vec<_>>(),
             "reported": c.reported.to_json(), "estimate": c.estimate.to_json(),
             "ratio": c.ratio.to_json(), "pcp_off_baseline_ns_per_gb": c.baseline_ns_per_gb,
+            "per_in_lock_run_ns": c.per_run_ns.map(|(r, e)| json!({"reported": r.to_json(), "estimate": e.to_json()})),
         })),
         "vm_results": obs.vm.iter().map(|r| json!({
             "kernel": r.kernel, "scenario": r.scenario, "recording": rec_json(&r.rec),
@@ -1195,6 +1211,9 @@ mod tests {
         // (300 - 2) - 219 = 79 ms/GB estimated; 78 ms/GB reported.
         assert_eq!(c.pairs, vec![(78_000_000.0, 79_000_000.0)]);
         assert!((c.ratio.median - 78.0 / 79.0).abs() < 1e-9);
+        // 1000 in-lock runs over 10 GB: 78 / 79 ms per GB = 780 / 790 µs per run.
+        let (rep, est) = c.per_run_ns.expect("per run");
+        assert_eq!((rep.median, est.median), (780_000.0, 790_000.0));
         // Without --pcp off runs there is no baseline, so no check.
         assert!(in_lock_check(&runs[..1], 1000).is_none());
         assert!(!sees_irqs_off("cpu-clock") && sees_irqs_off("cycles"));
