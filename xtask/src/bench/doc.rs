@@ -910,9 +910,10 @@ pub fn observer_section(o: &Observer) -> String {
             )
         } else {
             format!(
-                "**{} of the {} runs were disturbed**: {}.",
+                "**{} of the {} runs {} disturbed**: {}.",
                 disturbed.len(),
                 o.runs.len(),
+                if disturbed.len() == 1 { "was" } else { "were" },
                 disturbed.join("; ")
             )
         }
@@ -947,13 +948,22 @@ pub fn observer_section(o: &Observer) -> String {
         .iter()
         .any(|t| t.verdict == observer::Verdict::NotApplicable);
     if na {
+        let vm_batch = o.vm.iter().any(|v| v.rec.pcp_method.1 == "batch");
         let _ = writeln!(
             s,
-            "Not applicable here: this kernel allows neither kprobes nor fentry, so no per-batch \
-             hook exists and `--pcp auto` counted PCP pages per page on the refill side ({}) and \
-             the drain side ({}). The per-page figures are given instead; the per-batch targets \
-             are judged from the qemu recordings below.\n",
-            o.default_method.0, o.default_method.1
+            "Not applicable here: no per-batch hook attached on this kernel (kprobes and fentry \
+             are refused), so `--pcp auto` counted PCP pages per {} on the refill side and per \
+             {} on the drain side. The per-page figures are given instead. {}\n",
+            o.default_method.0,
+            o.default_method.1,
+            if vm_batch {
+                "Where per-batch hooks exist (the qemu kernels below), the drain-side half is \
+                 judged from the vm-test recordings: it needs only program counts. The CPU-time \
+                 halves (≤ 2 %, close to lock-only) need perf on a host with per-batch hooks: \
+                 TCG guests' timing cannot resolve 2 %."
+            } else {
+                "No vm-test recording with per-batch hooks was found to judge them in qemu."
+            }
         );
     }
 
@@ -1028,9 +1038,10 @@ pub fn observer_section(o: &Observer) -> String {
         "Direct count: samples with one of zoneprof's in-lock programs on the stack (the JIT \
          symbol `bpf_prog_<tag>_<name>` of each program the recording lists with in-lock runs; \
          `contention_end` only when the sample is also in a refill or drain path): {} in the \
-         default runs; counting also the dispatch frames of those programs' tracepoints \
-         (`__traceiter_<event>`, `__bpf_trace_<event>`, `perf_trace_<event>`, and the programs \
-         below them): {}, of {} samples.",
+         default runs; counting also the samples in the dispatch of those programs' \
+         tracepoints, i.e. with `__traceiter_<event>`, `__bpf_trace_<event>` or \
+         `perf_trace_<event>` of such a tracepoint on the stack (which takes in a leaf in \
+         `bpf_trace_run*` / `__bpf_trace_run` above them): {}, of {} samples.",
         dflt.map_or(0, |c| c.in_lock_prog_samples),
         dflt.map_or(0, |c| c.in_lock_dispatch_samples),
         dflt.map_or(0, |c| c.samples)
@@ -1063,7 +1074,7 @@ pub fn observer_section(o: &Observer) -> String {
     }
     let _ = writeln!(
         s,
-        "| round | in-lock runs | ns/run | in-lock ms | reported ms/GB | program samples | + dispatch | perf estimate ms/GB | reported / estimate |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| round | in-lock runs | ns/run | in-lock ms | reported ms/GB | program samples | + dispatch | perf estimate ms/GB | perf ns per in-lock run | reported / estimate |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     let baseline = o.check.as_ref().and_then(|c| c.baseline_ns_per_gb);
     for r in o.runs.iter().filter(|r| r.variant == V::Default) {
@@ -1079,7 +1090,7 @@ pub fn observer_section(o: &Observer) -> String {
         let rep = r.reported_ns_per_gb();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.round + 1,
             rec.in_lock_runs,
             rec.ns_per_run
@@ -1089,6 +1100,10 @@ pub fn observer_section(o: &Observer) -> String {
             r.counts.in_lock_prog,
             r.counts.in_lock_dispatch,
             opt_ms(est),
+            est.filter(|_| rec.in_lock_runs > 0).map_or_else(
+                || "-".into(),
+                |e| format!("{:.0}", e * r.gb / rec.in_lock_runs as f64)
+            ),
             match (rep, est) {
                 (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
                 _ => "-".into(),
@@ -1312,6 +1327,28 @@ mod tests {
         // No Rerun section: appended.
         assert!(splice_observer("# B\n", &sec).ends_with(&format!("{OBS_END}\n")));
         assert_eq!(observer_block("# B"), None);
+    }
+
+    #[test]
+    fn observer_section_says_what_was_not_measured() {
+        let o = crate::bench::observer::tests::observer("page", vec![]);
+        let sec = observer_section(&o);
+        assert!(sec.starts_with(OBS_BEGIN) && sec.trim_end().ends_with(OBS_END));
+        assert!(
+            sec.contains("Not measured (run cargo xtask vm-test first)"),
+            "{sec}"
+        );
+        assert!(sec.contains("| not applicable here |"));
+        assert!(sec.contains("None of the 4 runs was disturbed"));
+        // cpu-clock: the estimate is differential, and the section says why.
+        assert!(sec.contains("zero by construction"));
+        assert!(
+            sec.contains("780000 ns by the recording, 990000 ns by perf"),
+            "{sec}"
+        );
+        // Splicing it twice leaves one section.
+        let doc = splice_observer(&splice_observer("# B\n\n## Rerun\n", &sec), &sec);
+        assert_eq!(doc.matches(OBS_BEGIN).count(), 1);
     }
 
     #[test]

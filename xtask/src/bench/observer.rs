@@ -1122,10 +1122,10 @@ pub fn to_json(obs: &Observer) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn report(method: &str, in_lock_ns: Option<f64>, drain_in_lock: u64) -> Value {
+    pub(crate) fn report(method: &str, in_lock_ns: Option<f64>, drain_in_lock: u64) -> Value {
         json!({
             "duration_s": 4.0,
             "totals": {"zone_lock_wait_ns": {"alloc": 100, "free": 200, "other": 3},
@@ -1170,7 +1170,7 @@ mod tests {
         assert!(RecStats::from_report(&json!({})).is_err());
     }
 
-    fn run(v: Variant, paths: u64, wait_ns: u64, in_lock_ns: Option<f64>) -> Run {
+    pub(crate) fn run(v: Variant, paths: u64, wait_ns: u64, in_lock_ns: Option<f64>) -> Run {
         Run {
             variant: v,
             round: 0,
@@ -1244,6 +1244,91 @@ mod tests {
         assert!(bare.wait_ns_per_gb.is_none());
         assert_eq!(added_pct(12.6, 10.5).map(|v| v.round()), Some(20.0));
         assert_eq!(added_pct(1.0, 0.0), None);
+    }
+
+    /// An observer result of bare / lock-only / default / --pcp off runs, the default
+    /// counting per `method`.
+    pub(crate) fn observer(method: &str, vm: Vec<VmRow>) -> Observer {
+        let mut d = run(Variant::Default, 1500, 20_000_000, Some(780_000_000.0));
+        if let Some(r) = d.rec.as_mut() {
+            r.pcp_method = (method.to_string(), method.to_string());
+            if method == "batch" {
+                r.programs.retain(|p| p.probe != "pcp_drain");
+            }
+        }
+        let runs = vec![
+            run(Variant::Bare, 1000, 0, None),
+            run(Variant::LockOnly, 1000, 10_000_000, Some(0.0)),
+            run(Variant::PcpOff, 1000, 10_000_000, Some(0.0)),
+            d,
+        ];
+        let mut o = Observer {
+            opts: Opts {
+                rounds: 1,
+                secs: 4,
+                freq: 1000,
+                vm_results: "/nonexistent".into(),
+                quiet_wait: Duration::ZERO,
+            },
+            date_utc: "today".into(),
+            cells: summarize(&runs, 1000),
+            check: in_lock_check(&runs, 1000),
+            runs,
+            skipped: vec![],
+            default_method: (method.to_string(), method.to_string()),
+            vm,
+            targets: vec![],
+            elapsed_s: 1.0,
+            perf_version: "perf version x".into(),
+        };
+        o.targets = targets(&o);
+        o
+    }
+
+    #[test]
+    fn targets_by_pcp_method() {
+        let page = observer("page", vec![]);
+        let v: Vec<Verdict> = page.targets.iter().map(|t| t.verdict).collect();
+        // Per page: the per-batch targets do not apply; no vm-test rows; the in-lock check
+        // (78 vs 99 ms/GB: 0.79) agrees.
+        assert_eq!(
+            v,
+            [
+                Verdict::NotApplicable,
+                Verdict::NotApplicable,
+                Verdict::NotMeasured,
+                Verdict::NotApplicable,
+                Verdict::Met
+            ]
+        );
+        // Per batch: judged. Default +50 % on both paths vs bare: missed; no drain program
+        // ran under the lock: met.
+        let batch = observer("batch", vec![]);
+        let v: Vec<Verdict> = batch.targets.iter().map(|t| t.verdict).collect();
+        assert_eq!(
+            v,
+            [
+                Verdict::Missed,
+                Verdict::Met,
+                Verdict::NotMeasured,
+                Verdict::Missed,
+                Verdict::Met
+            ]
+        );
+        assert!(
+            batch.targets[0].measured.contains("refill +50.0 %"),
+            "{}",
+            batch.targets[0].measured
+        );
+        // vm-test rows with a drain program under the lock in a per-batch recording: missed.
+        let mut rec = RecStats::from_report(&report("batch", Some(1.0), 3)).expect("stats");
+        rec.pcp_method.1 = "batch".into();
+        let vm = vec![VmRow {
+            kernel: "k".into(),
+            scenario: "record-cross-cpu".into(),
+            rec,
+        }];
+        assert_eq!(observer("page", vm).targets[2].verdict, Verdict::Missed);
     }
 
     #[test]
