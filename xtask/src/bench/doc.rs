@@ -1027,6 +1027,36 @@ pub fn observer_section(o: &Observer) -> String {
         );
     }
     let _ = writeln!(s);
+    // Recorded variants without PCP programs below bare by more than bare's own spread:
+    // say so, since every "added vs bare" figure carries that uncertainty.
+    if let Some(b) = o.cell(V::Bare) {
+        let spread = (b.path_ns_per_gb.q3 - b.path_ns_per_gb.q1) / 2.0;
+        let below: Vec<String> = [V::LockOnly, V::PcpOff]
+            .iter()
+            .filter_map(|&v| o.cell(v))
+            .filter(|c| b.path_ns_per_gb.median - c.path_ns_per_gb.median > spread)
+            .map(|c| {
+                format!(
+                    "{} {} ms/GB",
+                    c.variant.label(),
+                    ms(c.path_ns_per_gb.median)
+                )
+            })
+            .collect();
+        if !below.is_empty() {
+            let _ = writeln!(
+                s,
+                "Recorded runs without PCP programs spent less CPU per GB in these paths than \
+                 bare ones ({} against bare {} ms/GB, whose IQR half-width is {} ms/GB): an \
+                 effect of running under `zoneprof record` that this bench does not isolate. \
+                 The added-vs-bare figures carry that uncertainty; the in-lock estimate below \
+                 takes `--pcp off`, recorded the same way, as its baseline.\n",
+                below.join(", "),
+                ms(b.path_ns_per_gb.median),
+                ms(spread)
+            );
+        }
+    }
 
     let _ = writeln!(
         s,
@@ -1114,7 +1144,7 @@ pub fn observer_section(o: &Observer) -> String {
         let _ = writeln!(
             s,
             "\nMedians: reported {} ms/GB, perf {} ms/GB (runs {} … {}); reported / perf {:.2} \
-             (runs {:.2} … {:.2}).{}{}\n",
+             (runs {:.2} … {:.2}).{}{}{}\n",
             ms(c.reported.median),
             ms(c.estimate.median),
             ms(c.estimate.min),
@@ -1122,6 +1152,18 @@ pub fn observer_section(o: &Observer) -> String {
             c.ratio.median,
             c.ratio.min,
             c.ratio.max,
+            if c.other_baselines.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " With another baseline instead of `--pcp off`: {}.",
+                    c.other_baselines
+                        .iter()
+                        .map(|(v, x)| format!("{} runs {x:.2}", v.label()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
             c.per_run_ns.map_or_else(String::new, |(r, e)| format!(
                 " Per in-lock program run: {:.0} ns by the recording, {:.0} ns by perf (runs \
                  {:.0} … {:.0}), {:+.0} ns per run that the recording does not state.",

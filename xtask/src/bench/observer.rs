@@ -355,6 +355,21 @@ pub struct InLockCheck {
     /// The same per in-lock program run (reported, estimate), per run: what each run of
     /// an in-lock program costs by the recording's account and by perf's.
     pub per_run_ns: Option<(Summary, Summary)>,
+    /// The differential's sensitivity to its baseline: the median ratio with the lock-only
+    /// or the bare runs as baseline instead of `--pcp off` (bare: no recording, so no wait
+    /// is subtracted from its path CPU).
+    pub other_baselines: Vec<(Variant, f64)>,
+}
+
+/// Median over the runs of `v` of (path CPU − recorded zone-lock wait) per GB; bare runs
+/// have no recording, so nothing is subtracted.
+fn baseline_of(runs: &[Run], v: Variant, freq: u32) -> Option<f64> {
+    let vals: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.variant == v)
+        .filter_map(|r| Some(r.path_ns_per_gb(freq)? - r.wait_ns_per_gb().unwrap_or(0.0)))
+        .collect();
+    Summary::of(&vals).map(|s| s.median)
 }
 
 /// Software clocks (`cpu-clock`, `task-clock`) fire from a timer interrupt: a sample due
@@ -373,14 +388,8 @@ pub fn in_lock_check(runs: &[Run], freq: u32) -> Option<InLockCheck> {
         .first()
         .is_some_and(|r| sees_irqs_off(&r.counts.event));
     let hold = |r: &Run| Some(r.path_ns_per_gb(freq)? - r.wait_ns_per_gb()?);
-    let baseline = Summary::of(
-        &runs
-            .iter()
-            .filter(|r| r.variant == Variant::PcpOff)
-            .filter_map(hold)
-            .collect::<Vec<_>>(),
-    )
-    .map(|s| s.median);
+    // `--pcp off` differs from the default by the PCP programs alone.
+    let baseline = baseline_of(runs, Variant::PcpOff, freq);
     // (reported, estimate, in-lock runs per GB) per default run.
     let triples: Vec<(f64, f64, f64)> = defaults
         .iter()
@@ -404,6 +413,23 @@ pub fn in_lock_check(runs: &[Run], freq: u32) -> Option<InLockCheck> {
     let per_run_ns = Summary::of(&per_run.iter().map(|p| p.0).collect::<Vec<_>>()).zip(
         Summary::of(&per_run.iter().map(|p| p.1).collect::<Vec<_>>()),
     );
+    let other_baselines = if direct {
+        Vec::new()
+    } else {
+        [Variant::LockOnly, Variant::Bare]
+            .into_iter()
+            .filter_map(|v| {
+                let b = baseline_of(runs, v, freq)?;
+                let ratios: Vec<f64> = defaults
+                    .iter()
+                    .filter_map(|r| Some((r.reported_ns_per_gb()?, hold(r)? - b)))
+                    .filter(|p| p.1 > 0.0)
+                    .map(|p| p.0 / p.1)
+                    .collect();
+                Some((v, Summary::of(&ratios)?.median))
+            })
+            .collect()
+    };
     let col = |f: fn(&(f64, f64)) -> f64| pairs.iter().map(f).collect::<Vec<_>>();
     Some(InLockCheck {
         method: if direct { "direct" } else { "differential" },
@@ -419,6 +445,7 @@ pub fn in_lock_check(runs: &[Run], freq: u32) -> Option<InLockCheck> {
         pairs,
         baseline_ns_per_gb: if direct { None } else { baseline },
         per_run_ns,
+        other_baselines,
     })
 }
 
@@ -1110,6 +1137,7 @@ pub fn to_json(obs: &Observer) -> Value {
             "reported": c.reported.to_json(), "estimate": c.estimate.to_json(),
             "ratio": c.ratio.to_json(), "pcp_off_baseline_ns_per_gb": c.baseline_ns_per_gb,
             "per_in_lock_run_ns": c.per_run_ns.map(|(r, e)| json!({"reported": r.to_json(), "estimate": e.to_json()})),
+            "ratio_with_other_baselines": c.other_baselines.iter().map(|(v, x)| json!({"baseline": v.key(), "ratio_median": x})).collect::<Vec<_>>(),
         })),
         "vm_results": obs.vm.iter().map(|r| json!({
             "kernel": r.kernel, "scenario": r.scenario, "recording": rec_json(&r.rec),
@@ -1214,6 +1242,10 @@ pub(crate) mod tests {
         // 1000 in-lock runs over 10 GB: 78 / 79 ms per GB = 780 / 790 µs per run.
         let (rep, est) = c.per_run_ns.expect("per run");
         assert_eq!((rep.median, est.median), (780_000.0, 790_000.0));
+        // Bare as the baseline: 200 ms/GB of path CPU, no wait: 298 - 200 = 98 ms/GB.
+        assert_eq!(c.other_baselines.len(), 1);
+        assert_eq!(c.other_baselines[0].0, Variant::Bare);
+        assert!((c.other_baselines[0].1 - 78.0 / 98.0).abs() < 1e-9);
         // Without --pcp off runs there is no baseline, so no check.
         assert!(in_lock_check(&runs[..1], 1000).is_none());
         assert!(!sees_irqs_off("cpu-clock") && sees_irqs_off("cycles"));
