@@ -850,6 +850,23 @@ fn spread_ms(q: &super::stats::Summary) -> String {
     format!("{} ({} … {})", ms(q.median), ms(q.min), ms(q.max))
 }
 
+/// Runs and mean ns/run of the per-batch PCP probes (`rmqueue_pcplist`,
+/// `free_pcppages_bulk`: entry and exit programs) in a recording; "-" when none ran.
+fn batch_programs(r: &observer::RecStats) -> String {
+    let (runs, ns) = r
+        .programs
+        .iter()
+        .filter(|p| matches!(p.probe.as_str(), "rmqueue_pcplist" | "free_pcppages_bulk"))
+        .fold((0u64, 0.0), |(n, t), p| {
+            (n + p.runs, t + p.ns_per_run.unwrap_or(0.0) * p.runs as f64)
+        });
+    if runs == 0 {
+        "-".into()
+    } else {
+        format!("{runs} × {:.0}", ns / runs as f64)
+    }
+}
+
 /// `## Observer effect`: written only from the measured numbers of `o`.
 pub fn observer_section(o: &Observer) -> String {
     use observer::Variant as V;
@@ -1068,10 +1085,10 @@ pub fn observer_section(o: &Observer) -> String {
         "Direct count: samples with one of zoneprof's in-lock programs on the stack (the JIT \
          symbol `bpf_prog_<tag>_<name>` of each program the recording lists with in-lock runs; \
          `contention_end` only when the sample is also in a refill or drain path): {} in the \
-         default runs; counting also the samples in the dispatch of those programs' \
-         tracepoints, i.e. with `__traceiter_<event>`, `__bpf_trace_<event>` or \
-         `perf_trace_<event>` of such a tracepoint on the stack (which takes in a leaf in \
-         `bpf_trace_run*` / `__bpf_trace_run` above them): {}, of {} samples.",
+         default runs; counting also the samples in those programs' tracepoint dispatch, i.e. \
+         any sample with `__traceiter_<event>`, `__bpf_trace_<event>` or `perf_trace_<event>` \
+         of such a tracepoint on its stack (so a leaf in `bpf_trace_run*` / `__bpf_trace_run` \
+         above one of them counts too): {}, of {} samples.",
         dflt.map_or(0, |c| c.in_lock_prog_samples),
         dflt.map_or(0, |c| c.in_lock_dispatch_samples),
         dflt.map_or(0, |c| c.samples)
@@ -1175,11 +1192,13 @@ pub fn observer_section(o: &Observer) -> String {
             )),
             if c.ratio.median < 0.75 {
                 " The recording states less than perf measures. Its figure is the BPF run-time \
-                 stats: each program's own run time, without the tracepoint's dispatch around \
-                 it (the jump through `__traceiter_*`, `__bpf_trace_*` / `bpf_trace_run*`, \
-                 migrate/RCU bookkeeping and the stats' own clock reads) and without the cache \
-                 lines the program's maps take from the allocator's; perf sees all of it in \
-                 the locked section."
+                 stats, which time only the program itself, between two clock reads in \
+                 `bpf_prog_run`; they leave out the tracepoint's dispatch around it \
+                 (`__traceiter_*`, `__bpf_trace_*`, the recursion counter, run context and RCU \
+                 section of `bpf_trace_run*`), the stats' own update, and the cache lines the \
+                 program's maps take from the allocator's, all of which perf charges to the \
+                 locked section. This bench does not split the gap between them (bpftrace 0.17 \
+                 cannot attach an empty raw tracepoint program to time the dispatch alone)."
             } else if c.ratio.median > 1.25 {
                 " The recording states more than perf measures: the run-time stats include two \
                  clock reads per run, and part of each program's time may overlap what the \
@@ -1257,13 +1276,13 @@ pub fn observer_section(o: &Observer) -> String {
         );
         let _ = writeln!(
             s,
-            "| kernel | scenario | PCP refill / drain | in-lock runs | ns/run | in-lock ms | % of zone-lock wait | drain-side in-lock runs | note |\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+            "| kernel | scenario | PCP refill / drain | in-lock runs | ns/run | in-lock ms | % of zone-lock wait | drain-side in-lock runs | per-batch programs (outside the lock): runs × ns/run | note |\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
         );
         for v in &o.vm {
             let r = &v.rec;
             let _ = writeln!(
                 s,
-                "| {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |",
                 v.kernel,
                 v.scenario,
                 r.pcp_method.0,
@@ -1275,6 +1294,7 @@ pub fn observer_section(o: &Observer) -> String {
                 r.pct_of_wait
                     .map_or_else(|| "-".into(), |x| format!("{x:.1} %")),
                 r.in_lock_runs_of("pcp_drain"),
+                batch_programs(r),
                 r.reason.as_deref().unwrap_or("")
             );
         }
@@ -1391,6 +1411,28 @@ mod tests {
         // Splicing it twice leaves one section.
         let doc = splice_observer(&splice_observer("# B\n\n## Rerun\n", &sec), &sec);
         assert_eq!(doc.matches(OBS_BEGIN).count(), 1);
+    }
+
+    #[test]
+    fn batch_program_cost() {
+        let mut r = crate::bench::observer::RecStats::from_report(
+            &crate::bench::observer::tests::report("batch", Some(1.0), 0),
+        )
+        .expect("stats");
+        assert_eq!(batch_programs(&r), "-");
+        for (probe, runs, ns) in [
+            ("rmqueue_pcplist", 10, 100.0),
+            ("free_pcppages_bulk", 30, 20.0),
+        ] {
+            r.programs.push(crate::bench::observer::ProgStat {
+                probe: probe.into(),
+                program: format!("{probe}_exit"),
+                runs,
+                ns_per_run: Some(ns),
+                in_lock_runs: 0,
+            });
+        }
+        assert_eq!(batch_programs(&r), "40 × 40");
     }
 
     #[test]
