@@ -8,9 +8,11 @@ mod child;
 mod doc;
 mod host;
 mod memory;
+mod observer;
 mod overhead;
 mod parse;
 mod progcost;
+mod stacks;
 mod stats;
 mod userspace;
 
@@ -18,6 +20,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
+
+pub use observer::Opts as ObserverOpts;
 
 use crate::cmd::find_in_path;
 use crate::setup;
@@ -45,6 +49,9 @@ pub struct Opts {
     pub no_build: bool,
     /// The Markdown report (default docs/benchmarks.md).
     pub doc: Option<PathBuf>,
+    /// Run only the observer-effect phase and replace only its section of the doc.
+    pub only_observer: bool,
+    pub observer: observer::Opts,
 }
 
 /// Everything measured, for the JSON and the doc.
@@ -67,6 +74,8 @@ pub struct Results {
     pub costs: Vec<progcost::CostRun>,
     pub memory: Memory,
     pub userspace: Option<userspace::Userspace>,
+    /// The observer-effect phase (None: perf is missing).
+    pub observer: Option<observer::Observer>,
     pub targets: Vec<Target>,
     pub elapsed_s: f64,
     pub phase_s: Vec<(String, f64)>,
@@ -174,6 +183,9 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
     let bench_dir = ws.target_dir()?.join("bench");
     let scratch = bench_dir.join("scratch");
     std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    if opts.only_observer {
+        return run_observer_only(ws, opts, &zoneprof, &bench_dir, &scratch);
+    }
     let host = host::facts();
     if host.online_cpus < 2 {
         bail!("the reproducers need two online CPUs");
@@ -302,6 +314,28 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
     }
     phase_s.push(("in-kernel cost".to_string(), t.elapsed().as_secs_f64()));
 
+    // 2b. Observer effect: perf sampling of the refill and drain paths.
+    // Left out with the throughput runs: it is the same kind of long, load-sensitive run.
+    let observer = match &tools.perf {
+        Some(perf) if !opts.skip_overhead => {
+            println!("==> bench: observer effect (perf record -a -g over cross-cpu-pages)");
+            let t = Instant::now();
+            let o = observer::run(
+                &observer::Tools {
+                    zoneprof: &zoneprof,
+                    perf,
+                    scratch: &scratch,
+                },
+                &opts.observer,
+                version(&["perf", "version"]),
+                &mut |s| log(s),
+            )?;
+            phase_s.push(("observer effect".to_string(), t.elapsed().as_secs_f64()));
+            Some(o)
+        }
+        _ => None,
+    };
+
     // 3. Map memory.
     let all_defs = memory::maps();
     let defs: Vec<memory::MapDef> = all_defs
@@ -382,6 +416,7 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
         costs,
         memory: mem,
         userspace: Some(userspace),
+        observer,
         targets: Vec::new(),
         elapsed_s: 0.0,
         phase_s,
@@ -408,8 +443,15 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
         }
     });
     let old_doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
-    std::fs::write(&doc_path, doc::markdown(&res, doc::kept_block(&old_doc)))
-        .with_context(|| format!("writing {}", doc_path.display()))?;
+    std::fs::write(
+        &doc_path,
+        doc::markdown(
+            &res,
+            doc::kept_block(&old_doc),
+            doc::observer_block(&old_doc),
+        ),
+    )
+    .with_context(|| format!("writing {}", doc_path.display()))?;
     let _ = std::fs::remove_dir_all(&scratch);
 
     println!("==> bench: targets");
@@ -422,9 +464,80 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
             t.measured
         );
     }
+    if let Some(o) = &res.observer {
+        print_observer_targets(o);
+    }
     println!(
         "==> bench: done in {:.0} s; wrote {} and {}",
         res.elapsed_s,
+        json_path.display(),
+        doc_path.display()
+    );
+    Ok(())
+}
+
+fn print_observer_targets(o: &observer::Observer) {
+    println!("==> bench: observer-effect targets");
+    for t in &o.targets {
+        println!(
+            "  {:<26} {} ({}): {}",
+            t.verdict_text().replace("**", ""),
+            t.what,
+            t.limit,
+            t.measured
+        );
+    }
+}
+
+/// `--only-observer`: the observer phase alone. Its JSON goes to target/bench/observer.json
+/// (bench.json keeps the last whole run), and only its section of the doc is replaced, so
+/// the other sections keep the figures of the run that wrote them.
+fn run_observer_only(
+    ws: &Workspace,
+    opts: &Opts,
+    zoneprof: &std::path::Path,
+    bench_dir: &std::path::Path,
+    scratch: &std::path::Path,
+) -> Result<()> {
+    let perf = which("perf").context(
+        "perf (linux-perf) is not installed: cargo xtask setup, or apt-get install linux-perf",
+    )?;
+    println!("==> bench: observer effect only (perf record -a -g over cross-cpu-pages)");
+    let o = observer::run(
+        &observer::Tools {
+            zoneprof,
+            perf: &perf,
+            scratch,
+        },
+        &opts.observer,
+        version(&["perf", "version"]),
+        &mut |s| log(s),
+    )?;
+    let json_path = bench_dir.join("observer.json");
+    let json = serde_json::to_string_pretty(&observer::to_json(&o))
+        .context("serializing the observer results")?;
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    let doc_path = opts
+        .doc
+        .clone()
+        .unwrap_or_else(|| ws.root.join("docs/benchmarks.md"));
+    let old_doc = std::fs::read_to_string(&doc_path).with_context(|| {
+        format!(
+            "reading {} (its other sections are kept)",
+            doc_path.display()
+        )
+    })?;
+    std::fs::write(
+        &doc_path,
+        doc::splice_observer(&old_doc, &doc::observer_section(&o)),
+    )
+    .with_context(|| format!("writing {}", doc_path.display()))?;
+    let _ = std::fs::remove_dir_all(scratch);
+    print_observer_targets(&o);
+    println!(
+        "==> bench: observer effect done in {:.0} s; wrote {} and the observer section of {}",
+        o.elapsed_s,
         json_path.display(),
         doc_path.display()
     );

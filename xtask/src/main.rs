@@ -191,6 +191,26 @@ struct BenchArgs {
     /// Markdown report to write (default docs/benchmarks.md).
     #[arg(long, value_name = "FILE")]
     doc: Option<PathBuf>,
+    /// Run only the observer-effect phase (perf sampling of the refill and drain paths) and
+    /// replace only its section of the doc; results in target/bench/observer.json.
+    #[arg(long)]
+    only_observer: bool,
+    /// Runs of each observer-effect variant, round-robin.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    observer_rounds: u32,
+    /// Seconds of each observer-effect workload run (perf samples all but 1.5 s of it).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(3..=60))]
+    observer_secs: u32,
+    /// perf sampling frequency of the observer-effect runs, Hz per CPU.
+    #[arg(long, default_value_t = 2999, value_parser = clap::value_parser!(u32).range(100..=20_000))]
+    perf_freq: u32,
+    /// vm-test results to tabulate (default: the workspace's target/vm/results).
+    #[arg(long, value_name = "DIR")]
+    vm_results: Option<PathBuf>,
+    /// Longest wait, in seconds, for other people's qemu VMs and compilers to finish before
+    /// each observer-effect run (then it runs anyway, marked disturbed).
+    #[arg(long, default_value_t = 600)]
+    quiet_wait: u64,
 }
 
 #[derive(clap::Args)]
@@ -316,6 +336,17 @@ fn run(task: Task) -> Result<()> {
         Task::Bench(a) => bench::run(
             &ws,
             &bench::Opts {
+                only_observer: a.only_observer,
+                observer: bench::ObserverOpts {
+                    rounds: a.observer_rounds,
+                    secs: a.observer_secs,
+                    freq: a.perf_freq,
+                    vm_results: match a.vm_results {
+                        Some(d) => d,
+                        None => ws.target_dir()?.join("vm/results"),
+                    },
+                    quiet_wait: Duration::from_secs(a.quiet_wait),
+                },
                 rounds: a.rounds,
                 secs: a.secs,
                 cost_secs: a.cost_secs,
@@ -386,6 +417,16 @@ mod tests {
                 ..
             }))
         ));
+        assert!(matches!(
+            parse(&["bench", "--only-observer", "--vm-results", "/r"]),
+            Some(Task::Bench(BenchArgs {
+                only_observer: true,
+                observer_rounds: 5,
+                vm_results: Some(d),
+                ..
+            })) if d == Path::new("/r")
+        ));
+        assert!(parse(&["bench", "--observer-secs", "2"]).is_none());
         assert!(parse(&["bench", "--rounds", "0"]).is_none());
         assert!(parse(&["bench", "--cost-secs", "2"]).is_none());
     }

@@ -112,7 +112,7 @@ pub fn foreign_bpf_tracepoint_progs() -> usize {
     n
 }
 
-fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+pub fn descends_from(mut pid: u32, ancestor: u32) -> bool {
     for _ in 0..64 {
         if pid == ancestor {
             return true;

@@ -12,6 +12,28 @@ pub fn cross_cpu_gbs(stdout: &str) -> Option<f64> {
     rate.strip_suffix("GB/s")?.trim().parse().ok()
 }
 
+/// Data moved and the time it took, from the same line: `2.84 GB in 4.01 s` -> (2.84, 4.01),
+/// in decimal GB (the workload prints decimal B/kB/MB/GB); more digits than the rate.
+pub fn cross_cpu_moved(stdout: &str) -> Option<(f64, f64)> {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("cross-cpu-pages:"))?;
+    let (left, _rate) = line.rsplit_once(": ")?;
+    let (amount, secs) = left.rsplit_once(", ")?.1.split_once(" in ")?;
+    let (value, unit) = amount.trim().split_once(' ')?;
+    let scale = match unit {
+        "B" => 1e-9,
+        "kB" | "KB" => 1e-6,
+        "MB" => 1e-3,
+        "GB" => 1.0,
+        "TB" => 1e3,
+        _ => return None,
+    };
+    let gb = value.parse::<f64>().ok()? * scale;
+    let secs = secs.trim().strip_suffix('s')?.trim().parse().ok()?;
+    Some((gb, secs))
+}
+
 /// Tap throughput from `  read side: 54,320 packets/s, 14.26 Gbit/s`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TapRate {
@@ -166,6 +188,15 @@ mod tests {
         let out = "cross-cpu-pages: 1 pair(s), cross-CPU mode, 2.99 GB in 3.00 s: 0.99 GB/s\n";
         assert_eq!(cross_cpu_gbs(out), Some(0.99));
         assert_eq!(cross_cpu_gbs("nothing\n"), None);
+        assert_eq!(cross_cpu_moved(out), Some((2.99, 3.0)));
+        let mb = "cross-cpu-pages: 1 pair(s), cross-CPU mode, 318.8 MB in 1.06 s: 0.30 GB/s\n";
+        let (gb, secs) = cross_cpu_moved(mb).expect("MB line");
+        assert!((gb - 0.3188).abs() < 1e-12 && secs == 1.06, "{gb} {secs}");
+        assert_eq!(
+            cross_cpu_moved("cross-cpu-pages: 1 pair(s), x, 3 parsecs in 1 s: 0 GB/s"),
+            None
+        );
+        assert_eq!(cross_cpu_moved("nothing\n"), None);
         let tap = "tap (udp): 1 tap(s), 32768-byte payloads, sender CPUs 0, reader CPUs 1, 3.01 s\n  \
                    frames sent 163,620, read 163,620 (5.37 GB); lost 0, send errors 0\n  \
                    read side: 54,320 packets/s, 14.26 Gbit/s\n  reader CPU 1: 163,620 frames, 54,320 packets/s\n";
