@@ -107,17 +107,6 @@ pub enum PcpMode {
     Off,
 }
 
-impl PcpMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            PcpMode::Auto => "auto",
-            PcpMode::Batch => "batch",
-            PcpMode::Page => "page",
-            PcpMode::Off => "off",
-        }
-    }
-}
-
 /// The backends `--backend` can force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {

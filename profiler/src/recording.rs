@@ -96,14 +96,6 @@ impl PcpCount {
             PcpCount::Off => "not counted",
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            PcpCount::Batch => "batch",
-            PcpCount::Page => "page",
-            PcpCount::Off => "off",
-        }
-    }
 }
 
 /// The PCP counting method of each side (`totals.pcp_method` in the JSON report).

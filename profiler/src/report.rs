@@ -679,14 +679,10 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
         fmt_count(t.contentions)
     )?;
     let m = t.pcp_method;
-    let how = |c: PcpCount| match c {
-        PcpCount::Batch => "per batch, outside zone->lock",
-        PcpCount::Page => "per page, under zone->lock",
-        PcpCount::Off => "not recorded",
-    };
     let side = |c: PcpCount, pages: u64| match c {
         PcpCount::Off => "not recorded".to_string(),
-        c => format!("{} ({})", fmt_count(pages), how(c)),
+        PcpCount::Batch => format!("{} (per batch, outside zone->lock)", fmt_count(pages)),
+        PcpCount::Page => format!("{} (per page, under zone->lock)", fmt_count(pages)),
     };
     if m.refill == PcpCount::Off && m.drain == PcpCount::Off {
         writeln!(
