@@ -153,6 +153,8 @@ struct Kernel<'a> {
     /// Functions ftrace can trace (kprobes on them and fentry need that); None when the
     /// list is unreadable.
     traceable: Option<std::collections::HashSet<String>>,
+    /// `offsetof(struct per_cpu_pages, count)`, which the PCP batch hooks read, or why not.
+    pcp_count_off: Result<u32, String>,
 }
 
 impl Kernel<'_> {
@@ -182,10 +184,17 @@ pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachErr
     check_privileges()?;
     let (root, mounted) =
         tracefs::ensure_tracefs().map_err(|e| AttachError::Tracefs(e.to_string()))?;
+    let btf = Btf::from_sys_vmlinux().map_err(|e| format!("no kernel BTF: {e}"));
+    let pcp_count_off = btf.as_ref().map_err(Clone::clone).and_then(|b| {
+        b.member_offset("per_cpu_pages", "count")
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "struct per_cpu_pages has no member count".to_string())
+    });
     let k = Kernel {
         traceable: read_traceable(&root),
         tracefs: root,
-        btf: Btf::from_sys_vmlinux().map_err(|e| format!("no kernel BTF: {e}")),
+        btf,
+        pcp_count_off,
         ksyms,
         kprobes: if std::path::Path::new(KPROBE_PMU).exists() {
             Ok(())
@@ -311,11 +320,7 @@ pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachErr
         Ok(b) => zone_layout(b, &mut globals).err(),
         Err(e) => Some(e.clone()),
     };
-    if let Ok(Ok(Some(off))) = k
-        .btf
-        .as_ref()
-        .map(|b| b.member_offset("per_cpu_pages", "count"))
-    {
+    if let Ok(off) = k.pcp_count_off {
         globals.set("PCP_COUNT_OFF", off);
     }
     let skb_alloc_cpu_unavailable = match &k.btf {
@@ -540,11 +545,7 @@ fn check_proto(k: &Kernel<'_>, func: &str, sym: &str, proto: &Proto) -> Result<(
         ));
     }
     if proto.args.contains(&"struct per_cpu_pages *") {
-        match btf.member_offset("per_cpu_pages", "count") {
-            Ok(Some(_)) => {}
-            Ok(None) => return Err("struct per_cpu_pages has no member count".into()),
-            Err(e) => return Err(e.to_string()),
-        }
+        k.pcp_count_off.as_ref().map_err(Clone::clone)?;
     }
     Ok(())
 }
