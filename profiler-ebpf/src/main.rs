@@ -139,7 +139,7 @@ pub fn page_free(ctx: TracePointContext) -> u32 {
 // Raw tracepoint forms: the same events, called straight from the tracepoint with its
 // TP_PROTO arguments, skipping the perf record a classic tracepoint program reads from. The
 // argument positions below are checked against the kernel's BTF (`btf_trace_<event>`)
-// before loading (profiler/src/probes.rs); a kernel with another layout gets the classic form.
+// before loading (profiler/src/kernel/probes.rs); a kernel with another layout gets the classic form.
 
 /// `contention_begin(void *lock, unsigned int flags)`.
 #[raw_tracepoint]

@@ -5,11 +5,11 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use zoneprof::{
-    cpulist::parse_cpu_list,
-    record::{self, RecordOpts},
-    recording::Recording,
-    report,
-    units::{self, parse_duration},
+    capture::session::{self, RecordOpts},
+    kernel::cpulist::parse_cpu_list,
+    model::recording::Recording,
+    model::units::{self, parse_duration},
+    output::report,
     workload,
 };
 
@@ -56,7 +56,7 @@ enum Cmd {
     Compare(CompareArgs),
     /// Write a synthetic recording of a large host (internal: `cargo xtask bench`).
     #[command(name = "__synth", hide = true)]
-    Synth(zoneprof::synth::SynthArgs),
+    Synth(zoneprof::model::synth::SynthArgs),
 }
 
 #[derive(Args)]
@@ -115,7 +115,7 @@ enum PcpArg {
     Off,
 }
 
-impl From<PcpArg> for zoneprof::probes::PcpMode {
+impl From<PcpArg> for zoneprof::kernel::probes::PcpMode {
     fn from(p: PcpArg) -> Self {
         match p {
             PcpArg::Auto => Self::Auto,
@@ -135,7 +135,7 @@ enum BackendArg {
     RawTracepoint,
 }
 
-impl From<BackendArg> for zoneprof::probes::Backend {
+impl From<BackendArg> for zoneprof::kernel::probes::Backend {
     fn from(b: BackendArg) -> Self {
         match b {
             BackendArg::Auto => Self::Auto,
@@ -253,9 +253,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             format,
             methods: true,
         } => {
-            let m = zoneprof::doctor::methods()?;
+            let m = zoneprof::kernel::doctor::methods()?;
             match format {
-                DoctorFormat::Text => print!("{}", zoneprof::doctor::methods_text(&m)),
+                DoctorFormat::Text => print!("{}", zoneprof::kernel::doctor::methods_text(&m)),
                 DoctorFormat::Json => println!(
                     "{}",
                     serde_json::to_string_pretty(&m).context("serializing the method trials")?
@@ -268,9 +268,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Cmd::Doctor { format, .. } => {
-            let d = zoneprof::doctor::run();
+            let d = zoneprof::kernel::doctor::run();
             match format {
-                DoctorFormat::Text => print!("{}", zoneprof::doctor::to_text(&d)),
+                DoctorFormat::Text => print!("{}", zoneprof::kernel::doctor::to_text(&d)),
                 DoctorFormat::Json => println!(
                     "{}",
                     serde_json::to_string_pretty(&d).context("serializing the doctor report")?
@@ -287,12 +287,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Demo(a) => cmd_demo(a),
         Cmd::Flamegraph(a) => cmd_flamegraph(a),
         Cmd::Compare(a) => cmd_compare(a),
-        Cmd::Synth(a) => zoneprof::synth::run(&a).map(|()| ExitCode::SUCCESS),
+        Cmd::Synth(a) => zoneprof::model::synth::run(&a).map(|()| ExitCode::SUCCESS),
     }
 }
 
 fn parse_probe(s: &str) -> Result<String, String> {
-    let names = zoneprof::probes::probe_names();
+    let names = zoneprof::kernel::probes::probe_names();
     if names.contains(&s) {
         Ok(s.to_string())
     } else {
@@ -310,7 +310,7 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
         cpus: a.cpus.map(|c| c.0),
         command: a.command,
         progress: !a.no_progress,
-        plan: zoneprof::attach::PlanOpts {
+        plan: zoneprof::kernel::attach::PlanOpts {
             page_flows: a.page_flows,
             page_sample: a.page_sample,
             backend: a.backend.into(),
@@ -318,12 +318,12 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
             pcp: a.pcp.into(),
         },
     };
-    let out = runtime()?.block_on(record::record(opts))?;
+    let out = runtime()?.block_on(session::record(opts))?;
     print_record_summary(&a.output, &out);
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_record_summary(path: &std::path::Path, out: &record::RecordOutcome) {
+fn print_record_summary(path: &std::path::Path, out: &session::RecordOutcome) {
     let r = &out.recording;
     let attached = r.probes.iter().filter(|p| p.attached).count();
     eprintln!(
@@ -347,7 +347,7 @@ fn cmd_report(a: ReportArgs) -> Result<ExitCode> {
         ReportFormat::Text => report::to_text(&report::build(&rec, a.top), a.top),
         ReportFormat::Json => report::to_json(&report::build(&rec, a.top)) + "\n",
         ReportFormat::Html => {
-            zoneprof::html::report_html(&rec, a.top, &a.file.display().to_string())?
+            zoneprof::output::html::report_html(&rec, a.top, &a.file.display().to_string())?
         }
     };
     let output = match a.format {
@@ -446,8 +446,8 @@ fn cmd_tap(a: TapArgs) -> Result<ExitCode> {
         r.mode.name(),
         r.taps,
         r.frame_size,
-        zoneprof::cpulist::format_cpu_list(&opts.sender_cpus),
-        zoneprof::cpulist::format_cpu_list(&opts.reader_cpus),
+        zoneprof::kernel::cpulist::format_cpu_list(&opts.sender_cpus),
+        zoneprof::kernel::cpulist::format_cpu_list(&opts.reader_cpus),
         secs
     );
     println!(
@@ -479,12 +479,12 @@ fn cmd_tap(a: TapArgs) -> Result<ExitCode> {
 }
 
 fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
-    use zoneprof::{compare, flamegraph as fg, html};
+    use zoneprof::{output::compare, output::flamegraph as fg, output::html};
     let dir = &a.output;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let exe = std::env::current_exe().context("locating the zoneprof binary")?;
     let exe = exe.to_string_lossy().into_owned();
-    let host = zoneprof::host::host_info()?;
+    let host = zoneprof::kernel::host::host_info()?;
     if host.online_cpus.len() < 2 {
         bail!("the demo needs two online CPUs (allocate on one, free on the other)");
     }
@@ -525,7 +525,7 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
     ] {
         let path = dir.join(format!("{name}.zprof"));
         eprintln!("zoneprof demo: recording \"{name}\" ({what})");
-        let out = rt.block_on(record::record(RecordOpts {
+        let out = rt.block_on(session::record(RecordOpts {
             duration: None,
             output: path.clone(),
             cpus: None,
@@ -601,7 +601,7 @@ struct FlamegraphArgs {
     #[arg(short, long)]
     output: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "zone-wait")]
-    view: zoneprof::flamegraph::View,
+    view: zoneprof::output::flamegraph::View,
     /// Only these CPUs, e.g. "0-3,8".
     #[arg(long, value_parser = parse_cpus)]
     cpu: Option<Cpus>,
@@ -614,7 +614,7 @@ struct FlamegraphArgs {
 }
 
 fn cmd_flamegraph(a: FlamegraphArgs) -> Result<ExitCode> {
-    use zoneprof::flamegraph as fg;
+    use zoneprof::output::flamegraph as fg;
     let rec = Recording::read(&a.file)?;
     let opts = fg::FoldOptions {
         per_cpu: a.per_cpu,
@@ -669,7 +669,7 @@ struct CompareArgs {
 }
 
 fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
-    use zoneprof::compare;
+    use zoneprof::output::compare;
     // Decompressing and parsing is a large share of a compare: both files at once.
     let (before, after) =
         zoneprof::par::both(|| Recording::read(&a.before), || Recording::read(&a.after));
@@ -699,7 +699,7 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     let doc = match a.format {
         CompareFormat::Text => compare::to_text(&c),
         CompareFormat::Json => compare::to_json(&c) + "\n",
-        CompareFormat::Html => zoneprof::html::compare_html(&c, &before, &after)?,
+        CompareFormat::Html => zoneprof::output::html::compare_html(&c, &before, &after)?,
     };
     let report = match (a.format, plan.report) {
         (CompareFormat::Html, None) => Some(PathBuf::from(format!(
@@ -722,7 +722,7 @@ fn stem(p: &std::path::Path) -> String {
 fn write_doc(path: Option<&std::path::Path>, doc: &str) -> Result<()> {
     match path {
         Some(p) => {
-            zoneprof::flamegraph::write_atomic(p, doc.as_bytes())?;
+            zoneprof::output::flamegraph::write_atomic(p, doc.as_bytes())?;
             eprintln!("zoneprof: wrote {}", p.display());
         }
         None => print!("{doc}"),

@@ -5,8 +5,8 @@ use std::process::Command;
 
 use serde_json::Value;
 use zoneprof::{
-    compare::{self, Comparison},
-    recording::{CpuPages, Recording, SkbDefer, SkbSite},
+    model::recording::{CpuPages, Recording, SkbDefer, SkbSite},
+    output::compare::{self, Comparison},
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_zoneprof");

@@ -6,7 +6,7 @@ mod common;
 
 use std::{collections::BTreeMap, path::PathBuf, process::Command};
 
-use zoneprof::flamegraph::{self as fg, FoldOptions, View};
+use zoneprof::output::flamegraph::{self as fg, FoldOptions, View};
 
 const FIXTURES: &[&str] = &[
     "vm16-6.18-cross-cpu-free",
@@ -349,7 +349,7 @@ fn cli_skb_and_page_views_draw_recorded_tables() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rec = common::recording_from_folded(&text, "vm2", 3.0, 2);
-    rec.skb_sites = vec![zoneprof::recording::SkbSite {
+    rec.skb_sites = vec![zoneprof::model::recording::SkbSite {
         function: "consume_skb".into(),
         caller: "tun_do_read".into(),
         cpu: 1,
@@ -357,7 +357,7 @@ fn cli_skb_and_page_views_draw_recorded_tables() {
         remote: 98,
         cross_node: 0,
     }];
-    rec.pcp = vec![zoneprof::recording::CpuPages {
+    rec.pcp = vec![zoneprof::model::recording::CpuPages {
         cpu: 0,
         refill_pages: 500,
         drain_pages: 3,

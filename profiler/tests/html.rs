@@ -9,7 +9,9 @@ use std::{
     process::Command,
 };
 
-use zoneprof::recording::{CpuPages, ObserverStats, ProgramRunStats, Recording, SkbCell, SkbSite};
+use zoneprof::model::recording::{
+    CpuPages, ObserverStats, ProgramRunStats, Recording, SkbCell, SkbSite,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zoneprof");
 
@@ -337,7 +339,7 @@ fn html_on_640_cpus_groups_rows() {
             count: 1000,
         })
         .collect();
-    let html = zoneprof::html::report_html(&rec, 10, "big.zprof").expect("html");
+    let html = zoneprof::output::html::report_html(&rec, 10, "big.zprof").expect("html");
     // 40 groups of 16 for the wait bars and the PCP bars, a 40x40 heatmap.
     assert_eq!(html.matches("class=\"bar-row\"").count(), 80);
     assert!(html.contains("cpu 624-639"));

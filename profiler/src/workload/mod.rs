@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::host::HostError;
+use crate::kernel::host::HostError;
 
 pub use pair::{PairCounts, measure_pair, pin_current_thread, run_pair};
 pub use spawn::{pair_args, parse_pair_result, plan_pairs, run_cross_cpu_pages};
@@ -95,7 +95,7 @@ pub enum WorkloadError {
     NoCpus(&'static str),
     #[error("{0} pairs requested, at most {MAX_PAIRS} allowed")]
     TooManyPairs(usize),
-    #[error("CPU {0} is out of range (at most {max})", max = crate::cpulist::MAX_CPUS - 1)]
+    #[error("CPU {0} is out of range (at most {max})", max = crate::kernel::cpulist::MAX_CPUS - 1)]
     CpuOutOfRange(u32),
     #[error("CPU {cpu} is not online (online: {online})")]
     CpuOffline { cpu: u32, online: String },

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{CHANNEL_DEPTH, PAIR_RESULT_PREFIX, PairOpts, WorkloadError, validate_common};
-use crate::cpulist::MAX_CPUS;
+use crate::kernel::cpulist::MAX_CPUS;
 
 /// What one pair did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,7 +242,7 @@ mod tests {
     use super::*;
 
     fn online(cpu: u32) -> bool {
-        crate::host::online_cpus().is_ok_and(|c| c.contains(&cpu))
+        crate::kernel::host::online_cpus().is_ok_and(|c| c.contains(&cpu))
     }
 
     fn opts(a: u32, f: u32, same: bool, ms: u64) -> PairOpts {

@@ -11,7 +11,7 @@ use super::{
     CrossCpuPagesOpts, MAX_PAIRS, PAIR_RESULT_PREFIX, PairCounts, PairOpts, WorkloadError,
     WorkloadResult, validate_common,
 };
-use crate::cpulist::format_cpu_list;
+use crate::kernel::cpulist::format_cpu_list;
 
 /// Time allowed beyond the run duration for exec, start-up, draining and exit.
 const GRACE: Duration = Duration::from_secs(30);
@@ -129,7 +129,7 @@ pub fn run_cross_cpu_pages(
 }
 
 fn check_online(pairs: &[PairOpts]) -> Result<(), WorkloadError> {
-    let online = crate::host::online_cpus()?;
+    let online = crate::kernel::host::online_cpus()?;
     for p in pairs {
         for cpu in [p.alloc_cpu, p.free_cpu] {
             if !online.contains(&cpu) {

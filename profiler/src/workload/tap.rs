@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use super::{MAX_DURATION, WorkloadError, pin_current_thread};
-use crate::cpulist::{MAX_CPUS, format_cpu_list};
-use crate::host::HostError;
+use crate::kernel::cpulist::{MAX_CPUS, format_cpu_list};
+use crate::kernel::host::HostError;
 
 pub use dev::{Flow, HEADERS, TUN_PATH, inet_checksum, udp_frame};
 pub use ns::{NETNS_DIR, NS_PREFIX, Netns, cleanup_stale, ns_name, parse_ns_pid, pid_alive};
@@ -785,7 +785,7 @@ pub fn run_tap(opts: &TapOpts) -> Result<TapResult, TapError> {
     if !Path::new(TUN_PATH).exists() {
         return Err(TapError::TunMissing);
     }
-    check_online(&pairs, &crate::host::online_cpus()?)?;
+    check_online(&pairs, &crate::kernel::host::online_cpus()?)?;
     // A poisoned lock only means an earlier run panicked; its guards still cleaned up.
     let _lock = RUN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let _signals = signal::SignalGuard::install().map_err(TapError::Signal)?;
@@ -982,7 +982,7 @@ mod tests {
             eprintln!("skipping root_udp_cross_cpu_run: {why}");
             return;
         }
-        let online = crate::host::online_cpus().unwrap_or_default();
+        let online = crate::kernel::host::online_cpus().unwrap_or_default();
         if !(online.contains(&0) && online.contains(&1)) {
             eprintln!("skipping root_udp_cross_cpu_run: CPUs 0 and 1 are not both online");
             return;

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use zoneprof::{
-    classify::parse_folded_line,
-    host::{HostInfo, Settings},
-    recording::{Counters, LockWait, ProbeStatus, Recording, StackInterner},
+    kernel::host::{HostInfo, Settings},
+    model::classify::parse_folded_line,
+    model::recording::{Counters, LockWait, ProbeStatus, Recording, StackInterner},
 };
 
 /// `shared/fixtures/contention` beside the repository (the worktree's or CI's `../shared`).

@@ -51,7 +51,7 @@ pub struct MapDef {
     pub max_entries: u32,
     /// Only used with `--page-flows`.
     pub page_flows_only: bool,
-    /// Created with one entry unless `--page-flows` (profiler/src/attach.rs).
+    /// Created with one entry unless `--page-flows` (profiler/src/kernel/attach.rs).
     pub shrunk_by_default: bool,
 }
 

@@ -4,7 +4,10 @@
 //! to do.
 use serde::Serialize;
 
-use crate::{attach, btf::Btf, host, probes::CATALOG, symbolize::Kallsyms, tracefs};
+use crate::{
+    kernel::attach, kernel::btf::Btf, kernel::host, kernel::probes::CATALOG,
+    kernel::symbolize::Kallsyms, kernel::tracefs,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -28,7 +31,7 @@ pub struct Doctor {
     pub format: &'static str,
     pub version: u32,
     pub checks: Vec<Check>,
-    pub probes: Vec<crate::recording::ProbeStatus>,
+    pub probes: Vec<crate::model::recording::ProbeStatus>,
     pub targets: Vec<attach::TargetFact>,
     /// A recording would show zone-lock contention or PCP traffic.
     pub recording_useful: bool,
@@ -62,7 +65,7 @@ fn tracepoints() -> Vec<(&'static str, &'static str, &'static str)> {
     let mut v = Vec::new();
     for spec in CATALOG {
         for m in spec.methods {
-            if let crate::probes::Method::Tracepoint {
+            if let crate::kernel::probes::Method::Tracepoint {
                 category, event, ..
             } = m
             {
@@ -204,7 +207,7 @@ pub fn run() -> Doctor {
             format!(
                 "{} online CPUs ({}), {} possible, {} NUMA node(s); Linux {}",
                 h.online_cpus.len(),
-                crate::cpulist::format_cpu_list(&h.online_cpus),
+                crate::kernel::cpulist::format_cpu_list(&h.online_cpus),
                 h.possible_cpus,
                 h.numa_nodes.len().max(1),
                 h.kernel_release
@@ -244,7 +247,7 @@ pub fn run() -> Doctor {
             backend: Default::default(),
             only: None,
             // Every PCP probe, batch and per page, so each is tried for real.
-            pcp: crate::probes::PcpMode::Page,
+            pcp: crate::kernel::probes::PcpMode::Page,
         };
         let host = host::host_info().ok();
         let (cpu_node, online) = host
@@ -282,8 +285,8 @@ pub fn run() -> Doctor {
             )
         });
     }
-    use crate::probes::name;
-    let attached = |n: &str| crate::recording::attached(&probes, n);
+    use crate::kernel::probes::name;
+    let attached = |n: &str| crate::model::recording::attached(&probes, n);
     let recording_useful = (attached(name::CONTENTION_BEGIN) && attached(name::CONTENTION_END))
         || attached(name::PCP_REFILL)
         || attached(name::PCP_DRAIN)

@@ -11,11 +11,11 @@ use aya::{
 use profiler_common::{ABSENT, FuncRange, MAX_CPUS, func_slot};
 
 use crate::{
-    btf::Btf,
-    probes::{Backend, CATALOG, Method, PcpMode, PcpRole, ProbeSpec, Proto, name},
-    recording::{AttachAttempt, ProbeStatus},
-    symbolize::Kallsyms,
-    tracefs,
+    kernel::btf::Btf,
+    kernel::probes::{Backend, CATALOG, Method, PcpMode, PcpRole, ProbeSpec, Proto, name},
+    kernel::symbolize::Kallsyms,
+    kernel::tracefs,
+    model::recording::{AttachAttempt, ProbeStatus},
 };
 
 /// The compiled eBPF object, built by build.rs (aya-build) and embedded in the binary.
@@ -312,7 +312,7 @@ pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachErr
     globals.set("SKB_DEFER_MAX", defer_max.unwrap_or(64));
     if let Ok(n) = std::fs::read_to_string("/sys/devices/system/cpu/possible")
         .map_err(|_| ())
-        .and_then(|s| crate::cpulist::parse_cpu_list(s.trim()).map_err(|_| ()))
+        .and_then(|s| crate::kernel::cpulist::parse_cpu_list(s.trim()).map_err(|_| ()))
     {
         globals.set("NR_CPU_IDS", n.last().map_or(1, |c| c + 1));
     }

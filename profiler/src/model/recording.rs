@@ -11,7 +11,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::host::{HostInfo, Settings};
+use crate::kernel::host::{HostInfo, Settings};
 
 pub const FORMAT_NAME: &str = "zoneprof-recording";
 pub const FORMAT_VERSION: u32 = 1;
@@ -114,7 +114,7 @@ impl PcpMethod {
     /// Read from which probes attached: the per-page probe attaches only when asked for
     /// (`--pcp page`) or when the batch probe could not, so it wins when present.
     pub fn of(probes: &[ProbeStatus]) -> PcpMethod {
-        use crate::probes::name;
+        use crate::kernel::probes::name;
         let on = |n: &str| attached(probes, n);
         let side = |page: &str, batch: &str| {
             if on(page) {
@@ -572,7 +572,7 @@ impl Recording {
     /// Writes atomically: a temporary file beside `path`, fsync, then rename, so a reader
     /// never sees a half-written recording and an interrupted write leaves no debris.
     pub fn write_atomic(&self, path: &Path) -> Result<(), RecordingError> {
-        crate::atomic::write_with(path, |f| {
+        crate::output::atomic::write_with(path, |f| {
             let mut gz =
                 flate2::write::GzEncoder::new(BufWriter::new(f), flate2::Compression::new(6));
             serde_json::to_writer(&mut gz, self).map_err(std::io::Error::other)?;
@@ -710,7 +710,7 @@ impl StackInterner {
 /// A small, fully-populated recording for unit tests of readers and reports.
 #[cfg(test)]
 pub(crate) fn sample() -> Recording {
-    use crate::host::{PcpSetting, Settings};
+    use crate::kernel::host::{PcpSetting, Settings};
     let mut i = StackInterner::default();
     let names = [
         "__pv_queued_spin_lock_slowpath+0x15b",

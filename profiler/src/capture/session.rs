@@ -12,12 +12,14 @@ use profiler_common::counter;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    aggregate, attach, host,
-    recording::{
+    capture::readback,
+    kernel::attach,
+    kernel::host,
+    kernel::symbolize::Kallsyms,
+    model::recording::{
         CommandInfo, FORMAT_NAME, FORMAT_VERSION, ObserverStats, ProgramRunStats, Recording,
     },
-    symbolize::Kallsyms,
-    units,
+    model::units,
 };
 
 pub struct RecordOpts {
@@ -81,8 +83,9 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
         &host.online_cpus,
     )
     .context("attaching probes")?;
-    let off =
-        |p: &&crate::recording::ProbeStatus| p.attempts.iter().any(|a| a.method == attach::OFF);
+    let off = |p: &&crate::model::recording::ProbeStatus| {
+        p.attempts.iter().any(|a| a.method == attach::OFF)
+    };
     for p in attached.probes.iter().filter(|p| !p.attached && !off(p)) {
         eprintln!(
             "zoneprof: probe {} not attached ({}): {}",
@@ -162,8 +165,8 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
     // detaches are slow), and pages freed meanwhile, e.g. as the command's processes
     // exit, would reach the per-page counters but not the batch ones already detached
     // (the qemu twins saw 1-4 % apart). Now both stop where the run-time stats stop.
-    let pcp_method = crate::recording::PcpMethod::of(&attached.probes);
-    let pcp = aggregate::read_pages(&attached.ebpf, &cpus, pcp_method)?;
+    let pcp_method = crate::model::recording::PcpMethod::of(&attached.probes);
+    let pcp = readback::read_pages(&attached.ebpf, &cpus, pcp_method)?;
     attached.detach();
     if show_progress {
         eprint!("\r\x1b[K");
@@ -198,21 +201,21 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
         }
     }
 
-    let raw = aggregate::read_counters(&attached.ebpf)?;
-    let mut counters = aggregate::counters_from(&raw);
+    let raw = readback::read_counters(&attached.ebpf)?;
+    let mut counters = readback::counters_from(&raw);
     // Stacks are captured in contention_begin; its raw tracepoint form sees its own frames.
     let raw_stacks = attached.probes.iter().any(|p| {
-        p.name == crate::probes::name::CONTENTION_BEGIN
+        p.name == crate::kernel::probes::name::CONTENTION_BEGIN
             && p.attached
             && p.method == "raw_tracepoint"
     });
-    let tables = aggregate::read_lock_tables(&attached.ebpf, ksyms.as_ref(), raw_stacks)?;
+    let tables = readback::read_lock_tables(&attached.ebpf, ksyms.as_ref(), raw_stacks)?;
     counters.unsymbolized_frames = tables.unsymbolized_frames;
-    let skb = aggregate::read_skb_tables(&attached.ebpf, ksyms.as_ref())?;
+    let skb = readback::read_skb_tables(&attached.ebpf, ksyms.as_ref())?;
     let page_flows_on =
-        crate::recording::attached(&attached.probes, crate::probes::name::PAGE_FREE);
+        crate::model::recording::attached(&attached.probes, crate::kernel::probes::name::PAGE_FREE);
     let (page_matrix, page_tracking) = if page_flows_on {
-        let (m, t) = aggregate::read_page_flows(
+        let (m, t) = readback::read_page_flows(
             &attached.ebpf,
             plan.opts.page_sample,
             counters.page_track_full,
@@ -335,7 +338,7 @@ impl RunStats {
 }
 
 fn progress(attached: &attach::Attached, elapsed: Duration) {
-    let Ok(raw) = aggregate::read_counters(&attached.ebpf) else {
+    let Ok(raw) = readback::read_counters(&attached.ebpf) else {
         return;
     };
     let secs = elapsed.as_secs_f64().max(1e-3);

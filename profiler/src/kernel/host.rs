@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::cpulist::{CpuListError, parse_cpu_list};
+use crate::kernel::cpulist::{CpuListError, parse_cpu_list};
 
 #[derive(Debug, Error)]
 pub enum HostError {

@@ -14,8 +14,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::{
-    host::{HostInfo, PcpSetting, Settings},
-    recording::{
+    kernel::host::{HostInfo, PcpSetting, Settings},
+    model::recording::{
         Counters, CpuPages, FORMAT_NAME, FORMAT_VERSION, HistEntry, LockWait, PageCell,
         PageTracking, ProbeStatus, Recording, SkbCell, SkbDefer, SkbSite, StackInterner, ZoneLabel,
     },
@@ -359,7 +359,7 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
         stack_collisions: 40,
         ..Default::default()
     };
-    let probes = crate::probes::CATALOG
+    let probes = crate::kernel::probes::CATALOG
         .iter()
         .map(|p| {
             let m = p.methods[0];

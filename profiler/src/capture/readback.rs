@@ -9,11 +9,11 @@ use profiler_common::{
 };
 
 use crate::{
-    recording::{
+    kernel::symbolize::Kallsyms,
+    model::recording::{
         Counters, CpuPages, HistEntry, LockWait, PageCell, PageTracking, PcpCount, PcpMethod,
         SkbCell, SkbDefer, SkbSite, StackInterner, ZoneLabel,
     },
-    symbolize::Kallsyms,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -350,7 +350,7 @@ fn caller_name(ksyms: Option<&Kallsyms>, addr: u64) -> String {
         return "unknown".into();
     }
     match ksyms.and_then(|k| k.resolve(addr)) {
-        Some(r) => crate::symbolize::base_name(r.name).to_string(),
+        Some(r) => crate::kernel::symbolize::base_name(r.name).to_string(),
         None => format!("{addr:#x}"),
     }
 }

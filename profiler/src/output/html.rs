@@ -8,13 +8,13 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use crate::{
-    compare::{self, Comparison, Metric},
-    cpulist::format_cpu_list,
-    flamegraph::{self as fg, FlameError, FoldOptions, View},
-    host::HostInfo,
-    recording::{LossUnit, Recording},
-    report::{self, PerCpu, Report},
-    units::{fmt_count, fmt_ns, fmt_pct},
+    kernel::cpulist::format_cpu_list,
+    kernel::host::HostInfo,
+    model::recording::{LossUnit, Recording},
+    model::units::{fmt_count, fmt_ns, fmt_pct},
+    output::compare::{self, Comparison, Metric},
+    output::flamegraph::{self as fg, FlameError, FoldOptions, View},
+    output::report::{self, PerCpu, Report},
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    classify::{self, FreeTrigger, LockClass, Side},
-    recording::{LockWait, Recording},
+    model::classify::{self, FreeTrigger, LockClass, Side},
+    model::recording::{LockWait, Recording},
 };
 
 /// A lock wait with its class.

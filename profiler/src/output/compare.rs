@@ -14,13 +14,13 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    analysis,
-    flamegraph::{self as fg, FoldOptions, Folded, View},
-    observer::{self, ObserverCost},
+    kernel::probes::name,
+    model::analysis,
+    model::observer::{self, ObserverCost},
+    model::recording::{PcpCount, PcpMethod, Recording},
+    model::units::{fmt_count, fmt_ns, fmt_pct},
+    output::flamegraph::{self as fg, FoldOptions, Folded, View},
     par,
-    probes::name,
-    recording::{PcpCount, PcpMethod, Recording},
-    units::{fmt_count, fmt_ns, fmt_pct},
 };
 
 pub const COMPARE_FORMAT: &str = "zoneprof-compare";
@@ -293,7 +293,7 @@ fn metrics_of(rec: &Recording) -> (Vec<(String, Unit, Option<f64>)>, ObserverCos
     }
 
     let d = &rec.skb_defer;
-    let sum = |f: fn(&crate::recording::SkbDefer) -> u64| d.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&crate::model::recording::SkbDefer) -> u64| d.iter().map(f).sum::<u64>();
     let (calls, deferred, immediate) =
         (sum(|x| x.calls), sum(|x| x.deferred), sum(|x| x.immediate));
     let od = obs.defer;
@@ -1029,7 +1029,7 @@ pub fn short_stack(stack: &str) -> String {
         .rev()
         .copied()
         .filter(|f| !f.starts_with('['))
-        .skip_while(|f| crate::classify::is_lock_frame(f))
+        .skip_while(|f| crate::model::classify::is_lock_frame(f))
         .take(3)
         .collect();
     if below.is_empty() {

@@ -7,11 +7,11 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
-    analysis::{self, ClassifiedWait, SideNs},
-    classify::{LockClass, Side},
-    observer::{self, ObserverCost},
-    recording::{Counters, LossUnit, PcpCount, PcpMethod, Recording},
-    units::{fmt_count, fmt_ns, fmt_pct},
+    model::analysis::{self, ClassifiedWait, SideNs},
+    model::classify::{LockClass, Side},
+    model::observer::{self, ObserverCost},
+    model::recording::{Counters, LossUnit, PcpCount, PcpMethod, Recording},
+    model::units::{fmt_count, fmt_ns, fmt_pct},
 };
 
 pub const REPORT_FORMAT: &str = "zoneprof-report";
@@ -45,11 +45,11 @@ pub struct Report {
     /// SKB frees per (alloc node, free node).
     pub skb_node_matrix: Vec<SkbMatrixRow>,
     /// Deferred-free outcomes and their cost per CPU.
-    pub skb_defer: Vec<crate::recording::SkbDefer>,
+    pub skb_defer: Vec<crate::model::recording::SkbDefer>,
     /// Estimated pages per (alloc CPU, free CPU) from sampled page tracking.
     pub page_matrix: Vec<PageMatrixRow>,
     /// Sampling of page tracking; null when it was off.
-    pub page_tracking: Option<crate::recording::PageTracking>,
+    pub page_tracking: Option<crate::model::recording::PageTracking>,
 }
 
 #[derive(Debug, Serialize)]
@@ -240,7 +240,7 @@ pub struct ProbeRow {
     pub attached: bool,
     pub reason: Option<String>,
     /// Every method tried, in order of preference, with its error (null when it attached).
-    pub attempts: Vec<crate::recording::AttachAttempt>,
+    pub attempts: Vec<crate::model::recording::AttachAttempt>,
 }
 
 #[derive(Debug, Serialize)]
@@ -752,7 +752,7 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
             fmt_ns(st.wait_ns),
             fmt_count(st.count),
             fmt_ns(st.max_ns),
-            crate::cpulist::format_cpu_list(&st.cpus)
+            crate::kernel::cpulist::format_cpu_list(&st.cpus)
         )?;
         for f in st.frames.iter().take(14) {
             writeln!(s, "        {f}")?;
@@ -934,7 +934,7 @@ fn write_skb_frees_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Res
             fmt_count(x.remote),
             fmt_pct(100.0 * x.remote_ratio),
             fmt_count(x.cross_node),
-            crate::cpulist::format_cpu_list(&cpus)
+            crate::kernel::cpulist::format_cpu_list(&cpus)
         )?;
     }
     // Per free CPU: how many of its frees were of SKBs allocated elsewhere.
@@ -977,7 +977,7 @@ fn write_defer_text(s: &mut String, r: &Report) -> std::fmt::Result {
     let defer_probe = r
         .probes
         .iter()
-        .any(|p| p.name == crate::probes::name::SKB_ATTEMPT_DEFER_FREE && p.attached);
+        .any(|p| p.name == crate::kernel::probes::name::SKB_ATTEMPT_DEFER_FREE && p.attached);
     if !r.skb_defer.is_empty() || defer_probe {
         writeln!(
             s,
@@ -1060,7 +1060,7 @@ fn write_page_flows_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::sample;
+    use crate::model::recording::sample;
 
     #[test]
     fn per_cpu_split_follows_the_classifier_and_the_zone_proof() {
@@ -1118,7 +1118,7 @@ mod tests {
 
     #[test]
     fn skb_sites_merge_cpus_and_compute_remote_ratio() {
-        use crate::recording::{SkbCell, SkbSite};
+        use crate::model::recording::{SkbCell, SkbSite};
         let mut rec = sample();
         rec.host.cpu_node = vec![(0, 0), (1, 1)];
         rec.host.numa_nodes = vec![0, 1];
@@ -1190,7 +1190,7 @@ mod tests {
     #[test]
     fn defer_without_its_probe_is_not_observable_never_zero() {
         let mut rec = sample();
-        rec.skb_defer = vec![crate::recording::SkbDefer {
+        rec.skb_defer = vec![crate::model::recording::SkbDefer {
             cpu: 0,
             flushed: 40,
             ..Default::default()
@@ -1204,13 +1204,13 @@ mod tests {
     #[test]
     fn every_loss_shows_in_every_view() {
         let mut rec = sample();
-        let (counters, _) = crate::recording::tests::distinct_counters();
+        let (counters, _) = crate::model::recording::tests::distinct_counters();
         rec.counters = counters;
         let r = build(&rec, 3);
         let text = to_text(&r, 3);
-        let html = crate::html::report_html(&rec, 3, "x.zprof").expect("html");
+        let html = crate::output::html::report_html(&rec, 3, "x.zprof").expect("html");
         let json: serde_json::Value = serde_json::from_str(&to_json(&r)).expect("parses");
-        for l in crate::recording::LOSSES {
+        for l in crate::model::recording::LOSSES {
             let v = (l.get)(&rec.counters);
             let shown = match l.unit {
                 LossUnit::Count => fmt_count(v),
@@ -1224,7 +1224,7 @@ mod tests {
             assert!(
                 html.contains(&format!(
                     "<tr><th>{}</th><td class=\"num\">{shown}</td></tr>",
-                    crate::html::esc(l.label)
+                    crate::output::html::esc(l.label)
                 )),
                 "HTML lacks {}",
                 l.key

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::symbolize::base_name;
+use crate::kernel::symbolize::base_name;
 
 /// Errors from parsing folded-stack lines.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

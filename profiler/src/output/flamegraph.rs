@@ -17,11 +17,11 @@ use std::{
 use inferno::flamegraph::{self, color::BasicPalette, color::Palette};
 
 use crate::{
-    analysis,
-    classify::{self, LockClass, Side},
-    cpulist::format_cpu_list,
-    recording::Recording,
-    units::{fmt_count, fmt_ns},
+    kernel::cpulist::format_cpu_list,
+    model::analysis,
+    model::classify::{self, LockClass, Side},
+    model::recording::Recording,
+    model::units::{fmt_count, fmt_ns},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -651,16 +651,16 @@ pub fn build(
 
 /// One line saying why `view` is empty for this recording.
 pub fn no_data_reason(rec: &Recording, view: View, opts: &FoldOptions) -> String {
-    use crate::probes::name;
+    use crate::kernel::probes::name;
     let mut s = match view {
         View::SkbFree => "no SKB frees in this recording: its skb_sites table is empty (the SKB \
                           free probes did not run on this kernel or saw no frees)"
             .to_string(),
         View::Pages => {
             let mut s = "no PCP refill/drain pages and no page flows in this recording".to_string();
-            let m = crate::recording::PcpMethod::of(&rec.probes);
-            if m.refill == crate::recording::PcpCount::Off
-                && m.drain == crate::recording::PcpCount::Off
+            let m = crate::model::recording::PcpMethod::of(&rec.probes);
+            if m.refill == crate::model::recording::PcpCount::Off
+                && m.drain == crate::model::recording::PcpCount::Off
             {
                 s.push_str(" (no PCP probe attached: per page or per batch)");
             }
@@ -775,7 +775,7 @@ pub fn default_output(recording: &Path, view: View) -> PathBuf {
 
 /// Writes `bytes` atomically (see `crate::atomic`), so no reader sees half a picture.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FlameError> {
-    crate::atomic::write(path, bytes).map_err(|source| FlameError::Write {
+    crate::output::atomic::write(path, bytes).map_err(|source| FlameError::Write {
         path: path.to_path_buf(),
         source,
     })

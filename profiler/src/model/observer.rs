@@ -8,10 +8,10 @@
 use serde::Serialize;
 
 use crate::{
-    analysis::{self, ClassifiedWait},
-    probes::name,
-    recording::{PcpMethod, Recording},
-    units::{fmt_count, fmt_ns, fmt_pct},
+    kernel::probes::name,
+    model::analysis::{self, ClassifiedWait},
+    model::recording::{PcpMethod, Recording},
+    model::units::{fmt_count, fmt_ns, fmt_pct},
 };
 
 /// Probes whose every program run holds `zone->lock`.
@@ -199,7 +199,7 @@ pub fn describe(c: &ObserverCost, m: &PcpMethod) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::{ObserverStats, PcpCount, ProbeStatus, ProgramRunStats, sample};
+    use crate::model::recording::{ObserverStats, PcpCount, ProbeStatus, ProgramRunStats, sample};
 
     fn probe(name: &str, attached: bool) -> ProbeStatus {
         ProbeStatus {

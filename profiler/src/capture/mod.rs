@@ -1,0 +1,5 @@
+//! A recording session and reading the in-kernel aggregates back: `session` attaches, runs
+//! until the duration ends, a signal arrives or the command exits, then collects; `readback`
+//! turns the eBPF maps into recording rows.
+pub mod readback;
+pub mod session;

@@ -1,0 +1,12 @@
+//! What the running kernel offers and how zoneprof hooks into it: event formats (`tracefs`),
+//! struct layouts (`btf`), kernel symbols (`symbolize`), host facts (`host`, `cpulist`), the
+//! probe catalog (`probes`), loading and attaching with per-probe fallback (`attach`), and
+//! the checks of `zoneprof doctor` (`doctor`).
+pub mod attach;
+pub mod btf;
+pub mod cpulist;
+pub mod doctor;
+pub mod host;
+pub mod probes;
+pub mod symbolize;
+pub mod tracefs;
