@@ -393,3 +393,19 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     // eBPF programs cannot unwind; the verifier rejects any path that reaches here.
     loop {}
 }
+
+// Calibration (profiler/src/capture/calibrate.rs): empty programs that `record` attaches for
+// a moment to `task:task_rename`, which it fires itself, to time what the kernel adds around
+// each program run beyond the program's own time.
+
+/// Does nothing: its runs are timed from outside.
+#[raw_tracepoint]
+pub fn calib_raw_nop(_ctx: RawTracePointContext) -> u32 {
+    0
+}
+
+/// Does nothing: its runs are timed from outside.
+#[tracepoint]
+pub fn calib_tp_nop(_ctx: TracePointContext) -> u32 {
+    0
+}

@@ -12,14 +12,15 @@ use profiler_common::counter;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    capture::readback,
+    capture::{calibrate, readback},
     kernel::attach,
     kernel::host,
     kernel::symbolize::Kallsyms,
     model::recording::{
-        CommandInfo, FORMAT_NAME, FORMAT_VERSION, ObserverStats, ProgramRunStats, Recording,
+        CommandInfo, DispatchCost, FORMAT_NAME, FORMAT_VERSION, ObserverStats, ProgramRunStats,
+        Recording,
     },
-    model::units,
+    model::{observer, units},
 };
 
 pub struct RecordOpts {
@@ -75,14 +76,16 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
     if plan.tracefs_mounted_by_us {
         eprintln!("zoneprof: mounted tracefs at /sys/kernel/tracing");
     }
-    let run_stats = RunStats::enable();
-    let mut attached = attach::load_and_attach(
+    let mut run_stats = RunStats::enable();
+    let mut ebpf = attach::load(
         &plan,
         opts.cpus.as_deref(),
         &host.cpu_node,
         &host.online_cpus,
     )
-    .context("attaching probes")?;
+    .context("loading the eBPF object")?;
+    run_stats.calibrate(&mut ebpf, &plan);
+    let mut attached = attach::attach(ebpf, &plan).context("attaching probes")?;
     let off = |p: &&crate::model::recording::ProbeStatus| {
         p.attempts.iter().any(|a| a.method == attach::OFF)
     };
@@ -285,6 +288,9 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
 struct RunStats {
     /// Keeps the stats on; the kernel turns them off when the last such descriptor closes.
     enabled: Result<OwnedFd, String>,
+    /// What the kernel adds around each run, per attach method (`calibrate`).
+    dispatch: Vec<DispatchCost>,
+    dispatch_error: Option<String>,
 }
 
 impl RunStats {
@@ -295,7 +301,32 @@ impl RunStats {
             eprintln!("zoneprof: {why}");
             why
         });
-        RunStats { enabled }
+        RunStats {
+            enabled,
+            dispatch: Vec::new(),
+            dispatch_error: None,
+        }
+    }
+
+    /// Measures the dispatch cost of the methods the in-lock probes will attach by, with the
+    /// stats on (their clock reads are part of it) and before any probe attaches.
+    fn calibrate(&mut self, ebpf: &mut aya::Ebpf, plan: &attach::Plan) {
+        if self.enabled.is_err() {
+            // Without the programs' own times there is nothing to add the dispatch to.
+            return;
+        }
+        let methods = plan.first_methods(&observer::IN_LOCK_PROBES);
+        let (costs, errors) = calibrate::dispatch_costs(ebpf, &methods);
+        if !errors.is_empty() {
+            let why = errors
+                .iter()
+                .map(|(m, e)| format!("{m}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            eprintln!("zoneprof: dispatch cost not measured: {why}");
+            self.dispatch_error = Some(format!("dispatch cost not measured: {why}"));
+        }
+        self.dispatch = costs;
     }
 
     /// Each attached program's runs and run time since it was loaded (with the stats on);
@@ -307,6 +338,8 @@ impl RunStats {
                 return ObserverStats {
                     programs: Vec::new(),
                     stats_error: Some(why),
+                    dispatch: Vec::new(),
+                    dispatch_error: None,
                 };
             }
         };
@@ -333,6 +366,8 @@ impl RunStats {
         ObserverStats {
             programs,
             stats_error: (!errors.is_empty()).then(|| errors.join("; ")),
+            dispatch: self.dispatch,
+            dispatch_error: self.dispatch_error,
         }
     }
 }

@@ -142,6 +142,26 @@ pub struct Plan {
     pub opts: PlanOpts,
 }
 
+impl Plan {
+    /// The kinds of method (`raw_tracepoint`, `tracepoint`, ...) the probes `names` will
+    /// first try, without repeats: what their programs will most likely be attached by.
+    pub fn first_methods(&self, names: &[&str]) -> Vec<&'static str> {
+        let mut kinds = Vec::new();
+        for (spec, (cands, _)) in CATALOG.iter().zip(&self.candidates) {
+            if !names.contains(&spec.name) {
+                continue;
+            }
+            if let Some(c) = cands.first() {
+                let kind = c.method.kind();
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+        }
+        kinds
+    }
+}
+
 const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe/type";
 
 /// Kernel facts the pre-checks need, read once.
@@ -704,7 +724,11 @@ pub fn load_and_attach(
     cpu_node: &[(u32, u32)],
     online: &[u32],
 ) -> Result<Attached, AttachError> {
-    let mut ebpf = load_object(plan, cpus, cpu_node, online)?;
+    attach(load(plan, cpus, cpu_node, online)?, plan)
+}
+
+/// Attaches `plan`'s probes to an object from [`load`], each by its first method that works.
+pub fn attach(mut ebpf: Ebpf, plan: &Plan) -> Result<Attached, AttachError> {
     let mut btf: Option<Result<aya::Btf, String>> = None;
     let mut probes = Vec::new();
     let mut programs = Vec::new();
@@ -860,7 +884,7 @@ pub fn try_every_method(
             Ok(c) => c,
         };
         for c in cands {
-            let mut ebpf = load_object(&plan, None, cpu_node, online)?;
+            let mut ebpf = load(&plan, None, cpu_node, online)?;
             let t = match attach_one(&mut ebpf, &c.method, &c.target, &mut btf) {
                 Ok(_) => trial(c.target.clone(), TrialResult::Attached, None),
                 Err(f) => {
@@ -890,7 +914,9 @@ pub fn try_every_method(
 }
 
 /// Loads the object with the planned globals and fills the maps userspace sets up.
-fn load_object(
+/// Loads the eBPF object with `plan`'s settings and fills its configuration maps; no
+/// program is loaded into the kernel or attached yet.
+pub fn load(
     plan: &Plan,
     cpus: Option<&[u32]>,
     cpu_node: &[(u32, u32)],

@@ -18,6 +18,8 @@ use crate::{
 const PER_PAGE_PROBES: [&str; 2] = [name::PCP_REFILL, name::PCP_DRAIN];
 /// Runs with the contended lock held: inside `zone->lock` for zone-lock contentions.
 const CONTENTION_END: &str = name::CONTENTION_END;
+/// Every probe whose programs can run with `zone->lock` held.
+pub const IN_LOCK_PROBES: [&str; 3] = [name::PCP_REFILL, name::PCP_DRAIN, name::CONTENTION_END];
 
 /// One program's share.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -37,8 +39,15 @@ pub struct ProgramCost {
 pub struct ObserverCost {
     /// Program runs made with `zone->lock` held.
     pub in_lock_program_runs: u64,
-    /// Mean time per such run; null without run-time stats or runs.
+    /// Mean time per such run, the program's own and the kernel's dispatch around it; null
+    /// without run-time stats or runs.
     pub ns_per_run: Option<f64>,
+    /// The programs' own part of `ns_per_run` (BPF run-time stats).
+    pub program_ns_per_run: Option<f64>,
+    /// The dispatch part (measured at the recording's start, `capture::calibrate`); null
+    /// when it was not measured for the method of some in-lock run, whose cost is then the
+    /// program's alone.
+    pub dispatch_ns_per_run: Option<f64>,
     /// Hold time those runs added; null without run-time stats.
     pub in_lock_ns: Option<u64>,
     /// `in_lock_ns` as a percentage of the zone-lock wait recorded; null without run-time
@@ -86,46 +95,73 @@ pub fn cost(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> ObserverCost {
         .unwrap_or_default();
 
     let failed = match stats {
-        None => Some(
+        None => Err(
             "this recording has no run-time stats of its programs (made by a zoneprof that did \
              not measure them)"
                 .to_string(),
         ),
-        Some(o) => o.stats_error.clone(),
+        Some(o) => match &o.stats_error {
+            Some(why) => Err(why.clone()),
+            None => Ok(o),
+        },
     };
-    if let Some(reason) = failed {
-        // Runs counted from the events the per-page programs recorded: a lower bound, as a
-        // program also runs for CPUs outside --cpus and records nothing there.
-        let attached = |n: &str| rec.attached(n);
-        let refill: u64 = if attached(name::PCP_REFILL) {
-            rec.pcp
-                .iter()
-                .map(|p| p.refill_events + p.buddy_events)
-                .sum()
-        } else {
-            0
-        };
-        let drain: u64 = if attached(name::PCP_DRAIN) {
-            rec.pcp.iter().map(|p| p.drain_events).sum()
-        } else {
-            0
-        };
-        return ObserverCost {
-            in_lock_program_runs: refill + drain + zone_contentions,
-            ns_per_run: None,
-            in_lock_ns: None,
-            pct_of_zone_lock_wait: None,
-            reason: Some(reason),
-            programs,
-        };
-    }
+    let observer = match failed {
+        Ok(o) => o,
+        Err(reason) => {
+            // Runs counted from the events the per-page programs recorded: a lower bound, as a
+            // program also runs for CPUs outside --cpus and records nothing there.
+            let attached = |n: &str| rec.attached(n);
+            let refill: u64 = if attached(name::PCP_REFILL) {
+                rec.pcp
+                    .iter()
+                    .map(|p| p.refill_events + p.buddy_events)
+                    .sum()
+            } else {
+                0
+            };
+            let drain: u64 = if attached(name::PCP_DRAIN) {
+                rec.pcp.iter().map(|p| p.drain_events).sum()
+            } else {
+                0
+            };
+            return ObserverCost {
+                in_lock_program_runs: refill + drain + zone_contentions,
+                ns_per_run: None,
+                program_ns_per_run: None,
+                dispatch_ns_per_run: None,
+                in_lock_ns: None,
+                pct_of_zone_lock_wait: None,
+                reason: Some(reason),
+                programs,
+            };
+        }
+    };
 
+    let raw = observer.programs.as_slice();
+    // The dispatch cost of the method `probe` is attached by, where it was measured.
+    let dispatch_of = |probe: &str| {
+        let method = rec.probes.iter().find(|p| p.name == probe)?.method.as_str();
+        observer
+            .dispatch
+            .iter()
+            .find(|d| d.method == method)
+            .map(|d| d.ns_per_run)
+    };
     let mut runs = 0u64;
-    let mut ns = 0u64;
-    let raw = stats.map(|o| o.programs.as_slice()).unwrap_or_default();
+    let mut program_ns = 0f64;
+    let mut dispatch_ns = 0f64;
+    let mut unmeasured: Vec<&str> = Vec::new();
+    let mut add = |probe: &str, r: u64, ns: f64| {
+        runs += r;
+        program_ns += ns;
+        match dispatch_of(probe) {
+            Some(d) => dispatch_ns += d * r as f64,
+            None if r > 0 => unmeasured.push(probe_method(rec, probe)),
+            None => {}
+        }
+    };
     for p in raw.iter().filter(|p| per_page(&p.probe)) {
-        runs += p.runs;
-        ns += p.run_ns;
+        add(&p.probe, p.runs, p.run_ns as f64);
     }
     // Which contention_end runs were zone-lock ones is not known: charge each the mean.
     let (end_runs, end_ns) = raw
@@ -133,18 +169,57 @@ pub fn cost(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> ObserverCost {
         .filter(|p| p.probe == CONTENTION_END)
         .fold((0u64, 0u64), |(r, n), p| (r + p.runs, n + p.run_ns));
     let in_lock_ends = zone_contentions.min(end_runs);
-    runs += in_lock_ends;
     if end_runs > 0 {
-        ns += (in_lock_ends as f64 * end_ns as f64 / end_runs as f64).round() as u64;
+        add(
+            CONTENTION_END,
+            in_lock_ends,
+            in_lock_ends as f64 * end_ns as f64 / end_runs as f64,
+        );
     }
+    unmeasured.sort_unstable();
+    unmeasured.dedup();
+    let dispatch_reason = (!unmeasured.is_empty()).then(|| {
+        let why = observer.dispatch_error.clone().unwrap_or_else(|| {
+            "this recording has no dispatch measurement (made by a zoneprof that did not \
+             measure it)"
+                .to_string()
+        });
+        format!(
+            "dispatch not counted for runs attached by {}: {why}",
+            unmeasured.join(", ")
+        )
+    });
+    let total = program_ns + dispatch_ns;
+    // Whole nanoseconds, and the share from them, so the JSON's fields agree exactly.
+    let in_lock_ns = total.round() as u64;
+    let per_run = |ns: f64| (runs > 0).then(|| ns / runs as f64);
     ObserverCost {
         in_lock_program_runs: runs,
-        ns_per_run: (runs > 0).then(|| ns as f64 / runs as f64),
-        in_lock_ns: Some(ns),
-        pct_of_zone_lock_wait: (zone_wait_ns > 0).then(|| 100.0 * ns as f64 / zone_wait_ns as f64),
-        reason: (runs == 0).then(|| "no zoneprof program ran with zone->lock held".to_string()),
+        ns_per_run: per_run(total),
+        program_ns_per_run: per_run(program_ns),
+        dispatch_ns_per_run: if dispatch_reason.is_none() {
+            per_run(dispatch_ns)
+        } else {
+            None
+        },
+        in_lock_ns: Some(in_lock_ns),
+        pct_of_zone_lock_wait: (zone_wait_ns > 0)
+            .then(|| 100.0 * in_lock_ns as f64 / zone_wait_ns as f64),
+        reason: if runs == 0 {
+            Some("no zoneprof program ran with zone->lock held".to_string())
+        } else {
+            dispatch_reason
+        },
         programs,
     }
+}
+
+/// The attach method of `probe` in `rec`, e.g. `raw_tracepoint`.
+fn probe_method<'r>(rec: &'r Recording, probe: &str) -> &'r str {
+    rec.probes
+        .iter()
+        .find(|p| p.name == probe)
+        .map_or("an unknown method", |p| p.method.as_str())
 }
 
 /// [`cost`] for a recording whose waits are not classified yet.
@@ -170,8 +245,18 @@ pub fn describe(c: &ObserverCost, m: &PcpMethod) -> String {
                 Some(p) => format!("{} of the zone-lock wait recorded", fmt_pct(p)),
                 None => "no zone-lock wait recorded to compare with".to_string(),
             };
+            let split = match (c.program_ns_per_run, c.dispatch_ns_per_run) {
+                (Some(prog), Some(disp)) => {
+                    format!(
+                        " ({} program + {} dispatch)",
+                        fmt_ns_f(prog),
+                        fmt_ns_f(disp)
+                    )
+                }
+                _ => " (program time only: dispatch not measured)".to_string(),
+            };
             format!(
-                "{runs} program runs × {} = {} added hold time ({share})",
+                "{runs} program runs × {}{split} = {} added hold time ({share})",
                 fmt_ns_f(per),
                 fmt_ns(total)
             )
@@ -199,7 +284,9 @@ pub fn describe(c: &ObserverCost, m: &PcpMethod) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::recording::{ObserverStats, PcpCount, ProbeStatus, ProgramRunStats, sample};
+    use crate::model::recording::{
+        DispatchCost, ObserverStats, PcpCount, ProbeStatus, ProgramRunStats, sample,
+    };
 
     fn probe(name: &str, attached: bool) -> ProbeStatus {
         ProbeStatus {
@@ -241,6 +328,15 @@ mod tests {
                 run("pcp_drain", "raw_page_pcpu_drain", 990, 29_700),
             ],
             stats_error: None,
+            dispatch: vec![DispatchCost {
+                method: "raw_tracepoint".into(),
+                ns_per_run: 40.0,
+                min_ns: 38.0,
+                max_ns: 45.0,
+                rounds: 9,
+                calls_per_round: 20_000,
+            }],
+            dispatch_error: None,
         });
         rec
     }
@@ -251,16 +347,22 @@ mod tests {
         let c = cost_of(&rec);
         // 1000 + 990 PCP runs, 30 of the 40 contention_end runs (zone-lock contentions).
         assert_eq!(c.in_lock_program_runs, 2_020);
-        // 31,000 + 29,700 ns, and 30 × (8,000 / 40) = 6,000 ns.
-        assert_eq!(c.in_lock_ns, Some(66_700));
-        let per = c.ns_per_run.expect("ns_per_run");
-        assert!((per - 66_700.0 / 2_020.0).abs() < 1e-9, "{per}");
-        // Zone-lock wait of the sample: 6 + 12 + 0.5 ms (the rq lock is not a zone lock).
-        let pct = c.pct_of_zone_lock_wait.expect("pct");
+        // Programs: 31,000 + 29,700 ns, and 30 × (8,000 / 40) = 6,000 ns; dispatch: 2,020
+        // raw tracepoint runs × 40 ns = 80,800 ns.
+        assert_eq!(c.in_lock_ns, Some(147_500));
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
         assert!(
-            (pct - 100.0 * 66_700.0 / 18_500_000.0).abs() < 1e-9,
-            "{pct}"
+            close(c.ns_per_run, 147_500.0 / 2_020.0),
+            "{:?}",
+            c.ns_per_run
         );
+        assert!(close(c.program_ns_per_run, 66_700.0 / 2_020.0));
+        assert!(close(c.dispatch_ns_per_run, 40.0));
+        // Zone-lock wait of the sample: 6 + 12 + 0.5 ms (the rq lock is not a zone lock).
+        assert!(close(
+            c.pct_of_zone_lock_wait,
+            100.0 * 147_500.0 / 18_500_000.0
+        ));
         assert_eq!(c.reason, None);
         let end = c
             .programs
@@ -296,6 +398,8 @@ mod tests {
         rec.observer = Some(ObserverStats {
             programs: vec![],
             stats_error: Some("BPF_ENABLE_STATS: EINVAL".into()),
+            dispatch: vec![],
+            dispatch_error: None,
         });
         let c = cost_of(&rec);
         assert_eq!(c.ns_per_run, None);
@@ -316,6 +420,45 @@ mod tests {
     }
 
     #[test]
+    fn runs_by_an_unmeasured_method_count_their_program_time_only() {
+        let mut rec = recording();
+        // contention_end attached as a classic tracepoint, whose dispatch was not measured.
+        if let Some(p) = rec.probes.iter_mut().find(|p| p.name == "contention_end") {
+            p.method = "tracepoint".into();
+        }
+        if let Some(o) = rec.observer.as_mut() {
+            o.dispatch_error = Some("dispatch cost not measured: tracepoint: EPERM".into());
+        }
+        let c = cost_of(&rec);
+        // 1,990 per-page runs get the 40 ns; the 30 contention_end runs do not.
+        assert_eq!(c.in_lock_ns, Some(66_700 + 1_990 * 40));
+        assert_eq!(c.dispatch_ns_per_run, None);
+        let why = c.reason.clone().expect("reason");
+        assert!(
+            why.contains("runs attached by tracepoint") && why.contains("EPERM"),
+            "{why}"
+        );
+        let line = describe(&c, &PcpMethod::of(&rec.probes));
+        assert!(
+            line.contains("(program time only: dispatch not measured)"),
+            "{line}"
+        );
+
+        // A recording from before the dispatch was measured says so.
+        if let Some(o) = rec.observer.as_mut() {
+            o.dispatch.clear();
+            o.dispatch_error = None;
+        }
+        let c = cost_of(&rec);
+        assert_eq!(c.in_lock_ns, Some(66_700));
+        assert!(
+            c.reason.is_some_and(
+                |r| r.contains("no dispatch measurement") && r.contains("raw_tracepoint")
+            )
+        );
+    }
+
+    #[test]
     fn no_zone_lock_wait_leaves_the_share_null() {
         let mut rec = recording();
         rec.lock_waits
@@ -323,7 +466,7 @@ mod tests {
         rec.counters.zone_contentions = 0;
         let c = cost_of(&rec);
         assert_eq!(c.in_lock_program_runs, 1_990);
-        assert_eq!(c.in_lock_ns, Some(60_700));
+        assert_eq!(c.in_lock_ns, Some(60_700 + 1_990 * 40));
         assert_eq!(c.pct_of_zone_lock_wait, None);
         assert!(describe(&c, &PcpMethod::of(&rec.probes)).contains("no zone-lock wait recorded"));
     }
@@ -366,8 +509,9 @@ mod tests {
         );
         assert_eq!(
             line,
-            "2,020 program runs × 33 ns = 66.7 µs added hold time (0.4 % of the zone-lock wait \
-             recorded); PCP pages counted per page (refill) / per batch (drain)"
+            "2,020 program runs × 73 ns (33 ns program + 40 ns dispatch) = 147.5 µs added hold \
+             time (0.8 % of the zone-lock wait recorded); PCP pages counted per page (refill) / \
+             per batch (drain)"
         );
         assert!(describe(&c, &PcpMethod::of(&rec.probes)).ends_with("per page (refill and drain)"));
     }

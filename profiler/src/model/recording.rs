@@ -438,6 +438,30 @@ pub struct ObserverStats {
     pub programs: Vec<ProgramRunStats>,
     /// Why run-time stats are missing or incomplete; None when every program was measured.
     pub stats_error: Option<String>,
+    /// What the kernel adds around each program run beyond the program's own time, per
+    /// attach method, measured at the start of the recording (`capture::calibrate`). Empty
+    /// in recordings made before zoneprof measured it.
+    #[serde(default)]
+    pub dispatch: Vec<DispatchCost>,
+    /// Why `dispatch` is empty or lacks a method the in-lock programs used.
+    #[serde(default)]
+    pub dispatch_error: Option<String>,
+}
+
+/// The time the kernel spends around one run of a program attached by `method`: the
+/// tracepoint's dispatch and the run-time stats' own clock reads, which the stats leave out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DispatchCost {
+    /// `raw_tracepoint` or `tracepoint`, as in `ProbeStatus::method`.
+    pub method: String,
+    /// Median over the rounds.
+    pub ns_per_run: f64,
+    /// Smallest and largest round's estimate: the spread of the measurement.
+    pub min_ns: f64,
+    pub max_ns: f64,
+    pub rounds: u32,
+    /// Calls timed per round, without and with the empty program.
+    pub calls_per_round: u32,
 }
 
 /// One program's runs and time spent in it between attach and detach.
@@ -986,6 +1010,15 @@ pub(crate) mod tests {
                 run_ns: 310,
             }],
             stats_error: None,
+            dispatch: vec![DispatchCost {
+                method: "raw_tracepoint".into(),
+                ns_per_run: 41.5,
+                min_ns: 39.0,
+                max_ns: 47.25,
+                rounds: 9,
+                calls_per_round: 20_000,
+            }],
+            dispatch_error: None,
         });
         let json = serde_json::to_vec(&rec).expect("json");
         assert_eq!(
@@ -994,6 +1027,15 @@ pub(crate) mod tests {
         );
         // A recording from before the key existed.
         let mut v = serde_json::to_value(&rec).expect("json");
+        // One from before the dispatch was measured.
+        let observer = v.get_mut("observer").and_then(|o| o.as_object_mut());
+        let observer = observer.expect("observer object");
+        assert!(observer.remove("dispatch").is_some());
+        assert!(observer.remove("dispatch_error").is_some());
+        let older = Recording::from_bytes(&serde_json::to_vec(&v).expect("json"), Path::new("x"))
+            .expect("a recording without dispatch loads");
+        let stats = older.observer.expect("observer kept");
+        assert!(stats.dispatch.is_empty() && stats.dispatch_error.is_none());
         let removed = v.as_object_mut().and_then(|o| o.remove("observer"));
         assert!(removed.is_some());
         let old = Recording::from_bytes(&serde_json::to_vec(&v).expect("json"), Path::new("x"))
