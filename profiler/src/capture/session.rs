@@ -17,8 +17,8 @@ use crate::{
     kernel::host,
     kernel::symbolize::Kallsyms,
     model::recording::{
-        CommandInfo, DispatchCost, FORMAT_NAME, FORMAT_VERSION, ObserverStats, ProgramRunStats,
-        Recording,
+        CommandInfo, CpuPages, DispatchCost, FORMAT_NAME, FORMAT_VERSION, ObserverStats,
+        ProgramRunStats, Recording,
     },
     model::{observer, units},
 };
@@ -48,7 +48,42 @@ enum Stop {
     CommandExited(std::process::ExitStatus),
 }
 
+/// Everything set up before the recording window opens.
+struct Prepared {
+    host: crate::kernel::host::HostInfo,
+    cpus: Vec<u32>,
+    settings: crate::kernel::host::Settings,
+    ksyms: Option<Kallsyms>,
+    plan: attach::Plan,
+    attached: attach::Attached,
+}
+
+/// How the window closed, what the command did, and what was read before detaching.
+struct Window {
+    stop: Stop,
+    start_wall_ms: u64,
+    elapsed: Duration,
+    command_status: Option<std::process::ExitStatus>,
+    observer: ObserverStats,
+    pcp: Vec<CpuPages>,
+}
+
 pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
+    let (mut prep, run_stats) = prepare(&opts)?;
+    let window = run_window(&opts, &mut prep, run_stats).await?;
+    let command_status = window.command_status;
+    let recording = read_back(&opts, prep, window)?;
+    recording
+        .write_atomic(&opts.output)
+        .with_context(|| format!("writing {}", opts.output.display()))?;
+    Ok(RecordOutcome {
+        recording,
+        command_status,
+    })
+}
+
+/// Host facts, the probe plan, run-time stats on, dispatch measured, probes attached.
+fn prepare(opts: &RecordOpts) -> Result<(Prepared, RunStats)> {
     // First, so an unprivileged user gets one clear line and nothing else.
     attach::check_privileges()?;
     let host = host::host_info().context("reading host facts")?;
@@ -85,7 +120,7 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
     )
     .context("loading the eBPF object")?;
     run_stats.calibrate(&mut ebpf, &plan);
-    let mut attached = attach::attach(ebpf, &plan).context("attaching probes")?;
+    let attached = attach::attach(ebpf, &plan).context("attaching probes")?;
     let off = |p: &&crate::model::recording::ProbeStatus| {
         p.attempts.iter().any(|a| a.method == attach::OFF)
     };
@@ -103,7 +138,21 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
     if let Some(why) = &plan.skb_alloc_cpu_unavailable {
         eprintln!("zoneprof: SKB frees cannot be attributed to their allocating CPU: {why}");
     }
+    let prep = Prepared {
+        host,
+        cpus,
+        settings,
+        ksyms,
+        plan,
+        attached,
+    };
+    Ok((prep, run_stats))
+}
 
+/// The recording window: runs the command, shows progress, and waits for the duration, a
+/// signal or the command's exit; then reads what must be read while the probes are still
+/// attached, detaches them, and lets the command end the way it was asked to.
+async fn run_window(opts: &RecordOpts, prep: &mut Prepared, run_stats: RunStats) -> Result<Window> {
     let start_wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -157,53 +206,89 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
             }
             _ = tick.tick() => {
                 if show_progress {
-                    progress(&attached, start.elapsed());
+                    progress(&prep.attached, start.elapsed());
                 }
             }
         }
     };
     let elapsed = start.elapsed();
-    let observer = run_stats.finish(&attached);
+    let observer = run_stats.finish(&prep.attached);
     // PCP pages are read before detaching: programs detach one after another (fentry
     // detaches are slow), and pages freed meanwhile, e.g. as the command's processes
     // exit, would reach the per-page counters but not the batch ones already detached
     // (the qemu twins saw 1-4 % apart). Now both stop where the run-time stats stop.
-    let pcp_method = crate::model::recording::PcpMethod::of(&attached.probes);
-    let pcp = readback::read_pages(&attached.ebpf, &cpus, pcp_method)?;
-    attached.detach();
+    let pcp_method = crate::model::recording::PcpMethod::of(&prep.attached.probes);
+    let pcp = readback::read_pages(&prep.attached.ebpf, &prep.cpus, pcp_method)?;
+    prep.attached.detach();
     if show_progress {
         eprint!("\r\x1b[K");
     }
 
-    // The command outlived the recording: let it end the way it was asked to.
-    let mut command_status = None;
+    let command_status = end_command(&stop, child.as_mut()).await;
+
+    Ok(Window {
+        stop,
+        start_wall_ms: start_wall,
+        elapsed,
+        command_status,
+        observer,
+        pcp,
+    })
+}
+
+/// The command's exit status: it ended the recording, or it outlived it and is asked to end
+/// the way the recording was (a signal is passed on; after the duration it keeps running).
+async fn end_command(
+    stop: &Stop,
+    child: Option<&mut tokio::process::Child>,
+) -> Option<std::process::ExitStatus> {
+    let c = match (stop, child) {
+        (Stop::CommandExited(s), _) => return Some(*s),
+        (_, None) => return None,
+        (_, Some(c)) => c,
+    };
     match stop {
-        Stop::CommandExited(s) => command_status = Some(s),
         Stop::Signal(sig) => {
-            if let Some(c) = child.as_mut() {
-                if let Some(pid) = c.id() {
-                    let signo = if sig == "SIGINT" {
-                        libc::SIGINT
-                    } else {
-                        libc::SIGTERM
-                    };
-                    // SAFETY: kill(2) on our own child's pid; no memory is involved.
-                    unsafe { libc::kill(pid as i32, signo) };
-                }
-                command_status = tokio::time::timeout(Duration::from_secs(5), c.wait())
-                    .await
-                    .ok()
-                    .and_then(|r| r.ok());
+            if let Some(pid) = c.id() {
+                let signo = if *sig == "SIGINT" {
+                    libc::SIGINT
+                } else {
+                    libc::SIGTERM
+                };
+                // SAFETY: kill(2) on our own child's pid; no memory is involved.
+                unsafe { libc::kill(pid as i32, signo) };
             }
+            tokio::time::timeout(Duration::from_secs(5), c.wait())
+                .await
+                .ok()
+                .and_then(|r| r.ok())
         }
-        Stop::Duration => {
-            if let Some(c) = child.as_mut() {
-                eprintln!("zoneprof: duration reached; the command keeps running");
-                command_status = c.try_wait().ok().flatten();
-            }
+        _ => {
+            eprintln!("zoneprof: duration reached; the command keeps running");
+            c.try_wait().ok().flatten()
         }
     }
+}
 
+/// The maps read back into a recording, stacks symbolized.
+fn read_back(opts: &RecordOpts, prep: Prepared, window: Window) -> Result<Recording> {
+    let Prepared {
+        host,
+        cpus,
+        settings,
+        ksyms,
+        plan,
+        attached,
+        ..
+    } = prep;
+    let Window {
+        stop,
+        start_wall_ms: start_wall,
+        elapsed,
+        command_status,
+        observer,
+        pcp,
+    } = window;
     let raw = readback::read_counters(&attached.ebpf)?;
     let mut counters = readback::counters_from(&raw);
     // Stacks are captured in contention_begin; its raw tracepoint form sees its own frames.
@@ -267,13 +352,7 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
         page_tracking,
         observer: Some(observer),
     };
-    recording
-        .write_atomic(&opts.output)
-        .with_context(|| format!("writing {}", opts.output.display()))?;
-    Ok(RecordOutcome {
-        recording,
-        command_status,
-    })
+    Ok(recording)
 }
 
 /// Run counts and run time of the attached programs, from the kernel's BPF run-time stats.
