@@ -233,10 +233,28 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("zoneprof: error: {e:#}");
+            eprintln!("zoneprof: error: {}", error_line(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line, like `{:#}`, but a cause already quoted by the
+/// message above it (errors that print their `source`, as most here do) is not repeated:
+/// `cannot read recording x: No such file or directory (os error 2)`, once.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -728,4 +746,26 @@ fn write_doc(path: Option<&std::path::Path>, doc: &str) -> Result<()> {
         None => print!("{doc}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_os_error_quoted_by_its_wrapper_is_printed_once() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let e = anyhow::Error::new(zoneprof::model::recording::RecordingError::Read {
+            path: "/x.zprof".into(),
+            source: io,
+        })
+        .context("loading the baseline");
+        assert_eq!(
+            error_line(&e),
+            "loading the baseline: cannot read recording /x.zprof: No such file or directory (os error 2)"
+        );
+        // Causes that the message does not quote are kept, as `{:#}` would.
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_line(&e), "outer: inner");
+    }
 }
