@@ -338,7 +338,21 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
     };
     let out = runtime()?.block_on(session::record(opts))?;
     print_record_summary(&a.output, &out);
-    Ok(ExitCode::SUCCESS)
+    Ok(command_exit_code(out.command_status))
+}
+
+/// With a COMMAND, zoneprof exits as it did (128 + N when signal N ended it), after the
+/// recording is written: `zoneprof record -- make test` fails when the tests do.
+fn command_exit_code(status: Option<std::process::ExitStatus>) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(s) = status else {
+        return ExitCode::SUCCESS;
+    };
+    match (s.code(), s.signal()) {
+        (Some(c), _) => ExitCode::from(c as u8),
+        (None, Some(sig)) => ExitCode::from(128u8.wrapping_add(sig as u8)),
+        (None, None) => ExitCode::from(1),
+    }
 }
 
 fn print_record_summary(path: &std::path::Path, out: &session::RecordOutcome) {
@@ -355,7 +369,18 @@ fn print_record_summary(path: &std::path::Path, out: &session::RecordOutcome) {
         units::fmt_count(r.pcp.iter().map(|p| p.drain_pages).sum()),
     );
     if let Some(s) = out.command_status {
-        eprintln!("zoneprof: command exited: {s}");
+        use std::os::unix::process::ExitStatusExt;
+        match s.code() {
+            Some(c) => eprintln!("zoneprof: command exited with status {c}"),
+            // std says "signal: 9 (SIGKILL)"
+            None => eprintln!(
+                "zoneprof: command killed by signal {}{}",
+                s.signal().map_or(String::new(), |n| n.to_string()),
+                s.to_string()
+                    .split_once('(')
+                    .map_or(String::new(), |(_, name)| format!(" ({name}"))
+            ),
+        }
     }
 }
 
