@@ -54,6 +54,9 @@ enum Cmd {
     /// Compare two recordings (before/after a fix): every headline per second, a verdict,
     /// differential flamegraphs.
     Compare(CompareArgs),
+    /// Copy a recording with its kernel addresses replaced and its hostname hashed, fit to
+    /// share (every view works on it).
+    Redact(RedactArgs),
     /// Write a synthetic recording of a large host (internal: `cargo xtask bench`).
     #[command(name = "__synth", hide = true)]
     Synth(zoneprof::model::synth::SynthArgs),
@@ -165,6 +168,19 @@ struct ReportArgs {
     #[arg(long, default_value_t = 10)]
     top: usize,
     /// Output file. Default: stdout; for html, <recording stem>.html beside the recording.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Report a redacted copy (as `zoneprof redact` writes): no kernel addresses, hostname
+    /// hashed, recording named by its file name only.
+    #[arg(long)]
+    redact: bool,
+}
+
+#[derive(Args)]
+struct RedactArgs {
+    /// Recording written by `zoneprof record`.
+    file: PathBuf,
+    /// Redacted recording to write. Default: <recording stem>.redacted.zprof beside it.
     #[arg(short, long)]
     output: Option<PathBuf>,
 }
@@ -305,6 +321,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Demo(a) => cmd_demo(a),
         Cmd::Flamegraph(a) => cmd_flamegraph(a),
         Cmd::Compare(a) => cmd_compare(a),
+        Cmd::Redact(a) => cmd_redact(a),
         Cmd::Synth(a) => zoneprof::model::synth::run(&a).map(|()| ExitCode::SUCCESS),
     }
 }
@@ -384,14 +401,50 @@ fn print_record_summary(path: &std::path::Path, out: &session::RecordOutcome) {
     }
 }
 
-fn cmd_report(a: ReportArgs) -> Result<ExitCode> {
+/// Reads a recording, redacted when asked; and how the views name it: its path, or under
+/// --redact its file name alone (directories can name users and hosts).
+fn load(path: &std::path::Path, redact: bool) -> Result<(Recording, String)> {
+    let rec = Recording::read(path)?;
+    if !redact {
+        return Ok((rec, path.display().to_string()));
+    }
+    let (rec, _) = zoneprof::model::redact::redact(&rec)?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "recording".into(), |n| n.to_string_lossy().into_owned());
+    Ok((rec, name))
+}
+
+fn cmd_redact(a: RedactArgs) -> Result<ExitCode> {
     let rec = Recording::read(&a.file)?;
+    let (red, sum) = zoneprof::model::redact::redact(&rec)?;
+    let out = a.output.unwrap_or_else(|| {
+        let stem = a
+            .file
+            .file_stem()
+            .map_or_else(|| "zoneprof".into(), |s| s.to_string_lossy().into_owned());
+        a.file.with_file_name(format!("{stem}.redacted.zprof"))
+    });
+    red.write_atomic(&out)?;
+    eprintln!(
+        "zoneprof: wrote {} ({} kernel address(es) replaced, hostname {})",
+        out.display(),
+        sum.addresses,
+        if sum.hostname_hashed {
+            "hashed"
+        } else {
+            "already hashed"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_report(a: ReportArgs) -> Result<ExitCode> {
+    let (rec, source) = load(&a.file, a.redact)?;
     let doc = match a.format {
         ReportFormat::Text => report::to_text(&report::build(&rec, a.top), a.top),
         ReportFormat::Json => report::to_json(&report::build(&rec, a.top)) + "\n",
-        ReportFormat::Html => {
-            zoneprof::output::html::report_html(&rec, a.top, &a.file.display().to_string())?
-        }
+        ReportFormat::Html => zoneprof::output::html::report_html(&rec, a.top, &source)?,
     };
     let output = match a.format {
         ReportFormat::Html => Some(a.output.unwrap_or_else(|| a.file.with_extension("html"))),
@@ -654,16 +707,19 @@ struct FlamegraphArgs {
     /// Write folded stacks (`frame;frame;... count`, root first) instead of SVG.
     #[arg(long)]
     folded: bool,
+    /// Draw a redacted copy (as `zoneprof redact` writes): no kernel addresses, hostname
+    /// hashed, recording named by its file name only.
+    #[arg(long)]
+    redact: bool,
 }
 
 fn cmd_flamegraph(a: FlamegraphArgs) -> Result<ExitCode> {
     use zoneprof::output::flamegraph as fg;
-    let rec = Recording::read(&a.file)?;
+    let (rec, source) = load(&a.file, a.redact)?;
     let opts = fg::FoldOptions {
         per_cpu: a.per_cpu,
         cpus: a.cpu.map(|c| c.0),
     };
-    let source = a.file.display().to_string();
     let flame = fg::build(&rec, a.view, &opts, &source)?;
     let bytes = if a.folded {
         let text = flame.folded.to_text();
@@ -709,21 +765,19 @@ struct CompareArgs {
     /// Rows in the grew/shrank stack lists.
     #[arg(long, default_value_t = 10)]
     top: usize,
+    /// Compare redacted copies (as `zoneprof redact` writes): no kernel addresses,
+    /// hostnames hashed, recordings named by their file names only.
+    #[arg(long)]
+    redact: bool,
 }
 
 fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     use zoneprof::output::compare;
     // Decompressing and parsing is a large share of a compare: both files at once.
     let (before, after) =
-        zoneprof::par::both(|| Recording::read(&a.before), || Recording::read(&a.after));
-    let (before, after) = (before?, after?);
-    let mut c = compare::compare(
-        &before,
-        &after,
-        &a.before.display().to_string(),
-        &a.after.display().to_string(),
-        a.top,
-    );
+        zoneprof::par::both(|| load(&a.before, a.redact), || load(&a.after, a.redact));
+    let ((before, before_name), (after, after_name)) = (before?, after?);
+    let mut c = compare::compare(&before, &after, &before_name, &after_name, a.top);
     for w in &c.warnings {
         eprintln!("zoneprof: warning: {w}");
     }
