@@ -339,6 +339,15 @@ fn parse_probe(s: &str) -> Result<String, String> {
 }
 
 fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
+    // A read-only or missing output directory fails now, not after the recording (a
+    // missing privilege first: it is what the user must fix first).
+    zoneprof::kernel::attach::check_privileges()?;
+    zoneprof::output::atomic::check_writable(&a.output)
+        .with_context(|| format!("cannot write {}", a.output.display()))?;
+    // And a command that cannot run, before a single probe is loaded.
+    if let Some(cmd) = a.command.first() {
+        check_command(cmd).with_context(|| format!("cannot run command {cmd:?}"))?;
+    }
     let opts = RecordOpts {
         duration: a.duration,
         output: a.output.clone(),
@@ -356,6 +365,33 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
     let out = runtime()?.block_on(session::record(opts))?;
     print_record_summary(&a.output, &out);
     Ok(command_exit_code(out.command_status))
+}
+
+/// Whether `cmd` names an executable: a path, or a name found in PATH (as the spawn will
+/// look it up).
+fn check_command(cmd: &str) -> Result<()> {
+    let executable = |p: &std::path::Path| -> std::io::Result<bool> {
+        use std::os::unix::ffi::OsStrExt;
+        let m = std::fs::metadata(p)?;
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+            return Ok(false);
+        };
+        // SAFETY: a valid NUL-terminated path that outlives the call.
+        let x = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
+        Ok(m.is_file() && x)
+    };
+    if cmd.contains('/') {
+        if !executable(std::path::Path::new(cmd))? {
+            bail!("not an executable file");
+        }
+        return Ok(());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| executable(&d.join(cmd)).unwrap_or(false)) {
+        Ok(())
+    } else {
+        bail!("not found in PATH")
+    }
 }
 
 /// With a COMMAND, zoneprof exits as it did (128 + N when signal N ended it), after the

@@ -42,6 +42,37 @@ pub fn write_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -
     }
 }
 
+/// Whether a file can be created beside `path` (directory exists, writable, not on a
+/// read-only filesystem): checked before a long recording, so that it fails at once rather
+/// than at the end. Leaves nothing behind. A full disk shows only when the file is written.
+pub fn check_writable(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match open_unnamed(&dir) {
+        Some(r) => r.map(drop),
+        None => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "output".into());
+            write_named_probe(&dir, &name)
+        }
+    }
+}
+
+/// `check_writable` where there is no `O_TMPFILE`: create and remove a temporary file.
+fn write_named_probe(dir: &Path, name: &str) -> io::Result<()> {
+    let tmp = temp_name(dir, name, 99);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(MODE)
+        .open(&tmp)?;
+    std::fs::remove_file(&tmp)
+}
+
 /// Writes `bytes` to `path` atomically.
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_with(path, |f| io::Write::write_all(f, bytes))
@@ -216,6 +247,17 @@ mod tests {
             before.len()
         );
         assert_eq!(std::fs::read(&p).expect("read"), b"svg");
+    }
+
+    #[test]
+    fn writability_is_checked_without_leaving_anything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        check_writable(&dir.path().join("r.zprof")).expect("writable");
+        write_named_probe(dir.path(), "r.zprof").expect("named probe");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
+        let missing = dir.path().join("no/such/dir/r.zprof");
+        let e = check_writable(&missing).expect_err("no directory");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]
