@@ -82,34 +82,8 @@ fn recording(host: &str, scale: u64) -> Recording {
     r
 }
 
-/// Every kernel address a text can hold: `0x` + more than 8 hex digits, a bare
-/// `ffff` + 12 hex digits, or one written in decimal (2^64 - 2^48 and up: "18446...").
-fn addresses(text: &str) -> Vec<String> {
-    let b = text.as_bytes();
-    let run = |from: usize, ok: fn(&u8) -> bool| b[from..].iter().take_while(|c| ok(c)).count();
-    let hex: fn(&u8) -> bool = u8::is_ascii_hexdigit;
-    let mut found = Vec::new();
-    for i in 0..b.len() {
-        if i > 0 && b[i - 1].is_ascii_alphanumeric() {
-            continue;
-        }
-        let rest = &b[i..];
-        let n = if rest.starts_with(b"0x") && run(i + 2, hex) > 8 {
-            2 + run(i + 2, hex)
-        } else if rest.len() >= 4 && rest[..4].eq_ignore_ascii_case(b"ffff") && run(i, hex) == 16 {
-            16
-        } else if rest.starts_with(b"18446") && run(i, u8::is_ascii_digit) >= 20 {
-            20
-        } else {
-            continue;
-        };
-        found.push(String::from_utf8_lossy(&rest[..n]).into_owned());
-    }
-    found
-}
-
 fn assert_clean(what: &str, text: &str) {
-    let a = addresses(text);
+    let a = common::kernel_addresses(text);
     assert!(a.is_empty(), "{what} still shows kernel addresses {a:?}");
     assert!(!text.contains(HOST), "{what} still names the host {HOST}");
 }
@@ -255,7 +229,7 @@ fn every_view_works_on_a_redacted_recording_and_shows_no_address_or_host() {
     let orig = common::write_recording(&hostdir, "before.zprof", &recording(HOST, 1));
     let other = common::write_recording(&hostdir, "after.zprof", &recording(HOST, 3));
     assert!(
-        !addresses(&document(&orig)).is_empty(),
+        !common::kernel_addresses(&document(&orig)).is_empty(),
         "the test recording has addresses"
     );
     assert!(document(&orig).contains(HOST));
@@ -340,7 +314,7 @@ fn every_view_works_on_a_redacted_recording_and_shows_no_address_or_host() {
     );
     // And the unredacted views do show what redaction removes (the check can fail).
     let plain = zoneprof(&["report", orig.to_str().expect("utf8")]);
-    assert!(!addresses(&String::from_utf8_lossy(&plain.stdout)).is_empty());
+    assert!(!common::kernel_addresses(&String::from_utf8_lossy(&plain.stdout)).is_empty());
 }
 
 #[test]
