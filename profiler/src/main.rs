@@ -54,6 +54,9 @@ enum Cmd {
     /// Compare two recordings (before/after a fix): every headline per second, a verdict,
     /// differential flamegraphs.
     Compare(CompareArgs),
+    /// Copy a recording with its kernel addresses replaced and its hostname hashed, fit to
+    /// share (every view works on it).
+    Redact(RedactArgs),
     /// Write a synthetic recording of a large host (internal: `cargo xtask bench`).
     #[command(name = "__synth", hide = true)]
     Synth(zoneprof::model::synth::SynthArgs),
@@ -167,6 +170,19 @@ struct ReportArgs {
     /// Output file. Default: stdout; for html, <recording stem>.html beside the recording.
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Report a redacted copy (as `zoneprof redact` writes): no kernel addresses, hostname
+    /// hashed, recording named by its file name only.
+    #[arg(long)]
+    redact: bool,
+}
+
+#[derive(Args)]
+struct RedactArgs {
+    /// Recording written by `zoneprof record`.
+    file: PathBuf,
+    /// Redacted recording to write. Default: <recording stem>.redacted.zprof beside it.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -233,10 +249,28 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("zoneprof: error: {e:#}");
+            eprintln!("zoneprof: error: {}", error_line(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line, like `{:#}`, but a cause already quoted by the
+/// message above it (errors that print their `source`, as most here do) is not repeated:
+/// `cannot read recording x: No such file or directory (os error 2)`, once.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -287,6 +321,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Demo(a) => cmd_demo(a),
         Cmd::Flamegraph(a) => cmd_flamegraph(a),
         Cmd::Compare(a) => cmd_compare(a),
+        Cmd::Redact(a) => cmd_redact(a),
         Cmd::Synth(a) => zoneprof::model::synth::run(&a).map(|()| ExitCode::SUCCESS),
     }
 }
@@ -304,6 +339,15 @@ fn parse_probe(s: &str) -> Result<String, String> {
 }
 
 fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
+    // A read-only or missing output directory fails now, not after the recording (a
+    // missing privilege first: it is what the user must fix first).
+    zoneprof::kernel::attach::check_privileges()?;
+    zoneprof::output::atomic::check_writable(&a.output)
+        .with_context(|| format!("cannot write {}", a.output.display()))?;
+    // And a command that cannot run, before a single probe is loaded.
+    if let Some(cmd) = a.command.first() {
+        check_command(cmd).with_context(|| format!("cannot run command {cmd:?}"))?;
+    }
     let opts = RecordOpts {
         duration: a.duration,
         output: a.output.clone(),
@@ -320,7 +364,48 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
     };
     let out = runtime()?.block_on(session::record(opts))?;
     print_record_summary(&a.output, &out);
-    Ok(ExitCode::SUCCESS)
+    Ok(command_exit_code(out.command_status))
+}
+
+/// Whether `cmd` names an executable: a path, or a name found in PATH (as the spawn will
+/// look it up).
+fn check_command(cmd: &str) -> Result<()> {
+    let executable = |p: &std::path::Path| -> std::io::Result<bool> {
+        use std::os::unix::ffi::OsStrExt;
+        let m = std::fs::metadata(p)?;
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+            return Ok(false);
+        };
+        // SAFETY: a valid NUL-terminated path that outlives the call.
+        let x = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
+        Ok(m.is_file() && x)
+    };
+    if cmd.contains('/') {
+        if !executable(std::path::Path::new(cmd))? {
+            bail!("not an executable file");
+        }
+        return Ok(());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| executable(&d.join(cmd)).unwrap_or(false)) {
+        Ok(())
+    } else {
+        bail!("not found in PATH")
+    }
+}
+
+/// With a COMMAND, zoneprof exits as it did (128 + N when signal N ended it), after the
+/// recording is written: `zoneprof record -- make test` fails when the tests do.
+fn command_exit_code(status: Option<std::process::ExitStatus>) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(s) = status else {
+        return ExitCode::SUCCESS;
+    };
+    match (s.code(), s.signal()) {
+        (Some(c), _) => ExitCode::from(c as u8),
+        (None, Some(sig)) => ExitCode::from(128u8.wrapping_add(sig as u8)),
+        (None, None) => ExitCode::from(1),
+    }
 }
 
 fn print_record_summary(path: &std::path::Path, out: &session::RecordOutcome) {
@@ -337,18 +422,65 @@ fn print_record_summary(path: &std::path::Path, out: &session::RecordOutcome) {
         units::fmt_count(r.pcp.iter().map(|p| p.drain_pages).sum()),
     );
     if let Some(s) = out.command_status {
-        eprintln!("zoneprof: command exited: {s}");
+        use std::os::unix::process::ExitStatusExt;
+        match s.code() {
+            Some(c) => eprintln!("zoneprof: command exited with status {c}"),
+            // std says "signal: 9 (SIGKILL)"
+            None => eprintln!(
+                "zoneprof: command killed by signal {}{}",
+                s.signal().map_or(String::new(), |n| n.to_string()),
+                s.to_string()
+                    .split_once('(')
+                    .map_or(String::new(), |(_, name)| format!(" ({name}"))
+            ),
+        }
     }
 }
 
-fn cmd_report(a: ReportArgs) -> Result<ExitCode> {
+/// Reads a recording, redacted when asked; and how the views name it: its path, or under
+/// --redact its file name alone (directories can name users and hosts).
+fn load(path: &std::path::Path, redact: bool) -> Result<(Recording, String)> {
+    let rec = Recording::read(path)?;
+    if !redact {
+        return Ok((rec, path.display().to_string()));
+    }
+    let (rec, _) = zoneprof::model::redact::redact(&rec)?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "recording".into(), |n| n.to_string_lossy().into_owned());
+    Ok((rec, name))
+}
+
+fn cmd_redact(a: RedactArgs) -> Result<ExitCode> {
     let rec = Recording::read(&a.file)?;
+    let (red, sum) = zoneprof::model::redact::redact(&rec)?;
+    let out = a.output.unwrap_or_else(|| {
+        let stem = a
+            .file
+            .file_stem()
+            .map_or_else(|| "zoneprof".into(), |s| s.to_string_lossy().into_owned());
+        a.file.with_file_name(format!("{stem}.redacted.zprof"))
+    });
+    red.write_atomic(&out)?;
+    eprintln!(
+        "zoneprof: wrote {} ({} kernel address(es) replaced, hostname {})",
+        out.display(),
+        sum.addresses,
+        if sum.hostname_hashed {
+            "hashed"
+        } else {
+            "already hashed"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_report(a: ReportArgs) -> Result<ExitCode> {
+    let (rec, source) = load(&a.file, a.redact)?;
     let doc = match a.format {
         ReportFormat::Text => report::to_text(&report::build(&rec, a.top), a.top),
         ReportFormat::Json => report::to_json(&report::build(&rec, a.top)) + "\n",
-        ReportFormat::Html => {
-            zoneprof::output::html::report_html(&rec, a.top, &a.file.display().to_string())?
-        }
+        ReportFormat::Html => zoneprof::output::html::report_html(&rec, a.top, &source)?,
     };
     let output = match a.format {
         ReportFormat::Html => Some(a.output.unwrap_or_else(|| a.file.with_extension("html"))),
@@ -611,16 +743,19 @@ struct FlamegraphArgs {
     /// Write folded stacks (`frame;frame;... count`, root first) instead of SVG.
     #[arg(long)]
     folded: bool,
+    /// Draw a redacted copy (as `zoneprof redact` writes): no kernel addresses, hostname
+    /// hashed, recording named by its file name only.
+    #[arg(long)]
+    redact: bool,
 }
 
 fn cmd_flamegraph(a: FlamegraphArgs) -> Result<ExitCode> {
     use zoneprof::output::flamegraph as fg;
-    let rec = Recording::read(&a.file)?;
+    let (rec, source) = load(&a.file, a.redact)?;
     let opts = fg::FoldOptions {
         per_cpu: a.per_cpu,
         cpus: a.cpu.map(|c| c.0),
     };
-    let source = a.file.display().to_string();
     let flame = fg::build(&rec, a.view, &opts, &source)?;
     let bytes = if a.folded {
         let text = flame.folded.to_text();
@@ -666,21 +801,19 @@ struct CompareArgs {
     /// Rows in the grew/shrank stack lists.
     #[arg(long, default_value_t = 10)]
     top: usize,
+    /// Compare redacted copies (as `zoneprof redact` writes): no kernel addresses,
+    /// hostnames hashed, recordings named by their file names only.
+    #[arg(long)]
+    redact: bool,
 }
 
 fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     use zoneprof::output::compare;
     // Decompressing and parsing is a large share of a compare: both files at once.
     let (before, after) =
-        zoneprof::par::both(|| Recording::read(&a.before), || Recording::read(&a.after));
-    let (before, after) = (before?, after?);
-    let mut c = compare::compare(
-        &before,
-        &after,
-        &a.before.display().to_string(),
-        &a.after.display().to_string(),
-        a.top,
-    );
+        zoneprof::par::both(|| load(&a.before, a.redact), || load(&a.after, a.redact));
+    let ((before, before_name), (after, after_name)) = (before?, after?);
+    let mut c = compare::compare(&before, &after, &before_name, &after_name, a.top);
     for w in &c.warnings {
         eprintln!("zoneprof: warning: {w}");
     }
@@ -728,4 +861,26 @@ fn write_doc(path: Option<&std::path::Path>, doc: &str) -> Result<()> {
         None => print!("{doc}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_os_error_quoted_by_its_wrapper_is_printed_once() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let e = anyhow::Error::new(zoneprof::model::recording::RecordingError::Read {
+            path: "/x.zprof".into(),
+            source: io,
+        })
+        .context("loading the baseline");
+        assert_eq!(
+            error_line(&e),
+            "loading the baseline: cannot read recording /x.zprof: No such file or directory (os error 2)"
+        );
+        // Causes that the message does not quote are kept, as `{:#}` would.
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_line(&e), "outer: inner");
+    }
 }

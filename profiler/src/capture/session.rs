@@ -180,6 +180,8 @@ async fn run_window(opts: &RecordOpts, prep: &mut Prepared, run_stats: RunStats)
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    // A closed terminal or ssh session: end like Ctrl-C, with the recording written.
+    let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     let deadline = async {
@@ -195,6 +197,7 @@ async fn run_window(opts: &RecordOpts, prep: &mut Prepared, run_stats: RunStats)
             _ = &mut deadline => break Stop::Duration,
             _ = sigint.recv() => break Stop::Signal("SIGINT"),
             _ = sigterm.recv() => break Stop::Signal("SIGTERM"),
+            _ = sighup.recv() => break Stop::Signal("SIGHUP"),
             status = async {
                 match child.as_mut() {
                     Some(c) => c.wait().await,
@@ -250,10 +253,10 @@ async fn end_command(
     match stop {
         Stop::Signal(sig) => {
             if let Some(pid) = c.id() {
-                let signo = if *sig == "SIGINT" {
-                    libc::SIGINT
-                } else {
-                    libc::SIGTERM
+                let signo = match *sig {
+                    "SIGINT" => libc::SIGINT,
+                    "SIGHUP" => libc::SIGHUP,
+                    _ => libc::SIGTERM,
                 };
                 // SAFETY: kill(2) on our own child's pid; no memory is involved.
                 unsafe { libc::kill(pid as i32, signo) };

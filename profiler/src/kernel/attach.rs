@@ -24,9 +24,9 @@ static EBPF_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
     #[error(
-        "loading eBPF programs needs root (or CAP_BPF + CAP_PERFMON, and CAP_SYS_ADMIN to mount tracefs): try sudo"
+        "loading eBPF programs needs root, or CAP_BPF and CAP_PERFMON: this process lacks {missing} (try sudo)"
     )]
-    NotPrivileged,
+    NotPrivileged { missing: String },
     #[error("tracefs is not available: {0}")]
     Tracefs(String),
     #[error("cannot load the eBPF object: {0}{hint}", hint = privilege_hint())]
@@ -61,16 +61,29 @@ fn effective_caps() -> u64 {
 /// Fails early, with one clear line, when this process cannot load eBPF programs, rather
 /// than letting every probe fail with a less obvious EPERM.
 pub fn check_privileges() -> Result<(), AttachError> {
+    missing_caps(effective_caps()).map_or(Ok(()), |missing| {
+        Err(AttachError::NotPrivileged {
+            missing: missing.join(" and "),
+        })
+    })
+}
+
+/// The capabilities that `caps` (an effective set) lacks to load and attach the programs;
+/// None when nothing is missing. CAP_SYS_ADMIN alone also does (the kernels before 5.8
+/// had no CAP_BPF/CAP_PERFMON).
+fn missing_caps(caps: u64) -> Option<Vec<&'static str>> {
     const CAP_SYS_ADMIN: u64 = 1 << 21;
     const CAP_PERFMON: u64 = 1 << 38;
     const CAP_BPF: u64 = 1 << 39;
-    let caps = effective_caps();
-    let ok = caps & CAP_SYS_ADMIN != 0 || caps & (CAP_BPF | CAP_PERFMON) == CAP_BPF | CAP_PERFMON;
-    if ok {
-        Ok(())
-    } else {
-        Err(AttachError::NotPrivileged)
+    if caps & CAP_SYS_ADMIN != 0 {
+        return None;
     }
+    let missing: Vec<_> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+        .into_iter()
+        .filter(|(bit, _)| caps & bit == 0)
+        .map(|(_, name)| name)
+        .collect();
+    (!missing.is_empty()).then_some(missing)
 }
 
 /// Offsets the programs need, as load-time globals.
@@ -1195,6 +1208,21 @@ mod tests {
 
     fn strs(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_missing_capability_is_named() {
+        const BPF: u64 = 1 << 39;
+        const PERFMON: u64 = 1 << 38;
+        assert_eq!(missing_caps(0), Some(vec!["CAP_BPF", "CAP_PERFMON"]));
+        assert_eq!(missing_caps(BPF), Some(vec!["CAP_PERFMON"]));
+        assert_eq!(missing_caps(PERFMON), Some(vec!["CAP_BPF"]));
+        assert_eq!(missing_caps(BPF | PERFMON), None);
+        assert_eq!(missing_caps(1 << 21), None, "CAP_SYS_ADMIN alone");
+        let e = AttachError::NotPrivileged {
+            missing: "CAP_PERFMON".into(),
+        };
+        assert!(e.to_string().contains("lacks CAP_PERFMON"), "{e}");
     }
 
     #[test]

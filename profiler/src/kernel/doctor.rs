@@ -158,7 +158,7 @@ pub fn run() -> Doctor {
                 "kallsyms",
                 Status::Warn,
                 e.to_string(),
-                "run as root, or set kernel.kptr_restrict=0: stacks stay unsymbolized otherwise",
+                "run as root or with CAP_SYSLOG: stacks stay unsymbolized otherwise",
             ));
             None
         }

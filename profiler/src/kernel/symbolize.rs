@@ -32,7 +32,7 @@ pub enum SymbolizeError {
     Malformed { line: usize, text: String },
     /// Every address reads as 0: the kernel hides them from this reader.
     #[error(
-        "kallsyms addresses are hidden (all 0): run as root, or lower kernel.kptr_restrict (sysctl -w kernel.kptr_restrict=0)"
+        "kallsyms addresses are hidden (all 0): run as root or with CAP_SYSLOG, or lower kernel.kptr_restrict to 0 and kernel.perf_event_paranoid to 1 or less"
     )]
     AddressesHidden,
     /// Nothing that can be resolved to.

@@ -32,6 +32,15 @@ pub enum TracefsError {
         hint: &'static str,
     },
     #[error(
+        "tracefs is mounted at {} but this process cannot read it ({source}): reading it needs root or CAP_DAC_READ_SEARCH (its root directory is usually mode 0700)",
+        path.display()
+    )]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
         "tracefs mounted at {} has no events/ directory; the kernel needs CONFIG_EVENT_TRACING",
         path.display()
     )]
@@ -334,6 +343,15 @@ fn mount_tracefs(target: &Path) -> Result<(), TracefsError> {
 pub fn ensure_tracefs() -> Result<(PathBuf, bool), TracefsError> {
     if let Some(path) = find_tracefs() {
         return Ok((path, false));
+    }
+    // Mounted, but closed to us (a non-root user with CAP_BPF + CAP_PERFMON): say so,
+    // rather than try a mount that cannot help.
+    if let Ok(mounts) = std::fs::read_to_string("/proc/mounts")
+        && let Some(path) = pick_tracefs(&mounts, |_| true)
+        && let Err(source) = std::fs::metadata(path.join("events"))
+        && source.kind() == io::ErrorKind::PermissionDenied
+    {
+        return Err(TracefsError::Unreadable { path, source });
     }
     let target = PathBuf::from(DEFAULT_TRACEFS);
     if let Err(e) = mount_tracefs(&target) {

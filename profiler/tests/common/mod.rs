@@ -117,3 +117,29 @@ pub fn write_recording(dir: &Path, name: &str, rec: &Recording) -> PathBuf {
     rec.write_atomic(&p).expect("write recording");
     p
 }
+
+/// Every kernel address a text can hold: `0x` + more than 8 hex digits, a bare
+/// `ffff` + 12 hex digits, or one written in decimal (2^64 - 2^48 and up: "18446...").
+pub fn kernel_addresses(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let run = |from: usize, ok: fn(&u8) -> bool| b[from..].iter().take_while(|c| ok(c)).count();
+    let hex: fn(&u8) -> bool = u8::is_ascii_hexdigit;
+    let mut found = Vec::new();
+    for i in 0..b.len() {
+        if i > 0 && b[i - 1].is_ascii_alphanumeric() {
+            continue;
+        }
+        let rest = &b[i..];
+        let n = if rest.starts_with(b"0x") && run(i + 2, hex) > 8 {
+            2 + run(i + 2, hex)
+        } else if rest.len() >= 4 && rest[..4].eq_ignore_ascii_case(b"ffff") && run(i, hex) == 16 {
+            16
+        } else if rest.starts_with(b"18446") && run(i, u8::is_ascii_digit) >= 20 {
+            20
+        } else {
+            continue;
+        };
+        found.push(String::from_utf8_lossy(&rest[..n]).into_owned());
+    }
+    found
+}
