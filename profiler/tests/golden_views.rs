@@ -198,9 +198,10 @@ fn observer(runs: u64, run_ns: u64) -> ObserverStats {
 
 /// JSON, text and HTML of one comparison, and its flamegraph file names as the JSON lists them.
 fn check_compare(name: &str, b: &Recording, a: &Recording, top: usize) {
-    let mut c = compare::compare(b, a, "before.zprof", "after.zprof", top);
+    let recs = compare::Pair::new(b, a);
+    let mut c = compare::compare(recs, compare::Pair::new("before.zprof", "after.zprof"), top);
     let dir = tempfile::tempdir().expect("tempdir");
-    c.flamegraphs = compare::write_flamegraphs(b, a, dir.path())
+    c.flamegraphs = compare::write_flamegraphs(recs, dir.path())
         .expect("flamegraphs")
         .into_iter()
         .map(|p| {
@@ -380,7 +381,8 @@ fn grouped_cpus() {
         r
     };
     let (b, a) = (big(1_000, true), big(10, false));
-    let c = compare::compare(&b, &a, "before.zprof", "after.zprof", 5);
+    let files = compare::Pair::new("before.zprof", "after.zprof");
+    let c = compare::compare(compare::Pair::new(&b, &a), files, 5);
     check_golden("grouped.compare.txt", &compare::to_text(&c));
     let page = html::compare_html(&c, &b, &a).expect("compare html");
     check_golden("grouped.compare.html", &html_golden(&page));

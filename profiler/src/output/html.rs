@@ -12,7 +12,7 @@ use crate::{
     kernel::host::HostInfo,
     model::recording::{LossUnit, Recording},
     model::units::{fmt_count, fmt_ns, fmt_pct},
-    output::compare::{self, Comparison, Metric},
+    output::compare::{self, Comparison, CpuMetric, Direction, Pair, Side, Total},
     output::flamegraph::{self as fg, FlameError, FoldOptions, View},
     output::report::{self, PerCpu, Report},
 };
@@ -801,8 +801,8 @@ fn report_tables(b: &mut String, r: &Report, top: usize) {
     }
 }
 
-fn change_cell(m: &Metric) -> String {
-    match m.change_pct {
+fn change_cell(v: Pair<Option<f64>>) -> String {
+    match v.change_pct() {
         Some(p) => {
             let class = if p <= -0.05 {
                 " down"
@@ -824,20 +824,21 @@ pub fn compare_html(
     after: &Recording,
 ) -> Result<String, HtmlError> {
     let mut b = String::new();
-    let title = format!("zoneprof compare: {} → {}", c.before.file, c.after.file);
+    let (rb, ra) = (&c.recordings.before, &c.recordings.after);
+    let title = format!("zoneprof compare: {} → {}", rb.file, ra.file);
     let _ = write!(
         b,
         "<h1>{}</h1><p class=\"sub\">before: {} (Linux {}), {} CPUs, {:.2} s · after: {} (Linux {}), {} CPUs, {:.2} s · \
          all rates per second of recording</p>",
         esc(&title),
-        esc(&c.before.host),
-        esc(&c.before.kernel),
-        c.before.online_cpus,
-        c.before.duration_s,
-        esc(&c.after.host),
-        esc(&c.after.kernel),
-        c.after.online_cpus,
-        c.after.duration_s
+        esc(&rb.host),
+        esc(&rb.kernel),
+        rb.online_cpus,
+        rb.duration_s,
+        esc(&ra.host),
+        esc(&ra.kernel),
+        ra.online_cpus,
+        ra.duration_s
     );
     b.push_str("<section id=\"verdict\"><h2>Verdict</h2><ul>");
     for v in &c.verdict {
@@ -847,32 +848,28 @@ pub fn compare_html(
     for w in &c.warnings {
         let _ = write!(b, "<div class=\"warn\">⚠ {}</div>", esc(w));
     }
-    for (label, line) in compare::observer_lines(c) {
+    for (side, line) in compare::observer_lines(c).sides() {
         let _ = write!(
             b,
             "<p class=\"note observer-cost\">{}</p>",
             esc(&format!(
                 "Observer cost under zone->lock, {}: {line}",
-                label.trim()
+                side.label()
             ))
         );
     }
     b.push_str("</section>");
 
     b.push_str("<section id=\"metrics\"><h2>Headlines (per second)</h2><table><tr><th>metric</th><th>before</th><th>after</th><th>change</th></tr>");
-    for m in c
-        .metrics
-        .iter()
-        .filter(|m| compare::cpu_of_metric(&m.name).is_none())
-        .filter(|m| m.before.is_some() || m.after.is_some())
-    {
+    for m in c.rates.headlines().iter().filter(|m| m.values.any()) {
+        let unit = m.key.unit();
         let _ = write!(
             b,
             "<tr><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>{}</tr>",
-            esc(&m.name),
-            esc(&m.unit.fmt(m.before)),
-            esc(&m.unit.fmt(m.after)),
-            change_cell(m)
+            esc(&m.key.name()),
+            esc(&unit.fmt(m.values.before)),
+            esc(&unit.fmt(m.values.after)),
+            change_cell(m.values)
         );
     }
     b.push_str("</table></section>");
@@ -883,11 +880,9 @@ pub fn compare_html(
     cpus.sort_unstable();
     cpus.dedup();
     let groups = group_cpus(&cpus, &before.host);
-    let metric_of = |cpu: u32, suffix: &str| c.metric(&format!("cpu{cpu}.{suffix}"));
-    let group_sum = |g: &[u32], suffix: &str, after_side: bool| -> f64 {
+    let group_sum = |g: &[u32], m: CpuMetric, side: Side| -> f64 {
         g.iter()
-            .filter_map(|&cpu| metric_of(cpu, suffix))
-            .filter_map(|m| if after_side { m.after } else { m.before })
+            .filter_map(|&cpu| *c.rates.cpu(cpu, m).get(side))
             .sum::<f64>()
             / g.len().max(1) as f64
     };
@@ -903,19 +898,13 @@ pub fn compare_html(
     let rows: Vec<PairRow<'_>> = groups
         .iter()
         .map(|g| {
-            let seg = |after_side| {
+            let seg = |side| {
                 vec![
-                    (
-                        "a",
-                        group_sum(&g.cpus, "zone_lock_wait_alloc_pct", after_side),
-                    ),
-                    (
-                        "f",
-                        group_sum(&g.cpus, "zone_lock_wait_free_pct", after_side),
-                    ),
+                    ("a", group_sum(&g.cpus, CpuMetric::ZoneWaitAllocPct, side)),
+                    ("f", group_sum(&g.cpus, CpuMetric::ZoneWaitFreePct, side)),
                 ]
             };
-            let (sb, sa) = (seg(false), seg(true));
+            let (sb, sa) = (seg(Side::Before), seg(Side::After));
             let val = format!(
                 "alloc {} → {} · free {} → {}",
                 fmt_pct(sb[0].1),
@@ -934,7 +923,7 @@ pub fn compare_html(
                 (colours negated so they read the same way), so stacks that vanished are visible there.</p>");
     let mut drawn = false;
     for view in [View::ZoneWait, View::Locks] {
-        let flames = compare::diff_flamegraphs(before, after, view)?;
+        let flames = compare::diff_flamegraphs(Pair::new(before, after), view)?;
         if flames.is_empty() {
             let _ = write!(
                 b,
@@ -945,21 +934,22 @@ pub fn compare_html(
         }
         if flames.len() == 1 {
             // One side has none of these stacks: say which, rather than leave a gap.
-            let (empty, shown) = if flames[0].0.contains("after-vs-before") {
-                ("AFTER", "everything below vanished")
-            } else {
-                ("BEFORE", "everything below is new")
+            let empty = flames[0].direction.sized_by().other();
+            let shown = match flames[0].direction {
+                Direction::AfterVsBefore => "everything below vanished",
+                Direction::BeforeVsAfter => "everything below is new",
             };
             let _ = write!(
                 b,
                 "<p class=\"note\">{}: the {empty} recording has none of these stacks, so only \
                  one direction can be drawn ({shown}).</p>",
-                esc(view.describe())
+                esc(view.describe()),
+                empty = empty.upper()
             );
         }
-        for (_, t, svg) in &flames {
-            let _ = write!(b, "<h3>{}</h3>", esc(t));
-            flame_embed(&mut b, svg, t);
+        for f in &flames {
+            let _ = write!(b, "<h3>{}</h3>", esc(&f.title));
+            flame_embed(&mut b, &f.svg, &f.title);
         }
         drawn = true;
         // Zone-lock diffs answer the question; the all-locks pair only when there are none.
@@ -982,20 +972,13 @@ pub fn compare_html(
             continue;
         }
         any_matrix = true;
-        let side = |after_side: bool| -> Vec<(u32, u32, f64)> {
+        let side = |side: Side| -> Vec<(u32, u32, f64)> {
             cells
                 .iter()
-                .filter_map(|r| {
-                    let v = if after_side {
-                        r.after_per_s
-                    } else {
-                        r.before_per_s
-                    };
-                    v.map(|v| (r.alloc_cpu, r.free_cpu, v))
-                })
+                .filter_map(|r| r.per_s.get(side).map(|v| (r.alloc_cpu, r.free_cpu, v)))
                 .collect()
         };
-        let (cb, ca) = (side(false), side(true));
+        let (cb, ca) = (side(Side::Before), side(Side::After));
         let max = cb.iter().chain(ca.iter()).map(|c| c.2).fold(0.0, f64::max);
         let _ = write!(
             b,
@@ -1013,9 +996,7 @@ pub fn compare_html(
     b.push_str("</section>");
 
     b.push_str("<section id=\"pcp\"><h2>PCP refill vs drain per CPU (pages/s)</h2>");
-    let has_pcp = c
-        .metric("pcp_refill_pages_per_s")
-        .is_some_and(|m| m.before.is_some() || m.after.is_some());
+    let has_pcp = c.rates.total(Total::PcpRefill).any();
     if has_pcp {
         b.push_str(&legend(&[
             ("r", "refill (buddy → PCP)"),
@@ -1024,21 +1005,19 @@ pub fn compare_html(
         let rows: Vec<PairRow<'_>> = groups
             .iter()
             .map(|g| {
-                let seg = |after_side| {
+                let seg = |side| {
                     vec![
                         (
                             "r",
-                            group_sum(&g.cpus, "pcp_refill_pages_per_s", after_side)
-                                * g.cpus.len() as f64,
+                            group_sum(&g.cpus, CpuMetric::PcpRefill, side) * g.cpus.len() as f64,
                         ),
                         (
                             "d",
-                            group_sum(&g.cpus, "pcp_drain_pages_per_s", after_side)
-                                * g.cpus.len() as f64,
+                            group_sum(&g.cpus, CpuMetric::PcpDrain, side) * g.cpus.len() as f64,
                         ),
                     ]
                 };
-                let (sb, sa) = (seg(false), seg(true));
+                let (sb, sa) = (seg(Side::Before), seg(Side::After));
                 let n = |v: f64| fmt_count(v.round() as u64);
                 let val = format!(
                     "refill {} → {} · drain {} → {}",
@@ -1066,10 +1045,10 @@ pub fn compare_html(
                 "<tr><td class=\"mono\">{} ← {}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 esc(&s.function),
                 esc(&s.caller),
-                esc(&compare::Unit::PerS.fmt(s.before_frees_per_s)),
-                esc(&ratio(s.before_remote_ratio)),
-                esc(&compare::Unit::PerS.fmt(s.after_frees_per_s)),
-                esc(&ratio(s.after_remote_ratio))
+                esc(&compare::Unit::PerS.fmt(s.frees_per_s.before)),
+                esc(&ratio(s.remote_ratio.before)),
+                esc(&compare::Unit::PerS.fmt(s.frees_per_s.after)),
+                esc(&ratio(s.remote_ratio.after))
             );
         }
         b.push_str("</table></section>");
@@ -1088,8 +1067,8 @@ pub fn compare_html(
                 b,
                 "<tr><td class=\"num\">{}/s</td><td class=\"num\">{}/s</td><td><details><summary class=\"mono\">{}</summary>\
                  <pre class=\"mono\">{}</pre></details></td></tr>",
-                fmt_ns(d.before_ns_per_s as u64),
-                fmt_ns(d.after_ns_per_s as u64),
+                fmt_ns(d.ns_per_s.before as u64),
+                fmt_ns(d.ns_per_s.after as u64),
                 esc(&compare::short_stack(&d.stack)),
                 esc(&d.stack.replace(';', "\n"))
             );
