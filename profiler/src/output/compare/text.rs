@@ -3,8 +3,9 @@ use std::fmt::{Result, Write as _};
 
 use super::{
     Comparison,
-    metrics::{CpuMetric, CpuRates, Unit},
+    metrics::{CpuMetric, Unit},
     pair::{Pair, Side},
+    rates::CpuRates,
     rows::{CellRow, StackDelta},
     verdict::short_stack,
 };

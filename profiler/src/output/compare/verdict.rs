@@ -4,8 +4,9 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use super::{
     Comparison,
-    metrics::{CpuMetric, DEFER_FN, MetricKey, Total, Unit},
+    metrics::{CpuMetric, MetricKey, Total, Unit},
     pair::Pair,
+    rates::DEFER_FN,
     rows::{SiteRow, StackDelta},
 };
 use crate::model::units::fmt_ns;
