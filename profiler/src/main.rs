@@ -677,8 +677,9 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
         paths[0].display().to_string(),
         paths[1].display().to_string(),
     );
-    let mut c = compare::compare(&before, &after, &bs, &as_, 10);
-    c.flamegraphs = compare::write_flamegraphs(&before, &after, dir)?;
+    let recs = compare::Pair::new(&before, &after);
+    let mut c = compare::compare(recs, compare::Pair::new(bs.as_str(), as_.as_str()), 10);
+    c.flamegraphs = compare::write_flamegraphs(recs, dir)?;
     let mut written = vec![];
     for (file, doc) in [
         ("compare.txt", compare::to_text(&c)),
@@ -813,7 +814,9 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
     let (before, after) =
         zoneprof::par::both(|| load(&a.before, a.redact), || load(&a.after, a.redact));
     let ((before, before_name), (after, after_name)) = (before?, after?);
-    let mut c = compare::compare(&before, &after, &before_name, &after_name, a.top);
+    let recs = compare::Pair::new(&before, &after);
+    let files = compare::Pair::new(before_name.as_str(), after_name.as_str());
+    let mut c = compare::compare(recs, files, a.top);
     for w in &c.warnings {
         eprintln!("zoneprof: warning: {w}");
     }
@@ -827,7 +830,7 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
     if let Some(dir) = a.flamegraphs.as_deref().or(plan.dir.as_deref()) {
-        c.flamegraphs = compare::write_flamegraphs(&before, &after, dir)?;
+        c.flamegraphs = compare::write_flamegraphs(recs, dir)?;
     }
     let doc = match a.format {
         CompareFormat::Text => compare::to_text(&c),

@@ -6,7 +6,7 @@ use std::process::Command;
 use serde_json::Value;
 use zoneprof::{
     model::recording::{CpuPages, Recording, SkbDefer, SkbSite},
-    output::compare::{self, Comparison},
+    output::compare::{self, Comparison, CpuMetric, Pair, Total},
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_zoneprof");
@@ -16,11 +16,20 @@ fn vm16(test: &str, name: &str, host: &str) -> Option<Recording> {
     Some(common::recording_from_folded(&text, host, 4.0, 16))
 }
 
-fn metric(c: &Comparison, name: &str) -> (Option<f64>, Option<f64>, Option<f64>) {
-    let m = c
-        .metric(name)
-        .unwrap_or_else(|| panic!("metric {name} missing"));
-    (m.before, m.after, m.change_pct)
+/// (before, after, change %) of a total.
+fn total(c: &Comparison, t: Total) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let v = c.rates.total(t);
+    (v.before, v.after, v.change_pct())
+}
+
+/// (before, after, change %) of one CPU's rate.
+fn cpu_metric(c: &Comparison, cpu: u32, m: CpuMetric) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let v = c.rates.cpu(cpu, m);
+    (v.before, v.after, v.change_pct())
+}
+
+fn compare(b: &Recording, a: &Recording, files: (&str, &str)) -> Comparison {
+    compare::compare(Pair::new(b, a), Pair::new(files.0, files.1), 5)
 }
 
 #[test]
@@ -32,8 +41,8 @@ fn cross_vs_same_cpu_shows_alloc_side_wait_falling_over_90_pct() {
     ) else {
         return;
     };
-    let c = compare::compare(&b, &a, "cross.zprof", "same.zprof", 5);
-    let (before, after, change) = metric(&c, "zone_lock_wait_alloc_ns_per_s");
+    let c = compare(&b, &a, ("cross.zprof", "same.zprof"));
+    let (before, after, change) = total(&c, Total::ZoneWaitAllocNs);
     // 724 ms in 4 s before, 55 ms after (fixture README).
     let before = before.expect("observable");
     assert!((before - 181e6).abs() < 181e6 * 0.03, "{before}");
@@ -49,17 +58,17 @@ fn cross_vs_same_cpu_shows_alloc_side_wait_falling_over_90_pct() {
         .unwrap_or_else(|| panic!("no alloc verdict in {:?}", c.verdict));
     assert!(v.contains("fell 92 %"), "{v}");
     // Free side fell too, but less (382 -> 224 ms).
-    let (_, _, free_change) = metric(&c, "zone_lock_wait_free_ns_per_s");
+    let (_, _, free_change) = total(&c, Total::ZoneWaitFreeNs);
     let fc = free_change.expect("free change");
     assert!((-50.0..-30.0).contains(&fc), "{fc}");
     // Per CPU: CPU 0 allocated on both sides; CPU 8 freed only before.
-    let (b8, a8, _) = metric(&c, "cpu8.zone_lock_wait_free_ns_per_s");
+    let (b8, a8, _) = cpu_metric(&c, 8, CpuMetric::ZoneWaitFreeNs);
     assert!(b8.expect("cpu8") > 5e6 && a8.expect("cpu8") < 1e6);
     // No page counts in the fixtures: null, not 0.
-    let (pb, pa, pc) = metric(&c, "pcp_refill_pages_per_s");
+    let (pb, pa, pc) = total(&c, Total::PcpRefill);
     assert_eq!((pb, pa, pc), (None, None, None));
-    assert_eq!(metric(&c, "cpu0.pcp_refill_pages_per_s").0, None);
-    assert_eq!(metric(&c, "skb_remote_free_ratio").0, None);
+    assert_eq!(cpu_metric(&c, 0, CpuMetric::PcpRefill).0, None);
+    assert_eq!(total(&c, Total::SkbRemoteRatio).0, None);
     // The alloc stacks shrank most.
     assert!(
         c.stacks_shrank
@@ -81,14 +90,14 @@ fn different_host_kernel_and_cpus_warn_but_still_compare() {
     };
     let mut a = common::recording_from_folded(&text, "vm2", 3.0, 2);
     a.host.kernel_release = "6.12.117".into();
-    let c = compare::compare(&b, &a, "b", "a", 5);
+    let c = compare(&b, &a, ("b", "a"));
     let w = c.warnings.join("\n");
     assert!(w.contains("different hosts (vm16 vs vm2)"), "{w}");
     assert!(w.contains("different kernels"), "{w}");
     assert!(w.contains("different CPU counts"), "{w}");
     // Still compared: CPU 0 on both sides; CPU 8 only before (after is null, not 0).
-    assert!(metric(&c, "zone_lock_wait_alloc_ns_per_s").2.is_some());
-    let (b8, a8, c8) = metric(&c, "cpu8.zone_lock_wait_free_ns_per_s");
+    assert!(total(&c, Total::ZoneWaitAllocNs).2.is_some());
+    let (b8, a8, c8) = cpu_metric(&c, 8, CpuMetric::ZoneWaitFreeNs);
     assert!(b8.is_some());
     assert_eq!((a8, c8), (None, None));
 }
@@ -143,13 +152,13 @@ fn pcp_and_skb_headlines_and_verdict() {
         immediate: 5,
         ..Default::default()
     }];
-    let c = compare::compare(&b, &a, "b", "a", 5);
-    assert_eq!(metric(&c, "pcp_refill_pages_per_s").0, Some(200_000.0));
-    assert_eq!(metric(&c, "cpu0.pcp_refill_pages_per_s").1, Some(1_000.0));
-    assert_eq!(metric(&c, "skb_remote_free_ratio").0, Some(0.98));
-    assert_eq!(metric(&c, "skb_remote_free_ratio").1, Some(0.02));
+    let c = compare(&b, &a, ("b", "a"));
+    assert_eq!(total(&c, Total::PcpRefill).0, Some(200_000.0));
+    assert_eq!(cpu_metric(&c, 0, CpuMetric::PcpRefill).1, Some(1_000.0));
+    assert_eq!(total(&c, Total::SkbRemoteRatio).0, Some(0.98));
+    assert_eq!(total(&c, Total::SkbRemoteRatio).1, Some(0.02));
     // Before has no defer table and no defer probe: null, and a warning says so.
-    assert_eq!(metric(&c, "skb_defer_deferred_ratio").0, None);
+    assert_eq!(total(&c, Total::DeferDeferredRatio).0, None);
     assert!(
         c.warnings
             .iter()
@@ -162,7 +171,7 @@ fn pcp_and_skb_headlines_and_verdict() {
         "{v}"
     );
     // The after side had no lock waits at all: 0, observable (probe attached), change -100 %.
-    assert_eq!(metric(&c, "zone_lock_wait_alloc_ns_per_s").1, Some(0.0));
+    assert_eq!(total(&c, Total::ZoneWaitAllocNs).1, Some(0.0));
     assert_eq!(c.skb_sites.len(), 1);
 }
 
@@ -214,7 +223,7 @@ fn handoff_to_skb_attempt_defer_free_reads_as_moved_not_as_remote() {
             ..Default::default()
         },
     ];
-    let c = compare::compare(&b, &a, "b", "a", 5);
+    let c = compare(&b, &a, ("b", "a"));
     let v = c.verdict.join("\n");
     assert!(
         v.contains(
@@ -227,10 +236,10 @@ fn handoff_to_skb_attempt_defer_free_reads_as_moved_not_as_remote() {
     );
     // The deferral calls are not counted as remote frees at tun_do_read.
     assert!(!v.contains("remote SKB frees at tun_do_read"), "{v}");
-    assert_eq!(metric(&c, "skb_defer_flushed_per_s").1, Some(6_900.0));
+    assert_eq!(total(&c, Total::DeferFlushed).1, Some(6_900.0));
     // Every deferral flushed: no "the rest" clause.
     a.skb_defer[0].flushed = 15_000;
-    let v = compare::compare(&b, &a, "b", "a", 5).verdict.join("\n");
+    let v = compare(&b, &a, ("b", "a")).verdict.join("\n");
     assert!(
         v.contains("the deferred-list flush freed 7,500/s there (100 % of the calls)"),
         "{v}"

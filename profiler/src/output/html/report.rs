@@ -1,0 +1,375 @@
+//! `zoneprof report --format html`: one recording, summary first, then the evidence.
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use super::{
+    HtmlError, esc,
+    groups::{CpuGroup, all_cpus, group_cpus},
+    page, sections,
+    widgets::{BarRow, Segments, Shown, details, num, table, td, td_class, th, titled_flame},
+};
+use crate::{
+    kernel::cpulist::format_cpu_list,
+    model::{
+        recording::{LossUnit, Recording},
+        units::{fmt_count, fmt_ns, fmt_pct},
+    },
+    output::{
+        flamegraph::{self as fg, FlameError, FoldOptions, View},
+        report::{self, PerCpu, Report},
+    },
+};
+
+/// `zoneprof report --format html`.
+pub fn report_html(rec: &Recording, top: usize, source: &str) -> Result<String, HtmlError> {
+    let r = report::build(rec, top);
+    let mut b = String::new();
+    let title = format!(
+        "zoneprof report: {} (Linux {})",
+        r.host.hostname, r.host.kernel_release
+    );
+    let _ = write!(
+        b,
+        "<h1>{}</h1><p class=\"sub\">{} · {} CPUs, {} NUMA node(s) · recorded {:.2} s · stopped by {}</p>",
+        esc(&title),
+        esc(source),
+        r.host.online_cpus,
+        r.host.numa_nodes,
+        r.duration_s,
+        esc(&r.end_reason)
+    );
+    summary(&mut b, &r);
+    let groups = group_cpus(&all_cpus(rec), &rec.host);
+    sections::per_cpu_wait(
+        &mut b,
+        &groups,
+        &[
+            ("a", "alloc side"),
+            ("f", "free side"),
+            ("o", "other zone-lock"),
+        ],
+        &wait_rows(&r, &groups),
+    );
+    flamegraphs(&mut b, rec, source)?;
+    matrices(&mut b, rec, &groups);
+    let pcp = rec
+        .pcp
+        .iter()
+        .any(|p| p.refill_pages + p.drain_pages > 0)
+        .then(|| pcp_rows(rec, &groups));
+    sections::pcp(
+        &mut b,
+        &[
+            ("r", "refill (buddy → PCP, under zone->lock)"),
+            ("d", "drain (PCP → buddy)"),
+        ],
+        pcp.as_deref(),
+        "No PCP refill or drain counts in this recording.",
+    );
+    sections::section(&mut b, "tables", "Details", |b| details_tables(b, &r, top));
+    sections::facts(&mut b, Shown::One(rec));
+    Ok(page(&title, &b))
+}
+
+/// The headline totals as cards, and the observer-cost line.
+fn summary(b: &mut String, r: &Report) {
+    let t = &r.totals;
+    let z = t.zone_lock_wait_ns;
+    let cards = [
+        (
+            fmt_ns(z.total()),
+            format!(
+                "zone->lock wait ({} of CPU time)",
+                fmt_pct(t.zone_lock_wait_pct_of_cpu_time)
+            ),
+        ),
+        (fmt_ns(z.alloc), "allocation side".to_string()),
+        (fmt_ns(z.free), "free side".to_string()),
+        (
+            fmt_ns(t.other_lock_wait_ns),
+            "other contended locks".to_string(),
+        ),
+        (
+            fmt_count(t.pcp_refill_pages),
+            "PCP refill pages".to_string(),
+        ),
+        (fmt_count(t.pcp_drain_pages), "PCP drain pages".to_string()),
+    ];
+    sections::section(b, "summary", "", |b| {
+        b.push_str("<div class=\"cards\">");
+        for (v, l) in cards {
+            let _ = write!(
+                b,
+                "<div class=\"card\"><b>{}</b><span>{}</span></div>",
+                esc(&v),
+                esc(&l)
+            );
+        }
+        b.push_str("</div>");
+        let _ = write!(
+            b,
+            "<p class=\"note\" id=\"observer-cost\">{}</p>",
+            esc(&report::observer_line(r))
+        );
+    });
+}
+
+/// `(alloc, free, other)` share of each CPU's time, percent.
+fn wait_rows(r: &Report, groups: &[CpuGroup]) -> Vec<BarRow<Segments>> {
+    let by_cpu: BTreeMap<u32, &report::PerCpu> = r.per_cpu.iter().map(|c| (c.cpu, c)).collect();
+    let secs = r.duration_s.max(f64::MIN_POSITIVE);
+    groups
+        .iter()
+        .map(|g| {
+            let (mut a, mut f, mut o) = (0u64, 0u64, 0u64);
+            for c in g.cpus.iter().filter_map(|c| by_cpu.get(c)) {
+                a += c.zone_lock_wait_ns.alloc;
+                f += c.zone_lock_wait_ns.free;
+                o += c.zone_lock_wait_ns.other;
+            }
+            // Percent of the group's CPU time (mean over its CPUs).
+            let pct = |ns: u64| 100.0 * ns as f64 / 1e9 / secs / g.cpus.len().max(1) as f64;
+            BarRow {
+                label: g.label.clone(),
+                bars: vec![("a", pct(a)), ("f", pct(f)), ("o", pct(o))],
+                value: format!(
+                    "alloc {} · free {} ({} waited)",
+                    fmt_pct(pct(a)),
+                    fmt_pct(pct(f)),
+                    fmt_ns(a + f + o)
+                ),
+            }
+        })
+        .collect()
+}
+
+fn pcp_rows(rec: &Recording, groups: &[CpuGroup]) -> Vec<BarRow<Segments>> {
+    let by_cpu: BTreeMap<u32, (u64, u64)> = rec
+        .pcp
+        .iter()
+        .map(|p| (p.cpu, (p.refill_pages, p.drain_pages)))
+        .collect();
+    let secs = rec.duration_s().max(f64::MIN_POSITIVE);
+    groups
+        .iter()
+        .map(|g| {
+            let (r, d) = g
+                .cpus
+                .iter()
+                .filter_map(|c| by_cpu.get(c))
+                .fold((0, 0), |(r, d), (a, b)| (r + a, d + b));
+            BarRow {
+                label: g.label.clone(),
+                bars: vec![("r", r as f64 / secs), ("d", d as f64 / secs)],
+                value: format!(
+                    "refill {} · drain {} pages/s",
+                    fmt_count((r as f64 / secs).round() as u64),
+                    fmt_count((d as f64 / secs).round() as u64)
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Zone-lock wait, all locks, and SKB frees when there are any.
+fn flamegraphs(b: &mut String, rec: &Recording, source: &str) -> Result<(), HtmlError> {
+    sections::section(b, "flamegraphs", "Flamegraphs", |b| {
+        b.push_str(
+            "<p class=\"note\">Click to zoom, Ctrl-F / the Search button to highlight; \
+             widths are nanoseconds waited.</p>",
+        );
+        flame_or_note(b, rec, View::ZoneWait, source)?;
+        flame_or_note(b, rec, View::Locks, source)?;
+        if !rec.skb_sites.is_empty() {
+            flame_or_note(b, rec, View::SkbFree, source)?;
+        }
+        Ok(())
+    })
+}
+
+/// Flamegraph of `view`, or a one-line note saying why there is none.
+fn flame_or_note(
+    out: &mut String,
+    rec: &Recording,
+    view: View,
+    source: &str,
+) -> Result<(), HtmlError> {
+    let opts = FoldOptions::default();
+    match fg::build(rec, view, &opts, source) {
+        Ok(f) => {
+            let svg = fg::render_svg(&f.folded, view, &f.title, &f.subtitle)?;
+            titled_flame(out, view.describe(), &svg, &f.title);
+        }
+        Err(FlameError::NoData(why)) => {
+            let _ = write!(
+                out,
+                "<h3>{}</h3><p class=\"note\">{}</p>",
+                esc(view.describe()),
+                esc(&why)
+            );
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+fn matrices(b: &mut String, rec: &Recording, groups: &[CpuGroup]) {
+    let secs = rec.duration_s().max(f64::MIN_POSITIVE);
+    let skb: Vec<_> = rec
+        .skb_matrix
+        .iter()
+        .map(|c| (c.alloc_cpu, c.free_cpu, c.count as f64 / secs))
+        .collect();
+    let pages: Vec<_> = rec
+        .page_matrix
+        .iter()
+        .map(|c| (c.alloc_cpu, c.free_cpu, c.pages as f64 / secs))
+        .collect();
+    let shown: Vec<sections::Matrix> = [
+        ("SKBs (skb->alloc_cpu at free time)", skb, "SKBs/s"),
+        ("Pages (sampled, scaled estimate)", pages, "pages/s"),
+    ]
+    .into_iter()
+    .filter(|(_, cells, _)| !cells.is_empty())
+    .map(|(title, cells, unit)| sections::Matrix {
+        title,
+        unit,
+        cells: Shown::One(cells),
+    })
+    .collect();
+    sections::matrices(
+        b,
+        &shown,
+        groups,
+        "<p class=\"note\">No SKB or page matrix in this recording (those probes did not run); \
+         the PCP refill/drain counts per CPU below show where pages entered and left the \
+         per-CPU lists.</p>",
+    );
+}
+
+/// The report's tables: per CPU, free triggers, zones, top stacks, other locks, probes,
+/// losses, and what the recording could not observe.
+fn details_tables(b: &mut String, r: &Report, top: usize) {
+    per_cpu_table(b, r);
+    if !r.free_triggers.is_empty() {
+        b.push_str("<h3>Free-side zone-lock wait by trigger</h3>");
+        let rows = r.free_triggers.iter();
+        table(
+            b,
+            &["trigger", "wait"],
+            rows.map(|t| vec![td(t.label), num(&fmt_ns(t.wait_ns))]),
+        );
+    }
+    if !r.zones.is_empty() {
+        b.push_str("<h3>Zones (lock address proven in the kernel)</h3>");
+        let rows = r.zones.iter().map(|z| {
+            vec![
+                td(&z.label),
+                td_class("mono", &z.lock_addr),
+                num(&fmt_ns(z.wait_ns)),
+                num(&fmt_count(z.contentions)),
+            ]
+        });
+        table(b, &["zone", "lock", "wait", "contentions"], rows);
+    }
+    zone_stacks(b, r, top);
+    other_locks(b, r);
+    probes_and_losses(b, r);
+}
+
+/// Every CPU with activity (all of them on small hosts).
+fn per_cpu_table(b: &mut String, r: &Report) {
+    b.push_str("<h3>Per CPU</h3><div class=\"scroll\">");
+    let many = r.per_cpu.len() > 16;
+    let shown = r.per_cpu.iter().filter(|c| c.is_busy() || !many);
+    let rows = shown.map(|c| c.cells().iter().map(|cell| num(cell)).collect());
+    table(b, &PerCpu::COLUMNS, rows);
+    b.push_str("</div>");
+    let hidden = r.per_cpu.iter().filter(|c| !c.is_busy() && many).count();
+    if hidden > 0 {
+        let _ = write!(
+            b,
+            "<p class=\"note\">{hidden} CPUs with no activity not shown.</p>"
+        );
+    }
+}
+
+fn zone_stacks(b: &mut String, r: &Report, top: usize) {
+    let _ = write!(b, "<h3>Top {top} zone-lock stacks</h3>");
+    if r.top_zone_stacks.is_empty() {
+        b.push_str("<p class=\"note\">No zone-lock contention was recorded.</p>");
+        return;
+    }
+    let rows = r.top_zone_stacks.iter().map(|s| {
+        let leaf: Vec<String> = s.frames.iter().take(3).cloned().collect();
+        vec![
+            td(&s.class),
+            num(&fmt_ns(s.wait_ns)),
+            num(&fmt_count(s.count)),
+            num(&fmt_ns(s.max_ns)),
+            td(&format_cpu_list(&s.cpus)),
+            details("mono", &leaf.join(" ← "), &s.frames.join("\n")),
+        ]
+    });
+    table(
+        b,
+        &["lock", "wait", "waits", "max", "CPUs", "stack (leaf first)"],
+        rows,
+    );
+}
+
+fn other_locks(b: &mut String, r: &Report) {
+    b.push_str("<h3>Other contended locks</h3>");
+    if r.top_other_locks.is_empty() {
+        b.push_str("<p class=\"note\">None.</p>");
+        return;
+    }
+    let rows = r.top_other_locks.iter().map(|o| {
+        vec![
+            td(&o.lock),
+            num(&fmt_ns(o.wait_ns)),
+            num(&fmt_count(o.count)),
+            num(&fmt_ns(o.max_ns)),
+            details("", "stack", &o.top_stack.join("\n")),
+        ]
+    });
+    table(b, &["lock", "wait", "waits", "max", "heaviest stack"], rows);
+}
+
+fn probes_and_losses(b: &mut String, r: &Report) {
+    b.push_str("<h3>Probes</h3>");
+    let rows = r.probes.iter().map(|p| {
+        let status = if p.attached {
+            "attached".to_string()
+        } else {
+            format!("NOT attached: {}", p.reason.as_deref().unwrap_or("?"))
+        };
+        vec![
+            td(&p.name),
+            td(&p.method),
+            td_class("mono", &p.target),
+            td(&status),
+        ]
+    });
+    table(b, &["probe", "method", "target", "status"], rows);
+    b.push_str("<h3>Losses</h3>");
+    let losses: Vec<_> = r.losses.losses().collect();
+    if losses.is_empty() {
+        b.push_str("<p>None.</p>");
+    } else {
+        let rows = losses.into_iter().map(|(loss, n)| {
+            let n = match loss.unit {
+                LossUnit::Count => fmt_count(n),
+                LossUnit::Nanoseconds => fmt_ns(n),
+            };
+            vec![th(loss.label), num(&n)]
+        });
+        table(b, &[], rows);
+    }
+    if !r.not_observable.is_empty() {
+        b.push_str("<h3>Not observable in this recording</h3><ul>");
+        for n in &r.not_observable {
+            let _ = write!(b, "<li><b>{}</b>: {}</li>", esc(&n.what), esc(&n.why));
+        }
+        b.push_str("</ul>");
+    }
+}
