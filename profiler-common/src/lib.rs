@@ -20,8 +20,23 @@ pub const TASK_WAIT_ENTRIES: u32 = 16384;
 pub const ZONE_CACHE_ENTRIES: u32 = 4096;
 /// Highest CPU number + 1 the CPU filter can express.
 pub const MAX_CPUS: u32 = 4096;
-/// Log2 buckets of the wait histogram: bucket b holds waits in [2^b, 2^(b+1)) ns.
+/// Log2 buckets of the wait and page-lifetime histograms: bucket b holds values in
+/// [2^b, 2^(b+1)) ns, except that bucket 0 also holds 0 and the last bucket holds
+/// everything from 2^(HIST_BUCKETS-1) ns (about 9 minutes) up. See [`hist_bucket`].
 pub const HIST_BUCKETS: u32 = 40;
+
+/// The log2 histogram bucket of `v` (floor(log2 v), 0 for 0, capped at the last bucket).
+/// Branch-free apart from the cap, so the verifier sees no loop.
+#[inline(always)]
+pub const fn hist_bucket(v: u64) -> u32 {
+    // `| 1` makes 0 land in bucket 0 with 1, instead of leading_zeros() == 64.
+    let b = 63 - (v | 1).leading_zeros();
+    if b < HIST_BUCKETS {
+        b
+    } else {
+        HIST_BUCKETS - 1
+    }
+}
 
 /// `lock:contention_begin` flags (include/trace/events/lock.h).
 pub mod lock_flags {
@@ -525,6 +540,27 @@ mod tests {
         assert_eq!(st.pop(3, 30).map(|e| e.wait_ns), Some(10));
         assert_eq!(st.pop(2, 50).map(|e| e.wait_ns), Some(30)); // 40 elapsed - 10 nested
         assert_eq!(st.pop(1, 100).map(|e| e.wait_ns), Some(60)); // 100 - 40
+    }
+
+    #[test]
+    fn hist_bucket_is_floor_log2_capped() {
+        assert_eq!(hist_bucket(0), 0, "0 shares bucket 0 with 1");
+        assert_eq!(hist_bucket(1), 0);
+        assert_eq!(hist_bucket(2), 1);
+        assert_eq!(hist_bucket(3), 1);
+        let last = HIST_BUCKETS - 1;
+        for b in 1..last {
+            // Every bucket below the last holds exactly [2^b, 2^(b+1)).
+            assert_eq!(hist_bucket(1 << b), b, "2^{b}");
+            assert_eq!(hist_bucket((1 << b) - 1), b - 1, "2^{b} - 1");
+            assert_eq!(hist_bucket((1 << (b + 1)) - 1), b, "2^({b}+1) - 1");
+        }
+        // The last bucket starts at 2^last and takes everything above.
+        assert_eq!(hist_bucket((1 << last) - 1), last - 1);
+        assert_eq!(hist_bucket(1 << last), last);
+        assert_eq!(hist_bucket(1 << (last + 1)), last);
+        assert_eq!(hist_bucket(1 << 63), last);
+        assert_eq!(hist_bucket(u64::MAX), last);
     }
 
     #[test]

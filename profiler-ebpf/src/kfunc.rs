@@ -1,13 +1,10 @@
 //! Logic behind the kprobe and fentry forms of the probes, shared by both: entry points in
 //! main.rs only extract arguments. Caller attribution walks a short kernel stack for the
 //! first frame after the probed function (works for kprobes and for BPF trampolines).
-use aya_ebpf::{
-    EbpfContext,
-    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel},
-};
+use aya_ebpf::{EbpfContext, helpers::bpf_probe_read_kernel};
 use profiler_common::{ABSENT, CallStack, PcpCall, counter};
 
-use crate::{config, lock, maps};
+use crate::{config, helpers, lock, maps};
 
 const STACK_FRAMES: usize = 8;
 
@@ -49,8 +46,7 @@ pub fn caller_of<C: EbpfContext>(ctx: &C, slot: u32) -> u64 {
 /// disabled: freed at once; else queued to the allocating CPU's list).
 #[inline(always)]
 pub fn on_defer_free(skb: u64, caller: u64) {
-    // SAFETY: helper with no preconditions.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let cpu = helpers::cpu();
     if !maps::cpu_selected(cpu) {
         return;
     }
@@ -143,8 +139,7 @@ fn pop(stack: &aya_ebpf::maps::PerCpuArray<CallStack>, unmatched: u32) -> Option
 /// allocation slow path, learn the zone, note the list's count.
 #[inline(always)]
 pub fn on_rmqueue_entry(zone: u64, order: u32, pcp: u64) {
-    // SAFETY: helpers with no preconditions.
-    let (cpu, now) = unsafe { (bpf_get_smp_processor_id(), bpf_ktime_get_ns()) };
+    let (cpu, now) = (helpers::cpu(), helpers::now_ns());
     if !maps::cpu_selected(cpu) {
         return;
     }
@@ -161,8 +156,7 @@ pub fn on_rmqueue_entry(zone: u64, order: u32, pcp: u64) {
 /// Exit of the function `on_rmqueue_entry` saw; `ret` is its return value.
 #[inline(always)]
 pub fn on_rmqueue_exit(ret: u64, how: Refill) {
-    // SAFETY: helpers with no preconditions.
-    let (cpu, now) = unsafe { (bpf_get_smp_processor_id(), bpf_ktime_get_ns()) };
+    let (cpu, now) = (helpers::cpu(), helpers::now_ns());
     if !maps::cpu_selected(cpu) {
         return;
     }
@@ -197,8 +191,7 @@ pub fn on_rmqueue_exit(ret: u64, how: Refill) {
 /// `min(count, pcp->count)` can be a few pages short of a high-order block).
 #[inline(always)]
 pub fn on_free_bulk_entry(zone: u64, pcp: u64) {
-    // SAFETY: helper with no preconditions.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let cpu = helpers::cpu();
     if !maps::cpu_selected(cpu) {
         return;
     }
@@ -215,8 +208,7 @@ pub fn on_free_bulk_entry(zone: u64, pcp: u64) {
 /// `free_pcppages_bulk` exit, after `zone->lock` was released.
 #[inline(always)]
 pub fn on_free_bulk_exit() {
-    // SAFETY: helper with no preconditions.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let cpu = helpers::cpu();
     if !maps::cpu_selected(cpu) {
         return;
     }

@@ -7,19 +7,16 @@
 //! a mutex emits a second `contention_begin` when optimistic spinning gives up, which keeps
 //! the first start time.
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes},
     programs::tracing::StackIdContext,
 };
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use profiler_common::{
-    HIST_BUCKETS, HistKey, LockKey, LockVal, SpinEnd, TaskWait, ZoneInfo, counter, lock_flags,
+    HistKey, LockKey, SpinEnd, TaskWait, ZoneInfo, counter, hist_bucket, lock_flags,
 };
 
 use crate::{
-    config,
+    config, helpers,
     maps::{self, BPF_ANY, BPF_NOEXIST},
 };
 
@@ -61,15 +58,13 @@ fn capture_stack<C: StackIdContext>(ctx: &C) -> i32 {
 
 /// `contention_begin(lock, flags)`, from either tracepoint form.
 pub fn on_begin<C: StackIdContext>(ctx: &C, lock: u64, flags: u32) {
-    // SAFETY: helper with no preconditions.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let cpu = helpers::cpu();
     if !maps::cpu_selected(cpu) {
         return;
     }
     maps::count(counter::CONTENTION_BEGIN, 1);
     // The wait starts now; the stack capture below is part of it, as in `perf lock`.
-    // SAFETY: helper with no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = helpers::now_ns();
 
     // What contention_end would otherwise look up with the lock held.
     let flags = flags | zone_mark(lock);
@@ -83,7 +78,7 @@ pub fn on_begin<C: StackIdContext>(ctx: &C, lock: u64, flags: u32) {
         // refused by the kernel's recursion guard, so no one else touches the slot.
         let st = unsafe { &mut *st };
         // Only an outermost spin can be part of a sleeping wait of the same task.
-        let flags = if st.depth == 0 && maps::TASK_WAIT.get_ptr(&tid()).is_some() {
+        let flags = if st.depth == 0 && maps::TASK_WAIT.get_ptr(tid()).is_some() {
             flags | lock_flags::ZP_IN_SLEEP_WAIT
         } else {
             flags
@@ -95,7 +90,7 @@ pub fn on_begin<C: StackIdContext>(ctx: &C, lock: u64, flags: u32) {
     }
 
     let tid = tid();
-    if let Some(w) = maps::TASK_WAIT.get_ptr_mut(&tid) {
+    if let Some(w) = maps::TASK_WAIT.get_ptr_mut(tid) {
         // SAFETY: only this thread writes its own entry.
         let w = unsafe { &mut *w };
         if w.lock_addr == lock {
@@ -113,7 +108,7 @@ pub fn on_begin<C: StackIdContext>(ctx: &C, lock: u64, flags: u32) {
         flags,
         stack_id: capture_stack(ctx),
     };
-    if maps::TASK_WAIT.insert(&tid, &w, BPF_ANY).is_err() {
+    if maps::TASK_WAIT.insert(tid, w, BPF_ANY).is_err() {
         maps::count(counter::TASK_MAP_FULL, 1);
     }
 }
@@ -121,25 +116,24 @@ pub fn on_begin<C: StackIdContext>(ctx: &C, lock: u64, flags: u32) {
 /// `contention_end(lock, ret)`, from either tracepoint form. Runs with the lock held:
 /// keep it short.
 pub fn on_end(lock: u64) {
-    // SAFETY: helper with no preconditions.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let cpu = helpers::cpu();
     if !maps::cpu_selected(cpu) {
         return;
     }
     maps::count(counter::CONTENTION_END, 1);
-    // SAFETY: helper with no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = helpers::now_ns();
 
     if let Some(e) = end_spin(lock, now) {
         record(lock, cpu, e.wait_ns, e.flags, e.stack_id);
         return;
     }
     let tid = tid();
-    if let Some(w) = maps::TASK_WAIT.get_ptr(&tid) {
+    if let Some(w) = maps::TASK_WAIT.get_ptr(tid) {
         // SAFETY: only this thread writes its own entry.
         let w = unsafe { *w };
         if w.lock_addr == lock {
-            let _ = maps::TASK_WAIT.remove(&tid);
+            // Gone already only if a nested program ended the same wait: nothing to undo.
+            maps::TASK_WAIT.remove(tid).ok();
             let elapsed = now.saturating_sub(w.start_ns);
             record(
                 lock,
@@ -176,25 +170,10 @@ fn end_spin(lock: u64, now: u64) -> Option<SpinEnd> {
 #[inline(always)]
 fn add_nested_to_task(elapsed: u64) {
     let tid = tid();
-    if let Some(w) = maps::TASK_WAIT.get_ptr_mut(&tid) {
+    if let Some(w) = maps::TASK_WAIT.get_ptr_mut(tid) {
         // SAFETY: only this thread (or an IRQ on its CPU) touches its entry.
         unsafe { (*w).nested_ns += elapsed };
     }
-}
-
-#[inline(always)]
-fn log2(mut v: u64) -> u32 {
-    let mut r = 0u32;
-    // Bounded: at most 6 halvings cover 64 bits.
-    let mut shift = 32u32;
-    while shift > 0 {
-        if v >> shift != 0 {
-            v >>= shift;
-            r += shift;
-        }
-        shift >>= 1;
-    }
-    r
 }
 
 fn record(lock: u64, cpu: u32, wait: u64, marked: u32, stack_id: i32) {
@@ -205,42 +184,33 @@ fn record(lock: u64, cpu: u32, wait: u64, marked: u32, stack_id: i32) {
         stack_id,
         cpu,
     };
-    if !add_wait(&key, wait, flags) {
-        let v = LockVal {
-            count: 1,
-            total_ns: wait,
-            max_ns: wait,
-            flags,
-            _pad: 0,
-        };
-        // NOEXIST: an IRQ on this CPU may have inserted the same key meanwhile.
-        if maps::LOCK_STATS.insert(&key, &v, BPF_NOEXIST).is_err() && !add_wait(&key, wait, flags) {
+    match maps::get_or_insert_zeroed(&maps::LOCK_STATS, &key) {
+        Some(v) => {
+            // SAFETY: the key holds this CPU and preemption is off: no other writer.
+            let v = unsafe { &mut *v };
+            v.count += 1;
+            v.total_ns += wait;
+            if wait > v.max_ns {
+                v.max_ns = wait;
+            }
+            v.flags |= flags;
+        }
+        None => {
             maps::count(counter::LOCK_MAP_FULL, 1);
             maps::count(counter::LOST_WAIT_NS, wait);
         }
     }
 
-    let mut bucket = log2(wait);
-    if bucket >= HIST_BUCKETS {
-        bucket = HIST_BUCKETS - 1;
-    }
-    let hk = HistKey { stack_id, bucket };
-    match maps::WAIT_HIST.get_ptr_mut(&hk) {
+    let hk = HistKey {
+        stack_id,
+        bucket: hist_bucket(wait),
+    };
+    match maps::get_or_insert_zeroed(&maps::WAIT_HIST, &hk) {
         // SAFETY: the entry is shared between CPUs: add atomically.
         Some(p) => unsafe {
             atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1);
         },
-        None => {
-            if maps::WAIT_HIST.insert(&hk, &1u64, BPF_NOEXIST).is_err() {
-                match maps::WAIT_HIST.get_ptr_mut(&hk) {
-                    // SAFETY: as above.
-                    Some(p) => unsafe {
-                        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1);
-                    },
-                    None => maps::count(counter::HIST_MAP_FULL, 1),
-                }
-            }
-        }
+        None => maps::count(counter::HIST_MAP_FULL, 1),
     }
 
     if marked & lock_flags::ZP_ZONE != 0 {
@@ -258,26 +228,10 @@ fn zone_mark(lock: u64) -> u32 {
     }
 }
 
-#[inline(always)]
-fn add_wait(key: &LockKey, wait: u64, flags: u32) -> bool {
-    let Some(v) = maps::LOCK_STATS.get_ptr_mut(key) else {
-        return false;
-    };
-    // SAFETY: the key holds this CPU and preemption is off: no other writer.
-    let v = unsafe { &mut *v };
-    v.count += 1;
-    v.total_ns += wait;
-    if wait > v.max_ns {
-        v.max_ns = wait;
-    }
-    v.flags |= flags;
-    true
-}
-
 /// Is `lock` the `lock` member of a `struct zone`? Checked once per address: the zone's
 /// `zone_pgdat` must point at a node whose `node_zones[]` holds this very zone.
 pub fn zone_of(lock: u64) -> Option<ZoneInfo> {
-    if let Some(z) = maps::ZONE_CACHE.get_ptr(&lock) {
+    if let Some(z) = maps::ZONE_CACHE.get_ptr(lock) {
         // SAFETY: entries are written once and never removed while loaded.
         return Some(unsafe { *z });
     }
@@ -286,7 +240,7 @@ pub fn zone_of(lock: u64) -> Option<ZoneInfo> {
         return None;
     }
     let info = probe_zone(lock, zone_size).unwrap_or_default();
-    if maps::ZONE_CACHE.insert(&lock, &info, BPF_NOEXIST).is_err() {
+    if maps::ZONE_CACHE.insert(lock, info, BPF_NOEXIST).is_err() {
         maps::count(counter::ZONE_CACHE_FULL, 1);
     }
     Some(info)
@@ -320,7 +274,8 @@ fn probe_zone(lock: u64, zone_size: u64) -> Option<ZoneInfo> {
         _pad: 0,
         name: [0; 16],
     };
-    // SAFETY: as above; the helper NUL-terminates within the buffer.
-    let _ = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut info.name) };
+    // SAFETY: as above; the helper NUL-terminates within the buffer. A failed read leaves
+    // the name empty, which userspace shows as an unnamed zone.
+    unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut info.name) }.ok();
     Some(info)
 }

@@ -4,9 +4,13 @@
 #![no_std]
 #![no_main]
 #![feature(core_intrinsics)]
-#![allow(internal_features)]
+#![allow(
+    internal_features,
+    reason = "core_intrinsics: atomic adds to map values shared by CPUs"
+)]
 
 mod config;
+mod helpers;
 mod kfunc;
 mod lock;
 mod maps;
@@ -389,7 +393,7 @@ pub fn fx_free_pcppages_bulk(_ctx: FExitContext) -> u32 {
 
 #[cfg(not(test))]
 #[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     // eBPF programs cannot unwind; the verifier rejects any path that reaches here.
     loop {}
 }

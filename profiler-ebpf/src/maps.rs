@@ -102,8 +102,23 @@ pub fn count(idx: u32, n: u64) {
 }
 
 /// `bpf_map_update_elem` flags: insert only when absent, or insert or replace.
-pub const BPF_NOEXIST: u64 = 1;
-pub const BPF_ANY: u64 = 0;
+pub const BPF_NOEXIST: u64 = aya_ebpf::bindings::BPF_NOEXIST as u64;
+pub const BPF_ANY: u64 = aya_ebpf::bindings::BPF_ANY as u64;
+
+/// The entry of `key`, inserted zeroed when absent; None when the map is full.
+///
+/// The insert is `BPF_NOEXIST` so that it never overwrites an entry another program
+/// inserted between the two lookups (a nested program on this CPU, or another CPU for a
+/// key they share); the second lookup then finds that entry. Its result is not needed:
+/// whatever it did, the second lookup says whether there is an entry.
+#[inline(always)]
+pub fn get_or_insert_zeroed<K, V: Default>(map: &HashMap<K, V>, key: &K) -> Option<*mut V> {
+    if let Some(p) = map.get_ptr_mut(key) {
+        return Some(p);
+    }
+    map.insert(key, V::default(), BPF_NOEXIST).ok();
+    map.get_ptr_mut(key)
+}
 
 /// Adds `n` to a per-CPU slot.
 #[inline(always)]
@@ -118,23 +133,12 @@ pub fn add_percpu(map: &PerCpuArray<u64>, idx: u32, n: u64) {
 /// CPU writes it; inserts it when new. Returns false when the map is full.
 #[inline(always)]
 pub fn add_keyed<K>(map: &HashMap<K, u64>, key: &K, n: u64) -> bool {
-    if let Some(p) = map.get_ptr_mut(key) {
-        // SAFETY: the key holds this CPU; preemption is off.
-        unsafe { *p += n };
-        return true;
-    }
-    if map.insert(key, &n, BPF_NOEXIST).is_ok() {
-        return true;
-    }
-    // Raced with a nested insert of the same key: add to it.
-    match map.get_ptr_mut(key) {
-        // SAFETY: as above.
-        Some(p) => {
-            unsafe { *p += n };
-            true
-        }
-        None => false,
-    }
+    let Some(p) = get_or_insert_zeroed(map, key) else {
+        return false;
+    };
+    // SAFETY: the key holds this CPU; preemption is off.
+    unsafe { *p += n };
+    true
 }
 
 /// NUMA node of `cpu` (0 when unknown).

@@ -2,15 +2,12 @@
 //! `kmem:mm_page_pcpu_drain`: one event per block of 2^order pages, on the CPU whose list is
 //! refilled or drained. These fire over a million times a second on a busy host, so the
 //! body is one per-CPU update.
-use aya_ebpf::helpers::bpf_get_smp_processor_id;
-
-use crate::maps;
+use crate::{helpers, maps};
 
 /// A block left the buddy allocator under zone->lock: `refill` when it went to a PCP list.
 #[inline(always)]
 pub fn on_alloc_zone_locked(order: u32, refill: bool) {
-    // SAFETY: helper with no preconditions.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let cpu = helpers::cpu();
     if !maps::cpu_selected(cpu) {
         return;
     }
@@ -19,22 +16,20 @@ pub fn on_alloc_zone_locked(order: u32, refill: bool) {
         return;
     };
     // SAFETY: per-CPU slot, preemption is off in tracepoint programs.
-    unsafe {
-        if refill {
-            (*c).refill_events += 1;
-            (*c).refill_pages += pages;
-        } else {
-            (*c).buddy_events += 1;
-            (*c).buddy_pages += pages;
-        }
+    let c = unsafe { &mut *c };
+    if refill {
+        c.refill_events += 1;
+        c.refill_pages += pages;
+    } else {
+        c.buddy_events += 1;
+        c.buddy_pages += pages;
     }
 }
 
 /// A block went back from a PCP list to the buddy allocator.
 #[inline(always)]
 pub fn on_pcpu_drain(order: u32) {
-    // SAFETY: helper with no preconditions.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let cpu = helpers::cpu();
     if !maps::cpu_selected(cpu) {
         return;
     }
@@ -42,8 +37,7 @@ pub fn on_pcpu_drain(order: u32) {
         return;
     };
     // SAFETY: per-CPU slot, preemption is off in tracepoint programs.
-    unsafe {
-        (*c).drain_events += 1;
-        (*c).drain_pages += 1u64 << (order & 31);
-    }
+    let c = unsafe { &mut *c };
+    c.drain_events += 1;
+    c.drain_pages += 1u64 << (order & 31);
 }

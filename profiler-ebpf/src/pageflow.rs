@@ -2,10 +2,9 @@
 //! in the raw tracepoint form, so allocation and free agree on which
 //! pages are tracked) followed from `kmem:mm_page_alloc` to `kmem:mm_page_free`, counted
 //! per (alloc CPU, free CPU), by order, and by lifetime.
-use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns};
-use profiler_common::{CpuPairKey, HIST_BUCKETS, PAGE_ORDERS, PageAlloc, counter};
+use profiler_common::{CpuPairKey, PAGE_ORDERS, PageAlloc, counter, hist_bucket};
 
-use crate::{config, maps};
+use crate::{config, helpers, maps};
 
 #[inline(always)]
 fn sampled(pfn: u64) -> bool {
@@ -14,21 +13,20 @@ fn sampled(pfn: u64) -> bool {
         return true;
     }
     // Fibonacci hashing spreads consecutive pfns.
-    (pfn.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % n == 0
+    (pfn.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32).is_multiple_of(n)
 }
 
 pub fn on_alloc(pfn: u64, order: u32) {
     if pfn == u64::MAX || !sampled(pfn) {
         return;
     }
-    // SAFETY: helpers with no preconditions.
-    let (cpu, now) = unsafe { (bpf_get_smp_processor_id(), bpf_ktime_get_ns()) };
+    let (cpu, now) = (helpers::cpu(), helpers::now_ns());
     let a = PageAlloc {
         ts_ns: now,
         cpu,
         order,
     };
-    if maps::PAGE_TRACK.insert(&pfn, &a, maps::BPF_ANY).is_err() {
+    if maps::PAGE_TRACK.insert(pfn, a, maps::BPF_ANY).is_err() {
         maps::count(counter::PAGE_TRACK_FULL, 1);
     }
 }
@@ -37,14 +35,14 @@ pub fn on_free(pfn: u64, order: u32) {
     if !sampled(pfn) {
         return;
     }
-    let Some(a) = maps::PAGE_TRACK.get_ptr(&pfn) else {
+    let Some(a) = maps::PAGE_TRACK.get_ptr(pfn) else {
         return;
     };
     // SAFETY: the entry stays valid until removed below; a stale read only skews one sample.
     let a = unsafe { *a };
-    let _ = maps::PAGE_TRACK.remove(&pfn);
-    // SAFETY: helpers with no preconditions.
-    let (cpu, now) = unsafe { (bpf_get_smp_processor_id(), bpf_ktime_get_ns()) };
+    // Fails only when another program removed it first: nothing to undo.
+    maps::PAGE_TRACK.remove(pfn).ok();
+    let (cpu, now) = (helpers::cpu(), helpers::now_ns());
     let pages = 1u64 << (order & 31);
     let key = CpuPairKey {
         alloc_cpu: a.cpu,
@@ -54,11 +52,7 @@ pub fn on_free(pfn: u64, order: u32) {
         maps::count(counter::PAGE_MATRIX_FULL, 1);
     }
     let life = now.saturating_sub(a.ts_ns);
-    let mut bucket = 63 - (life | 1).leading_zeros();
-    if bucket >= HIST_BUCKETS {
-        bucket = HIST_BUCKETS - 1;
-    }
-    maps::add_percpu(&maps::PAGE_LIFETIME, bucket, pages);
+    maps::add_percpu(&maps::PAGE_LIFETIME, hist_bucket(life), pages);
     if order < PAGE_ORDERS {
         maps::add_percpu(&maps::PAGE_ORDER, order, 1);
     }

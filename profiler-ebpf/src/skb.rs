@@ -1,18 +1,17 @@
 //! SKB frees: who allocated (`skb->alloc_cpu`, read at a BTF offset) vs who frees (this
 //! CPU), counted in the kernel per CPU pair and per free site. No per-packet event leaves
 //! the kernel.
-use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_probe_read_kernel};
-use profiler_common::{ABSENT, CpuPairKey, NO_CPU, SkbSiteKey, SkbSiteVal, counter};
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+use profiler_common::{ABSENT, CpuPairKey, NO_CPU, SkbSiteKey, counter};
 
-use crate::{config, maps};
+use crate::{config, helpers, maps};
 
 /// Accounts one free of `skb` by free function `func`, called from `location`. With
 /// `in_matrix` false (an SKB handed to its allocating CPU's defer list) only the site is
 /// counted: the real free comes later on the allocating CPU and is counted there.
 #[inline(always)]
 pub fn on_free(skb: u64, func: u32, location: u64, in_matrix: bool) {
-    // SAFETY: helper with no preconditions.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let cpu = helpers::cpu();
     if !maps::cpu_selected(cpu) || skb == 0 {
         return;
     }
@@ -52,26 +51,16 @@ pub fn on_free(skb: u64, func: u32, location: u64, in_matrix: bool) {
         func,
         cpu,
     };
-    let add = |v: &mut SkbSiteVal| {
-        v.count += 1;
-        v.remote += remote as u64;
-        v.cross_node += cross_node as u64;
-        v.unknown += (!known) as u64;
-    };
-    if let Some(v) = maps::SKB_SITES.get_ptr_mut(&key) {
-        // SAFETY: the key holds this CPU; preemption is off.
-        add(unsafe { &mut *v });
+    let Some(v) = maps::get_or_insert_zeroed(&maps::SKB_SITES, &key) else {
+        maps::count(counter::SKB_MAP_FULL, 1);
         return;
-    }
-    let mut v = SkbSiteVal::default();
-    add(&mut v);
-    if maps::SKB_SITES.insert(&key, &v, maps::BPF_NOEXIST).is_err() {
-        match maps::SKB_SITES.get_ptr_mut(&key) {
-            // SAFETY: as above.
-            Some(p) => add(unsafe { &mut *p }),
-            None => maps::count(counter::SKB_MAP_FULL, 1),
-        }
-    }
+    };
+    // SAFETY: the key holds this CPU; preemption is off.
+    let v = unsafe { &mut *v };
+    v.count += 1;
+    v.remote += remote as u64;
+    v.cross_node += cross_node as u64;
+    v.unknown += (!known) as u64;
 }
 
 /// `csd:csd_queue_cpu`: count the kicks (IPIs) of another CPU's deferred-SKB flush.

@@ -1,4 +1,10 @@
 //! `zoneprof compare` on synthetic recordings built from the real contention fixtures.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the test failing (helpers too, not only #[test] fns)"
+)]
 mod common;
 
 use std::process::Command;

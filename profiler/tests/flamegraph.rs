@@ -2,6 +2,12 @@
 //! contention fixtures, the fixtures' documented totals, and the CLI's behaviour.
 //!
 //! `ZONEPROF_BLESS=1 cargo test -p profiler --test flamegraph` rewrites the golden files.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the test failing (helpers too, not only #[test] fns)"
+)]
 mod common;
 
 use std::{collections::BTreeMap, path::PathBuf, process::Command};

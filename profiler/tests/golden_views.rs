@@ -6,6 +6,12 @@
 //! base64 (hundreds of KB each): the page around it is compared as is, the SVG bytes by hash.
 //!
 //! `ZONEPROF_BLESS=1 cargo test -p profiler --test golden_views` rewrites the golden files.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the test failing (helpers too, not only #[test] fns)"
+)]
 mod common;
 
 use std::path::PathBuf;

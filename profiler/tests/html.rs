@@ -2,6 +2,12 @@
 //! browser builds it (headless Chromium's DOM) when `chromium` is installed (Debian package
 //! `chromium`; `apt-get install -y chromium`). ZONEPROF_REQUIRE_CHROMIUM=1 turns the skip
 //! into a failure, so CI cannot pass by skipping.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the test failing (helpers too, not only #[test] fns)"
+)]
 mod common;
 
 use std::{
@@ -220,8 +226,8 @@ fn report_html_is_self_contained_escaped_and_renders() {
         "screenshot looks empty"
     );
     if let Ok(keep) = std::env::var("ZONEPROF_KEEP_SCREENSHOTS") {
-        let _ = std::fs::copy(&png, Path::new(&keep).join("report.png"));
-        let _ = std::fs::copy(&out, Path::new(&keep).join("report.html"));
+        std::fs::copy(&png, Path::new(&keep).join("report.png")).ok();
+        std::fs::copy(&out, Path::new(&keep).join("report.html")).ok();
     }
 }
 
@@ -313,8 +319,8 @@ fn compare_html_puts_the_verdict_first_and_renders() {
     );
     assert!(std::fs::read(&png).is_ok_and(|b| b.starts_with(b"\x89PNG")));
     if let Ok(keep) = std::env::var("ZONEPROF_KEEP_SCREENSHOTS") {
-        let _ = std::fs::copy(&png, Path::new(&keep).join("compare.png"));
-        let _ = std::fs::copy(&out, Path::new(&keep).join("compare.html"));
+        std::fs::copy(&png, Path::new(&keep).join("compare.png")).ok();
+        std::fs::copy(&out, Path::new(&keep).join("compare.html")).ok();
     }
 }
 
@@ -367,6 +373,6 @@ fn html_on_640_cpus_groups_rows() {
         ],
     );
     if let Ok(keep) = std::env::var("ZONEPROF_KEEP_SCREENSHOTS") {
-        let _ = std::fs::copy(&png, Path::new(&keep).join("big.png"));
+        std::fs::copy(&png, Path::new(&keep).join("big.png")).ok();
     }
 }

@@ -2,6 +2,12 @@
 //! address and no hostname reaches any output, and every file written is private (0600).
 //!
 //! `ZONEPROF_BLESS=1 cargo test -p profiler --test redact` rewrites the golden files.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the test failing (helpers too, not only #[test] fns)"
+)]
 mod common;
 
 use std::{

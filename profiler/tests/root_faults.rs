@@ -9,6 +9,12 @@
 //!
 //! They skip, saying why, when not root or with fewer than 2 CPUs;
 //! ZONEPROF_REQUIRE_ROOT_TESTS=1 turns a skip into a failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the test failing (helpers too, not only #[test] fns)"
+)]
 use std::{
     collections::BTreeSet,
     ffi::CString,
@@ -184,7 +190,7 @@ fn finish(mut child: Child, within: Duration) -> Output {
     let deadline = Instant::now() + within;
     while child.try_wait().expect("try_wait").is_none() {
         if Instant::now() > deadline {
-            let _ = child.kill();
+            child.kill().ok();
             panic!("zoneprof did not exit within {within:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -406,7 +412,7 @@ impl Tmpfs {
         let mut f = std::fs::File::create(self.path().join("filler")).expect("filler");
         let block = [0u8; 4096];
         while f.write_all(&block).is_ok() {}
-        let _ = f.sync_all();
+        f.sync_all().ok();
     }
 }
 

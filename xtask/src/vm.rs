@@ -16,10 +16,18 @@
 
 pub mod build;
 pub mod cli;
+#[allow(
+    clippy::let_underscore_must_use,
+    reason = "write! into a String cannot fail"
+)]
 pub mod compare;
 mod console;
 mod cpio;
 pub mod hostbin;
+#[allow(
+    clippy::let_underscore_must_use,
+    reason = "write! into a String cannot fail"
+)]
 mod initramfs;
 pub mod kernel;
 mod qemu;

@@ -258,24 +258,29 @@ struct Pinned {
 
 impl Pinned {
     fn here() -> Pinned {
-        // SAFETY: sched_getcpu takes no arguments; cpu_set_t is plain data that CPU_ZERO
-        // and CPU_SET fill, and the affinity calls read or write exactly one of them.
-        unsafe {
-            let cpu = libc::sched_getcpu();
-            let mut previous: libc::cpu_set_t = std::mem::zeroed();
-            let size = std::mem::size_of::<libc::cpu_set_t>();
-            if cpu < 0 || libc::sched_getaffinity(0, size, &mut previous) != 0 {
-                return Pinned { previous: None };
-            }
-            let mut one: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_ZERO(&mut one);
-            libc::CPU_SET(cpu as usize, &mut one);
-            if libc::sched_setaffinity(0, size, &one) != 0 {
-                return Pinned { previous: None };
-            }
-            Pinned {
-                previous: Some(previous),
-            }
+        let none = Pinned { previous: None };
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: sched_getcpu takes no arguments and touches no memory of ours.
+        let cpu = unsafe { libc::sched_getcpu() };
+        let Ok(cpu) = usize::try_from(cpu) else {
+            return none;
+        };
+        // SAFETY: cpu_set_t is plain data (a bit array): all zeroes is a valid, empty set.
+        let mut previous: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: writes exactly one cpu_set_t, of the size given, into `previous`.
+        if unsafe { libc::sched_getaffinity(0, size, &mut previous) } != 0 {
+            return none;
+        }
+        // SAFETY: as above, an empty set.
+        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: sets one bit of a valid set; `cpu` came from the kernel, below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut one) };
+        // SAFETY: reads exactly one cpu_set_t, of the size given.
+        if unsafe { libc::sched_setaffinity(0, size, &one) } != 0 {
+            return none;
+        }
+        Pinned {
+            previous: Some(previous),
         }
     }
 }

@@ -677,9 +677,10 @@ impl Attached {
     }
 }
 
-/// Unloads (and so detaches) a program of any kind zoneprof uses.
+/// Unloads (and so detaches) a program of any kind zoneprof uses. Errors are ignored: this
+/// is teardown, and whatever stays attached is released when the `Ebpf` object is dropped.
 fn unload(p: &mut Program) {
-    let _ = match p {
+    let unloaded = match p {
         Program::TracePoint(p) => p.unload(),
         Program::RawTracePoint(p) => p.unload(),
         Program::KProbe(p) => p.unload(),
@@ -687,6 +688,7 @@ fn unload(p: &mut Program) {
         Program::FExit(p) => p.unload(),
         _ => Ok(()),
     };
+    unloaded.ok();
 }
 
 fn program_error(e: &ProgramError) -> String {

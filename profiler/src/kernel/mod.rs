@@ -5,6 +5,10 @@
 pub mod attach;
 pub mod btf;
 pub mod cpulist;
+#[allow(
+    clippy::let_underscore_must_use,
+    reason = "write! into a String cannot fail"
+)]
 pub mod doctor;
 pub mod host;
 pub mod probes;

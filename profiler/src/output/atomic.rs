@@ -168,7 +168,7 @@ fn write_named(
     match result {
         Ok(()) => rename_or_remove(&tmp, path),
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            std::fs::remove_file(&tmp).ok();
             Err(e)
         }
     }
@@ -184,7 +184,7 @@ fn temp_name(dir: &Path, name: &str, attempt: u32) -> PathBuf {
 
 fn rename_or_remove(tmp: &Path, path: &Path) -> io::Result<()> {
     std::fs::rename(tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(tmp);
+        std::fs::remove_file(tmp).ok();
     })
 }
 

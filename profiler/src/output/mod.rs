@@ -2,7 +2,23 @@
 //! flamegraphs (`flamegraph`), two recordings compared (`compare`), self-contained HTML of
 //! both (`html`), and the atomic file writer they all use (`atomic`).
 pub mod atomic;
+#[allow(
+    clippy::let_underscore_must_use,
+    reason = "write! into a String cannot fail"
+)]
 pub mod compare;
+#[allow(
+    clippy::let_underscore_must_use,
+    reason = "write! into a String cannot fail"
+)]
 pub mod flamegraph;
+#[allow(
+    clippy::let_underscore_must_use,
+    reason = "write! into a String cannot fail"
+)]
 pub mod html;
+#[allow(
+    clippy::let_underscore_must_use,
+    reason = "write! into a String cannot fail"
+)]
 pub mod report;

@@ -86,8 +86,9 @@ impl Chunk {
         unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
         let base = p.cast::<u8>();
         for off in (0..len).step_by(page) {
+            let byte = base.wrapping_add(off);
             // SAFETY: off < len, so the byte lies inside the writable mapping owned here.
-            unsafe { ptr::write_volatile(base.add(off), 1) };
+            unsafe { ptr::write_volatile(byte, 1) };
         }
         Ok(chunk)
     }
@@ -197,7 +198,7 @@ pub fn measure_pair(opts: &PairOpts) -> Result<PairCounts, WorkloadError> {
         Ok(h) => h,
         Err(e) => {
             // The sender was dropped with the closure, so the free thread ends promptly.
-            let _ = join(freer, "free");
+            join(freer, "free").ok();
             return Err(e);
         }
     };

@@ -160,8 +160,8 @@ impl Drop for Children {
         for r in &mut self.0 {
             if r.status.is_none() {
                 // Errors mean it already exited; wait() reaps it either way.
-                let _ = r.child.kill();
-                let _ = r.child.wait();
+                r.child.kill().ok();
+                r.child.wait().ok();
             }
         }
     }
@@ -173,9 +173,9 @@ fn drain<R: Read + Send + 'static>(r: R) -> io::Result<JoinHandle<String>> {
         .spawn(move || {
             let mut r = r;
             let mut kept = Vec::new();
-            let _ = r.by_ref().take(MAX_OUTPUT).read_to_end(&mut kept);
+            r.by_ref().take(MAX_OUTPUT).read_to_end(&mut kept).ok();
             // Discard the rest until EOF (the child exits or is killed).
-            let _ = io::copy(&mut r, &mut io::sink());
+            io::copy(&mut r, &mut io::sink()).ok();
             String::from_utf8_lossy(&kept).into_owned()
         })
 }
@@ -213,20 +213,21 @@ fn spawn_one(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    let die_with_parent = move || {
+        // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // The parent died before prctl took effect: nobody would kill us.
+        // SAFETY: getppid has no preconditions.
+        if unsafe { libc::getppid() } as u32 != parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
+    };
     // SAFETY: the closure runs in the child between fork and exec; it only calls prctl and
     // getppid (async-signal-safe), reads errno, and neither allocates nor takes locks.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent died before prctl took effect: nobody would kill us.
-            if libc::getppid() as u32 != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
+    unsafe { cmd.pre_exec(die_with_parent) };
     let child = cmd.spawn().map_err(spawn_err)?;
     let mut running = Running {
         child,
@@ -247,8 +248,8 @@ fn spawn_one(
         Ok(())
     })();
     if let Err(e) = started {
-        let _ = running.child.kill();
-        let _ = running.child.wait();
+        running.child.kill().ok();
+        running.child.wait().ok();
         return Err(spawn_err(e));
     }
     Ok(running)

@@ -1,6 +1,6 @@
 //! Test helpers shared by the integration tests: the contention fixtures, and synthetic
 //! recordings built from them.
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::path::{Path, PathBuf};
 

@@ -83,7 +83,7 @@ pub fn run_with(
         thread::spawn(move || {
             let mut buf = Vec::new();
             if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
+                p.read_to_end(&mut buf).ok();
             }
             String::from_utf8_lossy(&buf).into_owned()
         })

@@ -634,7 +634,7 @@ fn workload_argv(zoneprof: &Path, secs: u32) -> Vec<String> {
     super::overhead::Repro::CrossCpuPages.argv(zoneprof, (0, 1), secs)
 }
 
-fn variant_argv(t: &Tools, v: Variant, secs: u32, out: &Path) -> Vec<String> {
+fn variant_argv(t: &Tools<'_>, v: Variant, secs: u32, out: &Path) -> Vec<String> {
     let w = workload_argv(t.zoneprof, secs);
     match v.record_args() {
         None => w,
@@ -663,7 +663,7 @@ struct PerfJob {
     stderr: PathBuf,
 }
 
-fn start_perf(t: &Tools, freq: u32, window_s: f64, data: &Path) -> Result<PerfJob> {
+fn start_perf(t: &Tools<'_>, freq: u32, window_s: f64, data: &Path) -> Result<PerfJob> {
     let stderr = data.with_extension("stderr");
     let argv: Vec<String> = vec![
         t.perf.display().to_string(),
@@ -712,8 +712,8 @@ impl PerfJob {
                 return Ok(());
             }
             if started.elapsed() > timeout {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                self.child.kill().ok();
+                self.child.wait().ok();
                 bail!("`{}` did not stop in time", self.argv.join(" "));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -722,12 +722,18 @@ impl PerfJob {
 }
 
 /// One run of `v`: the workload (under zoneprof or not) with perf sampling its middle.
-fn one_run(t: &Tools, o: &Opts, v: Variant, round: u32, log: &mut dyn FnMut(&str)) -> Result<Run> {
+fn one_run(
+    t: &Tools<'_>,
+    o: &Opts,
+    v: Variant,
+    round: u32,
+    log: &mut dyn FnMut(&str),
+) -> Result<Run> {
     let (waited_s, mut disturbed) = wait_quiet(o.quiet_wait, log);
     let rec = t.scratch.join(format!("obs.{}.zprof", v.key()));
     let data = t.scratch.join(format!("obs.{}.perf.data", v.key()));
-    let _ = std::fs::remove_file(&rec);
-    let _ = std::fs::remove_file(&data);
+    std::fs::remove_file(&rec).ok();
+    std::fs::remove_file(&data).ok();
     let argv = variant_argv(t, v, o.secs, &rec);
     // perf starts 0.5 s into the workload and stops 1 s before its end: the workload's own
     // start-up and zoneprof's loading and write-out stay outside the sampled window.
@@ -809,9 +815,9 @@ fn one_run(t: &Tools, o: &Opts, v: Variant, round: u32, log: &mut dyn FnMut(&str
     if counts.total == 0 {
         bail!("`{}` printed no samples", child::shown(&script_argv));
     }
-    let _ = std::fs::remove_file(&rec);
-    let _ = std::fs::remove_file(&data);
-    let _ = std::fs::remove_file(data.with_extension("stderr"));
+    std::fs::remove_file(&rec).ok();
+    std::fs::remove_file(&data).ok();
+    std::fs::remove_file(data.with_extension("stderr")).ok();
     Ok(Run {
         variant: v,
         round,
@@ -827,7 +833,7 @@ fn one_run(t: &Tools, o: &Opts, v: Variant, round: u32, log: &mut dyn FnMut(&str
 
 /// The observer phase.
 pub fn run(
-    t: &Tools,
+    t: &Tools<'_>,
     o: &Opts,
     perf_version: String,
     log: &mut dyn FnMut(&str),
@@ -845,7 +851,7 @@ pub fn run(
     let argv = variant_argv(t, Variant::Default, 2, &rec);
     child::run_ok(&argv, Duration::from_secs(120)).context("warm-up recording")?;
     let warm = report_json(t.zoneprof, &rec)?;
-    let _ = std::fs::remove_file(&rec);
+    std::fs::remove_file(&rec).ok();
     let default_method = warm.pcp_method.clone();
     let mut skipped = Vec::new();
     let variants: Vec<Variant> = Variant::ALL
@@ -1366,7 +1372,7 @@ pub(crate) mod tests {
     #[test]
     fn vm_results_tree() {
         let dir = std::env::temp_dir().join(format!("zoneprof-obs-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::remove_dir_all(&dir).ok();
         assert!(vm_rows(&dir).expect("missing dir").is_empty());
         for (k, s, m) in [
             ("6.12-noinline", "pcp-twin-fentry", "page"),
@@ -1384,6 +1390,6 @@ pub(crate) mod tests {
         assert_eq!(rows[1].rec.pcp_method.0, "batch");
         std::fs::write(dir.join("6.12-noinline/pcp-twin-fentry/report.json"), "{").expect("w");
         assert!(vm_rows(&dir).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -262,7 +262,7 @@ pub fn fixed_costs(tools: &Tools, reps: u32) -> Result<Vec<(Variant, f64)>> {
             let o = child::run_ok(&cmd, Duration::from_secs(60))?;
             cpu.push(o.cpu_s);
             if let Some(f) = file {
-                let _ = std::fs::remove_file(f);
+                std::fs::remove_file(f).ok();
             }
         }
         let Some(s) = Summary::of(&cpu) else {
@@ -330,7 +330,7 @@ pub fn run_all(
                 let v = variants[(i + round as usize) % variants.len()];
                 let (cmd, out) = tools.argv(v, &argv)?;
                 if let Some(o) = &out {
-                    let _ = std::fs::remove_file(o);
+                    std::fs::remove_file(o).ok();
                 }
                 let o = child::run_ok(&cmd, timeout)?;
                 let (throughput, packets_s) = repro.parse(&o.stdout).with_context(|| {
@@ -345,7 +345,7 @@ pub fn run_all(
                     .and_then(|p| std::fs::metadata(p).ok())
                     .map(|m| m.len());
                 if let Some(o) = &out {
-                    let _ = std::fs::remove_file(o);
+                    std::fs::remove_file(o).ok();
                 }
                 log(&format!(
                     "  [{}/{total}] round {} {:<16} {:<46} {:>7.2} {}",

@@ -183,7 +183,7 @@ pub fn run(
         });
     }
     for f in [&before, &after] {
-        let _ = std::fs::remove_file(f);
+        std::fs::remove_file(f).ok();
     }
     Ok(Userspace {
         spec,

@@ -336,7 +336,7 @@ pub fn vm_kernel(dirs: &Dirs, opts: &Opts) -> Result<Option<[PathBuf; 2]>> {
 
     let out = cache_dir(dirs);
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let _ = fs::remove_file(out.join("SHA256SUMS"));
+    fs::remove_file(out.join("SHA256SUMS")).ok();
     let mut timings = Vec::new();
     let mut images = Vec::new();
     for variant in VARIANTS {

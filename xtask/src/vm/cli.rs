@@ -390,7 +390,7 @@ fn evaluate(kernel: &Kernel, boot: &Boot, table: &[Scenario]) -> Vec<Row> {
 
 fn step_verdict(
     step: &super::console::Step,
-    check: fn(&Run) -> Result<String>,
+    check: fn(&Run<'_>) -> Result<String>,
     files: &BTreeMap<String, Vec<u8>>,
 ) -> Verdict {
     match &step.end {
@@ -749,7 +749,7 @@ mod tests {
             ("x/a".to_owned(), b"A".to_vec()),
             ("y/a".to_owned(), b"B".to_vec()),
         ]);
-        let ok = |r: &Run| Ok(format!("{} files, a={:?}", r.files.len(), r.files.get("a")));
+        let ok = |r: &Run<'_>| Ok(format!("{} files, a={:?}", r.files.len(), r.files.get("a")));
         let step = |end| S {
             name: "x".into(),
             output: "one\ntwo\n".into(),

@@ -157,7 +157,7 @@ pub fn run(c: &Config) -> Result<Outcome> {
     let mut log = fs::File::create(&c.console_log)
         .with_context(|| format!("creating {}", c.console_log.display()))?;
     writeln!(log, "$ {shown}").with_context(|| format!("writing {}", c.console_log.display()))?;
-    let _ = fs::remove_file(&c.channel_log);
+    fs::remove_file(&c.channel_log).ok();
 
     let started = Instant::now();
     let mut child = Command::new(QEMU)
@@ -185,12 +185,12 @@ pub fn run(c: &Config) -> Result<Outcome> {
                             Ok(0) | Err(_) => break,
                             Ok(_) => {
                                 let line = String::from_utf8_lossy(&buf).into_owned();
-                                let _ = tx.send(Event::Line(format!("{tag}{line}")));
+                                tx.send(Event::Line(format!("{tag}{line}"))).ok();
                             }
                         }
                     }
                 }
-                let _ = tx.send(Event::Eof);
+                tx.send(Event::Eof).ok();
             })
         };
     let t_out = reader(stdout.map(|s| Box::new(s) as _), tx.clone(), "");
@@ -252,11 +252,11 @@ pub fn run(c: &Config) -> Result<Outcome> {
         end = End::TimedOut;
     }
     // The readers end once qemu is gone and its pipes close.
-    let _ = t_out.join();
-    let _ = t_err.join();
+    t_out.join().ok();
+    t_err.join().ok();
     for e in rx.try_iter() {
         if let Event::Line(l) = e {
-            let _ = log.write_all(l.as_bytes());
+            log.write_all(l.as_bytes()).ok();
             console.push_str(&l);
         }
     }
@@ -280,7 +280,7 @@ pub fn run(c: &Config) -> Result<Outcome> {
 
 fn kill(child: &mut Child) {
     // Only our own qemu process, by its handle.
-    let _ = child.kill();
+    child.kill().ok();
 }
 
 /// Waits for the child until `until`, killing it at that point.

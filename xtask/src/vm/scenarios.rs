@@ -111,7 +111,7 @@ pub struct Scenario {
     /// (name, guest path) of files to bring back.
     pub collect: &'static [(&'static str, &'static str)],
     /// Host-side check: `Ok(one-line summary)` or the error that makes it fail.
-    pub check: fn(&Run) -> Result<String>,
+    pub check: fn(&Run<'_>) -> Result<String>,
 }
 
 impl Scenario {
@@ -535,7 +535,7 @@ impl KernelInfo {
     }
 }
 
-fn check_kernel_info(run: &Run) -> Result<String> {
+fn check_kernel_info(run: &Run<'_>) -> Result<String> {
     let info = KernelInfo::parse(run.output);
     for key in ["release", "kprobe_pmu", "btf", "kallsyms_lines", "tun"] {
         ensure!(
@@ -658,7 +658,7 @@ pub fn required_probes(backend: Backend) -> (&'static [&'static str], Option<&'s
     }
 }
 
-fn check_cross_cpu_with(run: &Run, backend: Backend) -> Result<String> {
+fn check_cross_cpu_with(run: &Run<'_>, backend: Backend) -> Result<String> {
     let json = run.file("report.json")?;
     let report: Value = serde_json::from_slice(json).context("report.json is not JSON")?;
     let f = cross_cpu_figures(&report, backend)?;
@@ -848,7 +848,7 @@ pub fn record_tap(backend: Backend) -> Scenario {
     }
 }
 
-fn check_tap_with(run: &Run, backend: Backend) -> Result<String> {
+fn check_tap_with(run: &Run<'_>, backend: Backend) -> Result<String> {
     let json = run.file("report.json")?;
     let report: Value = serde_json::from_slice(json).context("report.json is not JSON")?;
     tap_summary(&report, backend)

@@ -24,6 +24,9 @@ struct IfReqFlags {
     _pad: [u8; 22],
 }
 
+// The kernel reads a whole `struct ifreq`: the stand-in must be exactly as large.
+const _: () = assert!(std::mem::size_of::<IfReqFlags>() == std::mem::size_of::<libc::ifreq>());
+
 /// Creates tap `name` (IFF_TAP | IFF_NO_PI: plain Ethernet frames, no packet-info header)
 /// in the calling thread's network namespace and returns its queue fd, non-blocking. The
 /// device is not persistent: it disappears when the fd is closed, even if the process is

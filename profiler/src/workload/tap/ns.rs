@@ -77,7 +77,7 @@ pub fn ip(args: &[&str], input: Option<&str>) -> Result<(), TapError> {
         })?;
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
         // A write error shows up as ip's own failure below; dropping stdin ends the batch.
-        let _ = stdin.write_all(text.as_bytes());
+        stdin.write_all(text.as_bytes()).ok();
     }
     let out = child.wait_with_output().map_err(|e| TapError::Ip {
         cmd: cmd.clone(),
@@ -202,7 +202,7 @@ impl Drop for Netns {
     fn drop(&mut self) {
         if !self.deleted {
             // Error or unwind path: best effort; a leftover is removed by the next run.
-            let _ = ip(&["netns", "delete", &self.name], None);
+            ip(&["netns", "delete", &self.name], None).ok();
         }
     }
 }
