@@ -54,9 +54,6 @@ enum Cmd {
     /// Compare two recordings (before/after a fix): every headline per second, a verdict,
     /// differential flamegraphs.
     Compare(CompareArgs),
-    /// Write a synthetic recording of a large host (internal: `cargo xtask bench`).
-    #[command(name = "__synth", hide = true)]
-    Synth(zoneprof::model::synth::SynthArgs),
 }
 
 #[derive(Args)]
@@ -287,7 +284,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Demo(a) => cmd_demo(a),
         Cmd::Flamegraph(a) => cmd_flamegraph(a),
         Cmd::Compare(a) => cmd_compare(a),
-        Cmd::Synth(a) => zoneprof::model::synth::run(&a).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -25,7 +25,7 @@ pub use observer::Opts as ObserverOpts;
 
 use crate::cmd::find_in_path;
 use crate::setup;
-use crate::workspace::Workspace;
+use crate::workspace::{SYNTH_BUILD, Workspace};
 
 /// `cargo xtask bench` options.
 #[derive(Debug, Clone)]
@@ -172,12 +172,24 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
         ws.cargo()
             .args(["build", "--release", "-p", "profiler"])
             .run()?;
+        if !opts.only_observer {
+            println!("==> bench: building release zoneprof-synth (feature synth)");
+            ws.cargo().args(SYNTH_BUILD).run()?;
+        }
     }
     let zoneprof = ws.release_bin()?;
     if !zoneprof.is_file() {
         bail!(
             "{} does not exist: build it (cargo xtask build) or drop --no-build",
             zoneprof.display()
+        );
+    }
+    let synth = ws.release_synth_bin()?;
+    if !opts.only_observer && !synth.is_file() {
+        bail!(
+            "{} does not exist: build it (cargo {}) or drop --no-build",
+            synth.display(),
+            SYNTH_BUILD.join(" ")
         );
     }
     let bench_dir = ws.target_dir()?.join("bench");
@@ -388,6 +400,7 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
     let t = Instant::now();
     let userspace = userspace::run(
         &zoneprof,
+        &synth,
         userspace::SynthSpec {
             cpus: opts.synth_cpus,
             stacks: opts.synth_stacks,

@@ -1,10 +1,12 @@
 //! What a recording is and what it means, independent of how it is shown: the on-disk
 //! format (`recording`), which lock and side a stack is (`classify`), classified views
 //! (`analysis`), zoneprof's own cost under zone->lock (`observer`), human units (`units`),
-//! and synthetic recordings of large hosts for the benchmark (`synth`).
+//! and synthetic recordings of large hosts for the benchmark (`synth`, with the `synth`
+//! feature only).
 pub mod analysis;
 pub mod classify;
 pub mod observer;
 pub mod recording;
+#[cfg(feature = "synth")]
 pub mod synth;
 pub mod units;

@@ -1,5 +1,5 @@
-//! `zoneprof __synth` (hidden): writes a synthetic recording of a large host, for
-//! benchmarking `report`, `compare` and `flamegraph` (`cargo xtask bench`).
+//! `zoneprof-synth` (feature `synth`, not in `zoneprof`): writes a synthetic recording of a
+//! large host, for benchmarking `report`, `compare` and `flamegraph` (`cargo xtask bench`).
 //!
 //! Stacks are spliced from real folded stacks (`cpuN;root;...;leaf WAIT_NS` files, e.g.
 //! `shared/fixtures/contention/*.folded`): the leaf part of one real stack (lock frames and
@@ -507,7 +507,7 @@ pub fn run(a: &SynthArgs) -> Result<()> {
     let rec = build(a)?;
     write(&rec, &a.output)?;
     eprintln!(
-        "zoneprof: wrote synthetic {} ({} CPUs, {} stacks, {} frames, {} lock-wait entries, {} SKB cells)",
+        "zoneprof-synth: wrote synthetic {} ({} CPUs, {} stacks, {} frames, {} lock-wait entries, {} SKB cells)",
         a.output.display(),
         rec.cpus.len(),
         rec.stacks.len(),
