@@ -56,13 +56,22 @@ pub fn check_golden(file: &str, actual: &str) {
     }
 }
 
-/// The fixture's text, or None after printing why the test is skipped.
+/// With this set to 1 (CI sets it in .ci/run), a missing fixture fails the test instead of
+/// skipping it, so CI cannot pass by skipping.
+pub const REQUIRE_FIXTURES: &str = "ZONEPROF_REQUIRE_FIXTURES";
+
+/// The fixture's text, or None after printing why the test is skipped; a panic instead
+/// under ZONEPROF_REQUIRE_FIXTURES=1.
 pub fn fixture(test: &str, name: &str) -> Option<String> {
     let p = fixture_dir().join(name);
     match std::fs::read_to_string(&p) {
         Ok(t) => Some(t),
         Err(e) => {
-            eprintln!("SKIPPED {test}: fixture {} unavailable: {e}", p.display());
+            let why = format!("fixture {} unavailable: {e}", p.display());
+            if std::env::var(REQUIRE_FIXTURES).as_deref() == Ok("1") {
+                panic!("{test}: {why}, and {REQUIRE_FIXTURES}=1 forbids skipping");
+            }
+            eprintln!("SKIPPED {test}: {why}");
             None
         }
     }
