@@ -14,6 +14,7 @@ mod parse;
 mod progcost;
 mod stacks;
 mod stats;
+mod template;
 mod userspace;
 
 use std::path::PathBuf;
@@ -198,6 +199,13 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
     if opts.only_observer {
         return run_observer_only(ws, opts, &zoneprof, &bench_dir, &scratch);
     }
+    // The doc's prose and span markers are the template: check it before measuring.
+    let template_path = match &opts.doc {
+        Some(d) if d.is_file() => d.clone(),
+        _ => ws.root.join("docs/benchmarks.md"),
+    };
+    let spans = [doc::SPANS, doc::OBSERVER_SPANS].concat();
+    read_template(&template_path, &spans)?;
     let host = host::facts();
     if host.online_cpus < 2 {
         bail!("the reproducers need two online CPUs");
@@ -455,16 +463,11 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
             ws.root.join("docs/benchmarks.md")
         }
     });
-    let old_doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
-    std::fs::write(
-        &doc_path,
-        doc::markdown(
-            &res,
-            doc::kept_block(&old_doc),
-            doc::observer_block(&old_doc),
-        ),
-    )
-    .with_context(|| format!("writing {}", doc_path.display()))?;
+    // Read again: the prose may have been edited while the bench ran.
+    let template = read_template(&template_path, &spans)?;
+    let filled = template::fill(&template, &doc::values(&res))
+        .with_context(|| format!("filling {}", template_path.display()))?;
+    std::fs::write(&doc_path, filled).with_context(|| format!("writing {}", doc_path.display()))?;
     let _ = std::fs::remove_dir_all(&scratch);
 
     println!("==> bench: targets");
@@ -535,17 +538,10 @@ fn run_observer_only(
         .doc
         .clone()
         .unwrap_or_else(|| ws.root.join("docs/benchmarks.md"));
-    let old_doc = std::fs::read_to_string(&doc_path).with_context(|| {
-        format!(
-            "reading {} (its other sections are kept)",
-            doc_path.display()
-        )
-    })?;
-    std::fs::write(
-        &doc_path,
-        doc::splice_observer(&old_doc, &doc::observer_section(&o)),
-    )
-    .with_context(|| format!("writing {}", doc_path.display()))?;
+    let old_doc = read_template(&doc_path, doc::OBSERVER_SPANS)?;
+    let filled = template::fill(&old_doc, &doc::observer_values(&o))
+        .with_context(|| format!("filling {}", doc_path.display()))?;
+    std::fs::write(&doc_path, filled).with_context(|| format!("writing {}", doc_path.display()))?;
     let _ = std::fs::remove_dir_all(scratch);
     print_observer_targets(&o);
     println!(
@@ -555,4 +551,22 @@ fn run_observer_only(
         doc_path.display()
     );
     Ok(())
+}
+
+/// The doc at `path`, whose hand-written text the bench keeps: it must hold a span for each
+/// of `spans`, or the run would lose figures.
+fn read_template(path: &std::path::Path, spans: &[&str]) -> Result<String> {
+    let doc = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {} (the bench fills its spans)", path.display()))?;
+    let missing =
+        template::missing(&doc, spans).with_context(|| format!("in {}", path.display()))?;
+    if !missing.is_empty() {
+        bail!(
+            "{} lacks the spans {} (`<!-- bench:NAME -->…<!-- /bench:NAME -->`): add them where \
+             the figures belong",
+            path.display(),
+            missing.join(", ")
+        );
+    }
+    Ok(doc)
 }
