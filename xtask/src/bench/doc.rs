@@ -442,7 +442,8 @@ pub const OBSERVER_SPANS: &[&str] = &[
     "observer-date",
     "observer-rounds",
     "observer-variants",
-    "observer-secs",
+    "observer-workload",
+    "observer-perf-command",
     "observer-freq",
     "observer-window",
     "observer-perf",
@@ -801,9 +802,10 @@ fn userspace_values(u: &super::userspace::Userspace, reps: u32) -> Vec<(&'static
         ("synth-skb-cells", u.spec.skb_cells.to_string()),
         (
             "synth-said",
-            u.synth_summary
-                .trim_start_matches("zoneprof-synth: ")
-                .to_string(),
+            format!(
+                "`{}`",
+                u.synth_summary.trim_start_matches("zoneprof-synth: ")
+            ),
         ),
         ("synth-s", format!("{:.1}", u.synth_s)),
         ("stack-entries", profiler_common::STACK_ENTRIES.to_string()),
@@ -868,14 +870,24 @@ pub fn observer_values(o: &Observer) -> Vec<(&'static str, String)> {
         ("observer-date", o.date_utc.clone()),
         ("observer-rounds", o.opts.rounds.to_string()),
         ("observer-variants", variants.join(", ")),
-        ("observer-secs", o.opts.secs.to_string()),
+        (
+            "observer-workload",
+            format!(
+                "`workload cross-cpu-pages --alloc-cpus 0 --free-cpus 1 -d {}s`",
+                o.opts.secs
+            ),
+        ),
+        (
+            "observer-perf-command",
+            format!("`perf record -a -g --kernel-callchains -F {}`", o.opts.freq),
+        ),
         ("observer-freq", o.opts.freq.to_string()),
         (
             "observer-window",
             format!("{:.1}", o.runs.first().map_or(0.0, |r| r.window_s)),
         ),
         ("observer-perf", o.perf_version.clone()),
-        ("observer-event", event.clone()),
+        ("observer-event", format!("`{event}`")),
         ("observer-elapsed", format!("{:.0}", o.elapsed_s)),
         ("observer-waited", format!("{waited:.0}")),
         ("observer-disturbed", disturbed_sentence(o)),
@@ -1235,7 +1247,10 @@ fn vm_values(o: &Observer) -> Vec<(&'static str, String)> {
             "Not measured (run cargo xtask vm-test first): no `*/pcp-twin-*/report.json` or \
              `*/record-cross-cpu*/report.json` under `{dir}`."
         );
-        return vec![("observer-vm-dir", dir), ("observer-vm", block(&none))];
+        return vec![
+            ("observer-vm-dir", format!("`{dir}`")),
+            ("observer-vm", block(&none)),
+        ];
     }
     let mut s = String::from(
         "| kernel | scenario | PCP refill / drain | in-lock runs | ns/run | in-lock ms | % of zone-lock wait | drain-side in-lock runs | per-batch programs (outside the lock): runs × ns/run | note |\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
@@ -1276,7 +1291,10 @@ fn vm_values(o: &Observer) -> Vec<(&'static str, String)> {
             batch.len()
         );
     }
-    vec![("observer-vm-dir", dir), ("observer-vm", block(&s))]
+    vec![
+        ("observer-vm-dir", format!("`{dir}`")),
+        ("observer-vm", block(&s)),
+    ]
 }
 
 #[cfg(test)]
@@ -1560,7 +1578,7 @@ mod tests {
             "Skipped: bpftrace not installed.",
             "runs <!-- bench:secs -->3<!-- /bench:secs --> s on CPUs 0 and 1",
             "| tap, default probes | 13.50 | 1.350 % |",
-            "`<!-- bench:synth-said -->wrote synthetic /t/synth-before.zprof",
+            "<!-- bench:synth-said -->`wrote synthetic /t/synth-before.zprof",
             "; differences: SKB_SITES model",
             "None of the 4 runs was disturbed",
             "| not applicable here |",

@@ -15,10 +15,25 @@ struct Span<'a> {
     content: std::ops::Range<usize>,
 }
 
+/// Markdown shows a comment inside code as text, so a marker there is an error.
+fn in_code(doc: &str, pos: usize) -> bool {
+    let before = &doc[..pos];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let fences = before.lines().filter(|l| l.starts_with("```")).count();
+    fences % 2 == 1 || before[line_start..].matches('`').count() % 2 == 1
+}
+
 fn spans(doc: &str) -> Result<Vec<Span<'_>>> {
     let mut out = Vec::new();
     let mut at = 0;
     while let Some(i) = doc[at..].find(OPEN) {
+        if in_code(doc, at + i) {
+            bail!(
+                "a marker at line {} is inside code, where it would show: put the backticks \
+                 inside the span",
+                doc[..at + i].lines().count()
+            );
+        }
         let name_start = at + i + OPEN.len();
         let Some(n) = doc[name_start..].find(END) else {
             bail!("unterminated marker at byte {}", at + i);
@@ -145,5 +160,9 @@ mod tests {
             missing("<!-- bench:a -->1<!-- /bench:a -->", &["a", "b"]).expect("missing"),
             ["b"]
         );
+        // Inside code the markers would show.
+        assert!(fill("`x <!-- bench:a -->1<!-- /bench:a -->`", &[]).is_err());
+        assert!(fill("```\n<!-- bench:a -->1<!-- /bench:a -->\n```\n", &[]).is_err());
+        assert!(fill("`x` <!-- bench:a -->`1`<!-- /bench:a -->", &[]).is_ok());
     }
 }
