@@ -518,6 +518,11 @@ fn run_observer_only(
     let perf = which("perf").context(
         "perf (linux-perf) is not installed: cargo xtask setup, or apt-get install linux-perf",
     )?;
+    let doc_path = opts
+        .doc
+        .clone()
+        .unwrap_or_else(|| ws.root.join("docs/benchmarks.md"));
+    read_template(&doc_path, doc::OBSERVER_SPANS)?;
     println!("==> bench: observer effect only (perf record -a -g over cross-cpu-pages)");
     let o = observer::run(
         &observer::Tools {
@@ -534,10 +539,7 @@ fn run_observer_only(
         .context("serializing the observer results")?;
     std::fs::write(&json_path, json + "\n")
         .with_context(|| format!("writing {}", json_path.display()))?;
-    let doc_path = opts
-        .doc
-        .clone()
-        .unwrap_or_else(|| ws.root.join("docs/benchmarks.md"));
+    // Read again: the prose may have been edited while the bench ran.
     let old_doc = read_template(&doc_path, doc::OBSERVER_SPANS)?;
     let filled = template::fill(&old_doc, &doc::observer_values(&o))
         .with_context(|| format!("filling {}", doc_path.display()))?;
