@@ -57,9 +57,6 @@ enum Cmd {
     /// Copy a recording with its kernel addresses replaced and its hostname hashed, fit to
     /// share (every view works on it).
     Redact(RedactArgs),
-    /// Write a synthetic recording of a large host (internal: `cargo xtask bench`).
-    #[command(name = "__synth", hide = true)]
-    Synth(zoneprof::model::synth::SynthArgs),
 }
 
 #[derive(Args)]
@@ -322,7 +319,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Flamegraph(a) => cmd_flamegraph(a),
         Cmd::Compare(a) => cmd_compare(a),
         Cmd::Redact(a) => cmd_redact(a),
-        Cmd::Synth(a) => zoneprof::model::synth::run(&a).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -611,66 +607,11 @@ fn cmd_tap(a: TapArgs) -> Result<ExitCode> {
 }
 
 fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
-    use zoneprof::{output::compare, output::flamegraph as fg, output::html};
+    use zoneprof::output::compare;
     let dir = &a.output;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let exe = std::env::current_exe().context("locating the zoneprof binary")?;
-    let exe = exe.to_string_lossy().into_owned();
-    let host = zoneprof::kernel::host::host_info()?;
-    if host.online_cpus.len() < 2 {
-        bail!("the demo needs two online CPUs (allocate on one, free on the other)");
-    }
-    let (c0, c1) = (host.online_cpus[0], host.online_cpus[1]);
-    let d = format!("{}ms", a.duration.as_millis());
-    let tap = std::path::Path::new("/dev/net/tun").exists();
-    if !tap {
-        eprintln!(
-            "zoneprof demo: /dev/net/tun is missing (modprobe tun): recording the page reproducer only"
-        );
-    }
-    // "before": allocation and free on different CPUs; "after": on one CPU, the userspace
-    // analogue of freeing SKBs on their allocating CPU.
-    let script = |free_cpu: u32, same: &str| {
-        let mut s = format!(
-            "{exe} workload cross-cpu-pages --alloc-cpus {c0} --free-cpus {c1} {same} -d {d}"
-        );
-        if tap {
-            s += &format!(
-                " && {exe} workload tap --sender-cpus {c0} --reader-cpus {free_cpu} -d {d}"
-            );
-        }
-        s
-    };
-    let rt = runtime()?;
-    let mut paths = Vec::new();
-    for (name, what, sh) in [
-        (
-            "before",
-            format!("alloc CPU {c0}, free CPU {c1}"),
-            script(c1, ""),
-        ),
-        (
-            "after",
-            format!("alloc and free on CPU {c0}"),
-            script(c0, "--same-cpu"),
-        ),
-    ] {
-        let path = dir.join(format!("{name}.zprof"));
-        eprintln!("zoneprof demo: recording \"{name}\" ({what})");
-        let out = rt.block_on(session::record(RecordOpts {
-            duration: None,
-            output: path.clone(),
-            cpus: None,
-            command: vec!["sh".into(), "-c".into(), sh],
-            progress: true,
-            plan: Default::default(),
-        }))?;
-        print_record_summary(&path, &out);
-        if out.command_status.is_some_and(|s| !s.success()) {
-            bail!("the {name} workload failed; see its output above");
-        }
-        paths.push(path);
-    }
+    let plan = DemoPlan::new(&a)?;
+    let paths = plan.record_both(dir)?;
     let before = Recording::read(&paths[0])?;
     let after = Recording::read(&paths[1])?;
     let (bs, as_) = (
@@ -680,22 +621,135 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
     let recs = compare::Pair::new(&before, &after);
     let mut c = compare::compare(recs, compare::Pair::new(bs.as_str(), as_.as_str()), 10);
     c.flamegraphs = compare::write_flamegraphs(recs, dir)?;
+    let mut written = write_demo_reports(dir, &c, (&before, &bs), (&after, &as_))?;
+    written.extend(write_demo_flamegraphs(
+        dir,
+        [(&before, &bs, "before"), (&after, &as_, "after")],
+    )?);
+    print_demo_summary(dir, &c, paths.iter().chain(&written));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the demo runs: the page reproducer between the first two online CPUs, and the tap
+/// reproducer too when /dev/net/tun exists.
+struct DemoPlan {
+    exe: String,
+    c0: u32,
+    c1: u32,
+    /// Length of each workload, as its `-d` argument.
+    duration: String,
+    tap: bool,
+}
+
+impl DemoPlan {
+    fn new(a: &DemoArgs) -> Result<Self> {
+        let exe = std::env::current_exe().context("locating the zoneprof binary")?;
+        let host = zoneprof::kernel::host::host_info()?;
+        if host.online_cpus.len() < 2 {
+            bail!("the demo needs two online CPUs (allocate on one, free on the other)");
+        }
+        let tap = std::path::Path::new("/dev/net/tun").exists();
+        if !tap {
+            eprintln!(
+                "zoneprof demo: /dev/net/tun is missing (modprobe tun): recording the page reproducer only"
+            );
+        }
+        Ok(Self {
+            exe: exe.to_string_lossy().into_owned(),
+            c0: host.online_cpus[0],
+            c1: host.online_cpus[1],
+            duration: format!("{}ms", a.duration.as_millis()),
+            tap,
+        })
+    }
+
+    /// The shell command of one run: the tap reader sits on `free_cpu`; `same` is
+    /// `--same-cpu` or empty.
+    fn script(&self, free_cpu: u32, same: &str) -> String {
+        let (exe, c0, c1, d) = (&self.exe, self.c0, self.c1, &self.duration);
+        let mut s = format!(
+            "{exe} workload cross-cpu-pages --alloc-cpus {c0} --free-cpus {c1} {same} -d {d}"
+        );
+        if self.tap {
+            s += &format!(
+                " && {exe} workload tap --sender-cpus {c0} --reader-cpus {free_cpu} -d {d}"
+            );
+        }
+        s
+    }
+
+    /// Records "before" (allocation and free on different CPUs) and "after" (on one CPU, the
+    /// userspace analogue of freeing SKBs on their allocating CPU) into `dir`.
+    fn record_both(&self, dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+        let (c0, c1) = (self.c0, self.c1);
+        let rt = runtime()?;
+        let mut paths = Vec::new();
+        for (name, what, sh) in [
+            (
+                "before",
+                format!("alloc CPU {c0}, free CPU {c1}"),
+                self.script(c1, ""),
+            ),
+            (
+                "after",
+                format!("alloc and free on CPU {c0}"),
+                self.script(c0, "--same-cpu"),
+            ),
+        ] {
+            let path = dir.join(format!("{name}.zprof"));
+            eprintln!("zoneprof demo: recording \"{name}\" ({what})");
+            let out = rt.block_on(session::record(RecordOpts {
+                duration: None,
+                output: path.clone(),
+                cpus: None,
+                command: vec!["sh".into(), "-c".into(), sh],
+                progress: true,
+                plan: Default::default(),
+            }))?;
+            print_record_summary(&path, &out);
+            if out.command_status.is_some_and(|s| !s.success()) {
+                bail!("the {name} workload failed; see its output above");
+            }
+            paths.push(path);
+        }
+        Ok(paths)
+    }
+}
+
+/// The comparison (text, JSON, HTML) and each recording's HTML report.
+fn write_demo_reports(
+    dir: &std::path::Path,
+    c: &zoneprof::output::compare::Comparison,
+    (before, bs): (&Recording, &str),
+    (after, as_): (&Recording, &str),
+) -> Result<Vec<PathBuf>> {
+    use zoneprof::{output::compare, output::flamegraph as fg, output::html};
     let mut written = vec![];
     for (file, doc) in [
-        ("compare.txt", compare::to_text(&c)),
-        ("compare.json", compare::to_json(&c) + "\n"),
-        ("compare.html", html::compare_html(&c, &before, &after)?),
-        ("before.html", html::report_html(&before, 10, &bs)?),
-        ("after.html", html::report_html(&after, 10, &as_)?),
+        ("compare.txt", compare::to_text(c)),
+        ("compare.json", compare::to_json(c) + "\n"),
+        ("compare.html", html::compare_html(c, before, after)?),
+        ("before.html", html::report_html(before, 10, bs)?),
+        ("after.html", html::report_html(after, 10, as_)?),
     ] {
         let p = dir.join(file);
         fg::write_atomic(&p, doc.as_bytes())?;
         written.push(p);
     }
-    for (rec, src, name) in [(&before, &bs, "before"), (&after, &as_, "after")] {
+    Ok(written)
+}
+
+/// Zone-wait and SKB-free flamegraphs of each recording; a view without data (no
+/// zone-lock contention) is skipped, not drawn empty.
+fn write_demo_flamegraphs(
+    dir: &std::path::Path,
+    recs: [(&Recording, &String, &str); 2],
+) -> Result<Vec<PathBuf>> {
+    use zoneprof::output::flamegraph as fg;
+    let mut written = vec![];
+    for (rec, src, name) in recs {
         for view in [fg::View::ZoneWait, fg::View::SkbFree] {
             let opts = fg::FoldOptions::default();
-            // A view without data (no zone-lock contention) is skipped, not drawn empty.
             if let Ok(f) = fg::build(rec, view, &opts, src)
                 && let Ok(svg) = fg::render_svg(&f.folded, view, &f.title, &f.subtitle)
             {
@@ -705,12 +759,20 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
             }
         }
     }
+    Ok(written)
+}
+
+fn print_demo_summary<'a>(
+    dir: &std::path::Path,
+    c: &zoneprof::output::compare::Comparison,
+    files: impl Iterator<Item = &'a PathBuf>,
+) {
     println!("\nzoneprof demo: before = cross-CPU frees, after = same-CPU frees");
     for v in &c.verdict {
         println!("  - {v}");
     }
     println!("\nFiles in {}:", dir.display());
-    for p in paths.iter().chain(&written) {
+    for p in files {
         println!("  {}", p.display());
     }
     for f in &c.flamegraphs {
@@ -720,7 +782,6 @@ fn cmd_demo(a: DemoArgs) -> Result<ExitCode> {
         "\nOpen {} in a browser for the before/after report.",
         dir.join("compare.html").display()
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 // ---- flamegraph / compare / html wiring (thin: the work is in the library modules) ----

@@ -10,7 +10,9 @@
 )]
 mod common;
 
-use std::{collections::BTreeMap, path::PathBuf, process::Command};
+use common::check_golden;
+
+use std::{collections::BTreeMap, process::Command};
 
 use zoneprof::output::flamegraph::{self as fg, FoldOptions, View};
 
@@ -24,10 +26,6 @@ const FIXTURES: &[&str] = &[
 const LOCK_VIEWS: &[View] = &[View::ZoneWait, View::ZoneAlloc, View::ZoneFree];
 const BIN: &str = env!("CARGO_BIN_EXE_zoneprof");
 
-fn golden_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"))
-}
-
 fn stacks(test: &str, name: &str) -> Option<Vec<fg::WeightedStack>> {
     let text = common::fixture(test, &format!("{name}.folded"))?;
     Some(fg::lock_stacks_from_folded(&text, name).expect("fixture parses"))
@@ -40,39 +38,6 @@ fn view_fold(stacks: &[fg::WeightedStack], view: View, opts: &FoldOptions) -> fg
         .cloned()
         .collect();
     fg::fold(&v, opts)
-}
-
-/// Compares `actual` with the golden file, or rewrites it under ZONEPROF_BLESS=1.
-fn check_golden(file: &str, actual: &str) {
-    let path = golden_dir().join(file);
-    if std::env::var("ZONEPROF_BLESS").as_deref() == Ok("1") {
-        std::fs::create_dir_all(golden_dir()).expect("mkdir golden");
-        std::fs::write(&path, actual).expect("write golden");
-        eprintln!("blessed {}", path.display());
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with ZONEPROF_BLESS=1 to create it",
-            path.display()
-        )
-    });
-    if expected != actual {
-        let first_diff = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or(expected.lines().count().min(actual.lines().count()));
-        panic!(
-            "{file} differs from the golden file at line {} (expected {} lines, got {}):\n  \
-             expected: {:?}\n  actual:   {:?}\nrerun with ZONEPROF_BLESS=1 if the change is intended",
-            first_diff + 1,
-            expected.lines().count(),
-            actual.lines().count(),
-            expected.lines().nth(first_diff),
-            actual.lines().nth(first_diff),
-        );
-    }
 }
 
 #[test]

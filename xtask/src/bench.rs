@@ -18,6 +18,7 @@ mod parse;
 mod progcost;
 mod stacks;
 mod stats;
+mod template;
 mod userspace;
 
 use std::path::PathBuf;
@@ -29,7 +30,7 @@ pub use observer::Opts as ObserverOpts;
 
 use crate::cmd::find_in_path;
 use crate::setup;
-use crate::workspace::Workspace;
+use crate::workspace::{SYNTH_BUILD, Workspace};
 
 /// `cargo xtask bench` options.
 #[derive(Debug, Clone)]
@@ -176,6 +177,10 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
         ws.cargo()
             .args(["build", "--release", "-p", "profiler"])
             .run()?;
+        if !opts.only_observer {
+            println!("==> bench: building release zoneprof-synth (feature synth)");
+            ws.cargo().args(SYNTH_BUILD).run()?;
+        }
     }
     let zoneprof = ws.release_bin()?;
     if !zoneprof.is_file() {
@@ -184,12 +189,27 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
             zoneprof.display()
         );
     }
+    let synth = ws.release_synth_bin()?;
+    if !opts.only_observer && !synth.is_file() {
+        bail!(
+            "{} does not exist: build it (cargo {}) or drop --no-build",
+            synth.display(),
+            SYNTH_BUILD.join(" ")
+        );
+    }
     let bench_dir = ws.target_dir()?.join("bench");
     let scratch = bench_dir.join("scratch");
     std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
     if opts.only_observer {
         return run_observer_only(ws, opts, &zoneprof, &bench_dir, &scratch);
     }
+    // The doc's prose and span markers are the template: check it before measuring.
+    let template_path = match &opts.doc {
+        Some(d) if d.is_file() => d.clone(),
+        _ => ws.root.join("docs/benchmarks.md"),
+    };
+    let spans = [doc::SPANS, doc::OBSERVER_SPANS].concat();
+    read_template(&template_path, &spans)?;
     let host = host::facts();
     if host.online_cpus < 2 {
         bail!("the reproducers need two online CPUs");
@@ -392,6 +412,7 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
     let t = Instant::now();
     let userspace = userspace::run(
         &zoneprof,
+        &synth,
         userspace::SynthSpec {
             cpus: opts.synth_cpus,
             stacks: opts.synth_stacks,
@@ -446,16 +467,11 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
             ws.root.join("docs/benchmarks.md")
         }
     });
-    let old_doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
-    std::fs::write(
-        &doc_path,
-        doc::markdown(
-            &res,
-            doc::kept_block(&old_doc),
-            doc::observer_block(&old_doc),
-        ),
-    )
-    .with_context(|| format!("writing {}", doc_path.display()))?;
+    // Read again: the prose may have been edited while the bench ran.
+    let template = read_template(&template_path, &spans)?;
+    let filled = template::fill(&template, &doc::values(&res))
+        .with_context(|| format!("filling {}", template_path.display()))?;
+    std::fs::write(&doc_path, filled).with_context(|| format!("writing {}", doc_path.display()))?;
     std::fs::remove_dir_all(&scratch).ok();
 
     println!("==> bench: targets");
@@ -506,6 +522,11 @@ fn run_observer_only(
     let perf = which("perf").context(
         "perf (linux-perf) is not installed: cargo xtask setup, or apt-get install linux-perf",
     )?;
+    let doc_path = opts
+        .doc
+        .clone()
+        .unwrap_or_else(|| ws.root.join("docs/benchmarks.md"));
+    read_template(&doc_path, doc::OBSERVER_SPANS)?;
     println!("==> bench: observer effect only (perf record -a -g over cross-cpu-pages)");
     let o = observer::run(
         &observer::Tools {
@@ -522,21 +543,11 @@ fn run_observer_only(
         .context("serializing the observer results")?;
     std::fs::write(&json_path, json + "\n")
         .with_context(|| format!("writing {}", json_path.display()))?;
-    let doc_path = opts
-        .doc
-        .clone()
-        .unwrap_or_else(|| ws.root.join("docs/benchmarks.md"));
-    let old_doc = std::fs::read_to_string(&doc_path).with_context(|| {
-        format!(
-            "reading {} (its other sections are kept)",
-            doc_path.display()
-        )
-    })?;
-    std::fs::write(
-        &doc_path,
-        doc::splice_observer(&old_doc, &doc::observer_section(&o)),
-    )
-    .with_context(|| format!("writing {}", doc_path.display()))?;
+    // Read again: the prose may have been edited while the bench ran.
+    let old_doc = read_template(&doc_path, doc::OBSERVER_SPANS)?;
+    let filled = template::fill(&old_doc, &doc::observer_values(&o))
+        .with_context(|| format!("filling {}", doc_path.display()))?;
+    std::fs::write(&doc_path, filled).with_context(|| format!("writing {}", doc_path.display()))?;
     std::fs::remove_dir_all(scratch).ok();
     print_observer_targets(&o);
     println!(
@@ -546,4 +557,22 @@ fn run_observer_only(
         doc_path.display()
     );
     Ok(())
+}
+
+/// The doc at `path`, whose hand-written text the bench keeps: it must hold a span for each
+/// of `spans`, or the run would lose figures.
+fn read_template(path: &std::path::Path, spans: &[&str]) -> Result<String> {
+    let doc = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {} (the bench fills its spans)", path.display()))?;
+    let missing =
+        template::missing(&doc, spans).with_context(|| format!("in {}", path.display()))?;
+    if !missing.is_empty() {
+        bail!(
+            "{} lacks the spans {} (`<!-- bench:NAME -->…<!-- /bench:NAME -->`): add them where \
+             the figures belong",
+            path.display(),
+            missing.join(", ")
+        );
+    }
+    Ok(doc)
 }

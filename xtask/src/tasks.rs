@@ -118,6 +118,9 @@ pub fn test(ws: &Workspace, cargo_test_args: &[OsString]) -> Result<()> {
                 EBPF_CRATE,
                 "--release",
                 "--no-fail-fast",
+                // The synthetic-recording generator and its golden test (off in zoneprof).
+                "--features",
+                "profiler/synth",
             ])
             .args(cargo_test_args)
             .env("ZONEPROF_BIN", &bin)

@@ -8,6 +8,19 @@ use anyhow::{Context as _, Result, anyhow, bail};
 
 use crate::cmd::Cmd;
 
+/// `cargo` arguments that build the synthetic-recording generator for the bench: the
+/// profiler crate's `synth` feature, which the user binary `zoneprof` is built without.
+pub const SYNTH_BUILD: &[&str] = &[
+    "build",
+    "--release",
+    "-p",
+    "profiler",
+    "--features",
+    "synth",
+    "--bin",
+    "zoneprof-synth",
+];
+
 pub struct Workspace {
     /// The workspace root (parent of the xtask crate); every command runs from here.
     pub root: PathBuf,
@@ -64,6 +77,11 @@ impl Workspace {
     /// Absolute path of the release `zoneprof` binary.
     pub fn release_bin(&self) -> Result<PathBuf> {
         Ok(self.target_dir()?.join("release").join("zoneprof"))
+    }
+
+    /// Absolute path of the release `zoneprof-synth` binary (`SYNTH_BUILD` builds it).
+    pub fn release_synth_bin(&self) -> Result<PathBuf> {
+        Ok(self.target_dir()?.join("release").join("zoneprof-synth"))
     }
 }
 

@@ -149,59 +149,90 @@ pub fn read_lock_tables(
     ksyms: Option<&Kallsyms>,
     raw_stacks: bool,
 ) -> Result<LockTables, AggregateError> {
-    let stats: HashMap<&MapData, LockKey, LockVal> =
-        HashMap::try_from(get_map(ebpf, "LOCK_STATS")?).map_err(map_err("LOCK_STATS"))?;
-    let stack_map: StackTraceMap<&MapData> =
-        StackTraceMap::try_from(get_map(ebpf, "STACKS")?).map_err(map_err("STACKS"))?;
-    let hist: HashMap<&MapData, HistKey, u64> =
-        HashMap::try_from(get_map(ebpf, "WAIT_HIST")?).map_err(map_err("WAIT_HIST"))?;
-    let zones: HashMap<&MapData, u64, ZoneInfo> =
-        HashMap::try_from(get_map(ebpf, "ZONE_CACHE")?).map_err(map_err("ZONE_CACHE"))?;
+    let mut stacks = Stacks {
+        map: StackTraceMap::try_from(get_map(ebpf, "STACKS")?).map_err(map_err("STACKS"))?,
+        ksyms,
+        raw_stacks,
+        interner: StackInterner::default(),
+        by_id: Default::default(),
+        unsymbolized: 0,
+    };
+    let mut lock_waits = read_lock_waits(ebpf, &mut stacks)?;
+    let mut wait_hist = read_wait_hist(ebpf, &mut stacks)?;
+    let mut zones = read_zone_labels(ebpf)?;
+    // Deterministic order makes recordings diffable.
+    lock_waits.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then(a.cpu.cmp(&b.cpu)));
+    wait_hist.sort_by_key(|h| (h.stack, h.bucket));
+    zones.sort_by_key(|z| z.lock_addr);
+    let unsymbolized_frames = stacks.unsymbolized;
+    let (frames, stacks) = stacks.interner.finish();
+    Ok(LockTables {
+        frames,
+        stacks,
+        lock_waits,
+        wait_hist,
+        zones,
+        unsymbolized_frames,
+    })
+}
 
-    let mut interner = StackInterner::default();
-    // Kernel stack id -> recording stack index; each id is read and symbolized once.
-    let mut by_id: std::collections::HashMap<i32, Option<u32>> = Default::default();
-    let mut unsymbolized = 0u64;
-    let mut resolve = |id: i32, interner: &mut StackInterner| -> Option<u32> {
+/// Kernel stack ids turned into recording stacks: each id is read and symbolized once.
+struct Stacks<'a> {
+    map: StackTraceMap<&'a MapData>,
+    ksyms: Option<&'a Kallsyms>,
+    /// Raw tracepoint stacks start in the probe; only the traced path is kept.
+    raw_stacks: bool,
+    interner: StackInterner,
+    /// Kernel stack id -> recording stack index (None: the stack could not be read).
+    by_id: std::collections::HashMap<i32, Option<u32>>,
+    unsymbolized: u64,
+}
+
+impl Stacks<'_> {
+    /// The recording stack of kernel stack `id`; None for a failed capture (negative id)
+    /// or a stack no longer in the map.
+    fn resolve(&mut self, id: i32) -> Option<u32> {
         if id < 0 {
             return None;
         }
-        if let Some(&s) = by_id.get(&id) {
+        if let Some(&s) = self.by_id.get(&id) {
             return s;
         }
-        let s = stack_map.get(&(id as u32), 0).ok().map(|st| {
+        let s = self.map.get(&(id as u32), 0).ok().map(|st| {
             let all = st.frames();
-            // Raw tracepoint stacks start in the probe; keep only the traced path.
             let ips: Vec<u64> = all.iter().map(|f| f.ip).collect();
-            let glue = match ksyms {
-                Some(k) if raw_stacks => k.probe_glue_len(&ips),
+            let glue = match self.ksyms {
+                Some(k) if self.raw_stacks => k.probe_glue_len(&ips),
                 _ => 0,
             };
             let frames = all[glue..]
                 .iter()
                 .map(|f| {
-                    let name = match ksyms {
+                    let name = match self.ksyms {
                         Some(k) if k.resolve(f.ip).is_some() => k.format_frame(f.ip),
                         _ => {
-                            unsymbolized += 1;
+                            self.unsymbolized += 1;
                             format!("{:#x}", f.ip)
                         }
                     };
-                    interner.frame(name)
+                    self.interner.frame(name)
                 })
                 .collect();
-            interner.stack(frames)
+            self.interner.stack(frames)
         });
-        by_id.insert(id, s);
+        self.by_id.insert(id, s);
         s
-    };
+    }
+}
 
+fn read_lock_waits(ebpf: &Ebpf, stacks: &mut Stacks<'_>) -> Result<Vec<LockWait>, AggregateError> {
+    let stats: HashMap<&MapData, LockKey, LockVal> =
+        HashMap::try_from(get_map(ebpf, "LOCK_STATS")?).map_err(map_err("LOCK_STATS"))?;
     let mut lock_waits = Vec::new();
     for item in stats.iter() {
         let (k, v) = item.map_err(map_err("LOCK_STATS"))?;
-        let stack = resolve(k.stack_id, &mut interner);
         lock_waits.push(LockWait {
-            stack,
+            stack: stacks.resolve(k.stack_id),
             stack_error: (k.stack_id < 0).then_some(k.stack_id),
             cpu: k.cpu,
             lock_addr: k.lock_addr,
@@ -211,15 +242,28 @@ pub fn read_lock_tables(
             max_ns: v.max_ns,
         });
     }
+    Ok(lock_waits)
+}
+
+fn read_wait_hist(ebpf: &Ebpf, stacks: &mut Stacks<'_>) -> Result<Vec<HistEntry>, AggregateError> {
+    let hist: HashMap<&MapData, HistKey, u64> =
+        HashMap::try_from(get_map(ebpf, "WAIT_HIST")?).map_err(map_err("WAIT_HIST"))?;
     let mut wait_hist = Vec::new();
     for item in hist.iter() {
         let (k, count) = item.map_err(map_err("WAIT_HIST"))?;
         wait_hist.push(HistEntry {
-            stack: resolve(k.stack_id, &mut interner),
+            stack: stacks.resolve(k.stack_id),
             bucket: k.bucket,
             count,
         });
     }
+    Ok(wait_hist)
+}
+
+/// Zone labels of the lock addresses the programs proved to be zone locks.
+fn read_zone_labels(ebpf: &Ebpf) -> Result<Vec<ZoneLabel>, AggregateError> {
+    let zones: HashMap<&MapData, u64, ZoneInfo> =
+        HashMap::try_from(get_map(ebpf, "ZONE_CACHE")?).map_err(map_err("ZONE_CACHE"))?;
     let mut zone_labels = Vec::new();
     for item in zones.iter() {
         let (addr, z) = item.map_err(map_err("ZONE_CACHE"))?;
@@ -234,19 +278,7 @@ pub fn read_lock_tables(
             name: String::from_utf8_lossy(&z.name[..end]).into_owned(),
         });
     }
-    // Deterministic order makes recordings diffable.
-    lock_waits.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then(a.cpu.cmp(&b.cpu)));
-    wait_hist.sort_by_key(|h| (h.stack, h.bucket));
-    zone_labels.sort_by_key(|z| z.lock_addr);
-    let (frames, stacks) = interner.finish();
-    Ok(LockTables {
-        frames,
-        stacks,
-        lock_waits,
-        wait_hist,
-        zones: zone_labels,
-        unsymbolized_frames: unsymbolized,
-    })
+    Ok(zone_labels)
 }
 
 /// Per-CPU values of one counter (index = CPU).

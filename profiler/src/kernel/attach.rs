@@ -190,7 +190,31 @@ struct Kernel<'a> {
     pcp_count_off: Result<u32, String>,
 }
 
-impl Kernel<'_> {
+impl<'a> Kernel<'a> {
+    /// The facts of the running kernel, tracefs being at `tracefs`.
+    fn read(tracefs: PathBuf, ksyms: Option<&'a Kallsyms>) -> Self {
+        let btf = Btf::from_sys_vmlinux().map_err(|e| format!("no kernel BTF: {e}"));
+        let pcp_count_off = btf.as_ref().map_err(Clone::clone).and_then(|b| {
+            b.member_offset("per_cpu_pages", "count")
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "struct per_cpu_pages has no member count".to_string())
+        });
+        Kernel {
+            traceable: read_traceable(&tracefs),
+            tracefs,
+            btf,
+            pcp_count_off,
+            ksyms,
+            kprobes: if std::path::Path::new(KPROBE_PMU).exists() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "kprobes are not available on this kernel (no kprobe PMU at {KPROBE_PMU}: CONFIG_KPROBES off?)"
+                ))
+            },
+        }
+    }
+
     /// Err when ftrace says `sym` is `notrace` (kprobe gets EINVAL, fentry EBUSY).
     fn check_traceable(&self, sym: &str) -> Result<(), String> {
         match &self.traceable {
@@ -217,56 +241,64 @@ pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachErr
     check_privileges()?;
     let (root, mounted) =
         tracefs::ensure_tracefs().map_err(|e| AttachError::Tracefs(e.to_string()))?;
-    let btf = Btf::from_sys_vmlinux().map_err(|e| format!("no kernel BTF: {e}"));
-    let pcp_count_off = btf.as_ref().map_err(Clone::clone).and_then(|b| {
-        b.member_offset("per_cpu_pages", "count")
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "struct per_cpu_pages has no member count".to_string())
-    });
-    let k = Kernel {
-        traceable: read_traceable(&root),
-        tracefs: root,
-        btf,
-        pcp_count_off,
-        ksyms,
-        kprobes: if std::path::Path::new(KPROBE_PMU).exists() {
-            Ok(())
-        } else {
-            Err(format!(
-                "kprobes are not available on this kernel (no kprobe PMU at {KPROBE_PMU}: CONFIG_KPROBES off?)"
-            ))
-        },
+    let k = Kernel::read(root, ksyms);
+    let mut p = Planner {
+        k: &k,
+        opts,
+        globals: Globals::default(),
+        method_checks: Vec::new(),
+        ranges: Vec::new(),
     };
-    let mut globals = Globals::default();
     let mut candidates = Vec::new();
-    let mut method_checks = Vec::new();
-    let mut ranges = Vec::new();
     for (si, spec) in CATALOG.iter().enumerate() {
+        candidates.push(p.probe(si, spec));
+    }
+    let Planner {
+        mut globals,
+        method_checks,
+        ranges,
+        ..
+    } = p;
+    defer_ipi_callback(ksyms, &mut globals, &mut candidates);
+    let (zone_label_unavailable, skb_alloc_cpu_unavailable) =
+        kernel_globals(&k, opts, &mut globals);
+    Ok(Plan {
+        tracefs_mounted_by_us: mounted,
+        globals,
+        candidates,
+        method_checks,
+        ranges,
+        zone_label_unavailable,
+        skb_alloc_cpu_unavailable,
+        opts: opts.clone(),
+    })
+}
+
+/// What `plan` gathers while it goes through the catalog.
+struct Planner<'k> {
+    k: &'k Kernel<'k>,
+    opts: &'k PlanOpts,
+    globals: Globals,
+    method_checks: Vec<(usize, usize, Result<Vec<Candidate>, String>)>,
+    ranges: Vec<(u32, FuncRange)>,
+}
+
+impl Planner<'_> {
+    /// The methods catalog entry `si` will try, in order, and those that failed the
+    /// pre-checks or were not tried.
+    fn probe(&mut self, si: usize, spec: &ProbeSpec) -> (Vec<Candidate>, Vec<AttachAttempt>) {
+        let opts = self.opts;
+        // Probes left out by choice are marked "off": not a failure to warn about.
+        if let Some(why) = left_out(spec, opts) {
+            let off = AttachAttempt {
+                method: OFF.into(),
+                target: spec.methods.first().map(|m| m.target()).unwrap_or_default(),
+                error: Some(why),
+            };
+            return (Vec::new(), vec![off]);
+        }
         let mut ok = Vec::new();
         let mut failed = Vec::new();
-        // Probes left out by choice are marked "off": not a failure to warn about.
-        let off = |why: String| AttachAttempt {
-            method: OFF.into(),
-            target: spec.methods.first().map(|m| m.target()).unwrap_or_default(),
-            error: Some(why),
-        };
-        if let Some(only) = &opts.only
-            && !only.iter().any(|n| n == spec.name)
-        {
-            candidates.push((ok, vec![off("not selected (--probes)".into())]));
-            continue;
-        }
-        if let Some(why) = pcp_off_reason(spec, opts.pcp) {
-            candidates.push((ok, vec![off(why)]));
-            continue;
-        }
-        if let Some(opt) = spec.opt_in.filter(|o| !opts.enables(o)) {
-            candidates.push((
-                ok,
-                vec![off(format!("off by default (costly); enable with {opt}"))],
-            ));
-            continue;
-        }
         // `--pcp page` names the per-page tracepoints itself, whatever `--backend` says.
         let pcp_page = opts.pcp == PcpMode::Page && matches!(spec.pcp, PcpRole::PerPage { .. });
         for (mi, m) in spec.methods.iter().enumerate() {
@@ -282,23 +314,12 @@ pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachErr
                 )));
                 continue;
             }
-            let checked = precheck(&k, spec, m, &mut globals);
-            method_checks.push((si, mi, checked.clone()));
+            let checked = precheck(self.k, spec, m, &mut self.globals);
+            self.method_checks.push((si, mi, checked.clone()));
             match checked {
                 Ok(cs) => {
                     for c in cs {
-                        if let Some(slot) = caller_slot(spec.name)
-                            && let Some(r) = ksyms.and_then(|ks| ks.symbol_range(&c.target))
-                            && !ranges.iter().any(|(s, _)| *s == slot)
-                        {
-                            ranges.push((
-                                slot,
-                                FuncRange {
-                                    start: r.0,
-                                    end: r.1,
-                                },
-                            ));
-                        }
+                        self.note_caller_range(spec, &c);
                         ok.push(c);
                     }
                 }
@@ -315,29 +336,77 @@ pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachErr
                 )),
             });
         }
-        candidates.push((ok, failed));
+        (ok, failed)
     }
-    // The deferred-flush IPI is recognised by its callback's address.
-    match ksyms.and_then(|k| k.address_of("trigger_rx_softirq")) {
-        Some(a) => globals.set64("DEFER_IPI_FN", a),
-        None => {
-            if let Some(i) = CATALOG.iter().position(|p| p.name == name::SKB_DEFER_IPI) {
-                let (ok, failed) = &mut candidates[i];
-                if let Some(first) = ok.first() {
-                    let method = first.method.kind().into();
-                    ok.clear();
-                    failed.push(AttachAttempt {
-                        method,
-                        target: "csd:csd_queue_cpu".into(),
-                        error: Some(
-                            "trigger_rx_softirq (the deferred-flush kick function) is not in kallsyms"
-                                .into(),
-                        ),
-                    });
-                }
-            }
+
+    /// The first target of a probe that attributes callers gives its function range.
+    fn note_caller_range(&mut self, spec: &ProbeSpec, c: &Candidate) {
+        if let Some(slot) = caller_slot(spec.name)
+            && let Some(r) = self.k.ksyms.and_then(|ks| ks.symbol_range(&c.target))
+            && !self.ranges.iter().any(|(s, _)| *s == slot)
+        {
+            self.ranges.push((
+                slot,
+                FuncRange {
+                    start: r.0,
+                    end: r.1,
+                },
+            ));
         }
     }
+}
+
+/// Why a probe is left out by choice (not in `--probes`, `--pcp`, opt-in), if it is.
+fn left_out(spec: &ProbeSpec, opts: &PlanOpts) -> Option<String> {
+    if let Some(only) = &opts.only
+        && !only.iter().any(|n| n == spec.name)
+    {
+        return Some("not selected (--probes)".into());
+    }
+    if let Some(why) = pcp_off_reason(spec, opts.pcp) {
+        return Some(why);
+    }
+    spec.opt_in
+        .filter(|o| !opts.enables(o))
+        .map(|opt| format!("off by default (costly); enable with {opt}"))
+}
+
+/// The deferred-flush IPI is recognised by its callback's address: without it in kallsyms,
+/// the IPI probe's candidates become a failure.
+fn defer_ipi_callback(
+    ksyms: Option<&Kallsyms>,
+    globals: &mut Globals,
+    candidates: &mut [(Vec<Candidate>, Vec<AttachAttempt>)],
+) {
+    if let Some(a) = ksyms.and_then(|k| k.address_of("trigger_rx_softirq")) {
+        globals.set64("DEFER_IPI_FN", a);
+        return;
+    }
+    let Some(i) = CATALOG.iter().position(|p| p.name == name::SKB_DEFER_IPI) else {
+        return;
+    };
+    let (ok, failed) = &mut candidates[i];
+    if let Some(first) = ok.first() {
+        let method = first.method.kind().into();
+        ok.clear();
+        failed.push(AttachAttempt {
+            method,
+            target: "csd:csd_queue_cpu".into(),
+            error: Some(
+                "trigger_rx_softirq (the deferred-flush kick function) is not in kallsyms".into(),
+            ),
+        });
+    }
+}
+
+/// Globals of the whole object rather than of one probe: sampling, sysctls, CPU ids and
+/// struct offsets. Returns why zone locks cannot be labelled by address and why SKB frees
+/// cannot be attributed to their allocating CPU, if they cannot.
+fn kernel_globals(
+    k: &Kernel<'_>,
+    opts: &PlanOpts,
+    globals: &mut Globals,
+) -> (Option<String>, Option<String>) {
     globals.set("PAGE_SAMPLE", opts.page_sample.max(1));
     let defer_max = std::fs::read_to_string("/proc/sys/net/core/skb_defer_max")
         .ok()
@@ -350,7 +419,7 @@ pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachErr
         globals.set("NR_CPU_IDS", n.last().map_or(1, |c| c + 1));
     }
     let zone_label_unavailable = match &k.btf {
-        Ok(b) => zone_layout(b, &mut globals).err(),
+        Ok(b) => zone_layout(b, globals).err(),
         Err(e) => Some(e.clone()),
     };
     if let Ok(off) = k.pcp_count_off {
@@ -367,16 +436,7 @@ pub fn plan(opts: &PlanOpts, ksyms: Option<&Kallsyms>) -> Result<Plan, AttachErr
         },
         Err(e) => Some(e.clone()),
     };
-    Ok(Plan {
-        tracefs_mounted_by_us: mounted,
-        globals,
-        candidates,
-        method_checks,
-        ranges,
-        zone_label_unavailable,
-        skb_alloc_cpu_unavailable,
-        opts: opts.clone(),
-    })
+    (zone_label_unavailable, skb_alloc_cpu_unavailable)
 }
 
 pub fn backend_name(b: Backend) -> &'static str {

@@ -79,7 +79,44 @@ fn tracepoints() -> Vec<(&'static str, &'static str, &'static str)> {
 pub fn run() -> Doctor {
     let mut checks = Vec::new();
     let privileged = attach::check_privileges();
-    checks.push(match &privileged {
+    checks.push(privileges_check(&privileged));
+    let (tracefs_root, c) = tracefs_check();
+    checks.push(c);
+    let (btf, c) = btf_check();
+    checks.push(c);
+    checks.push(kprobes_check());
+    let (ksyms, c) = kallsyms_check();
+    checks.push(c);
+    if let Some(root) = &tracefs_root {
+        checks.extend(tracepoint_checks(root));
+    }
+    if let Some(b) = &btf {
+        checks.extend(offset_checks(b));
+    }
+    checks.push(topology_check());
+    checks.extend(sysctl_checks());
+
+    // The real test: load and attach everything, then detach at once.
+    let mut probes = Vec::new();
+    if privileged.is_ok() && tracefs_root.is_some() {
+        match attach_everything(ksyms.as_ref()) {
+            Ok(p) => probes = p,
+            Err(c) => checks.push(c),
+        }
+    }
+    checks.extend(probes.iter().map(probe_check));
+    Doctor {
+        format: "zoneprof-doctor",
+        version: 1,
+        checks,
+        targets: attach::target_facts(ksyms.as_ref(), btf.as_ref()),
+        recording_useful: recording_useful(&probes),
+        probes,
+    }
+}
+
+fn privileges_check(privileged: &Result<(), attach::AttachError>) -> Check {
+    match privileged {
         Ok(()) => check("privileges", Status::Ok, "can load eBPF programs", ""),
         Err(e) => check(
             "privileges",
@@ -87,11 +124,14 @@ pub fn run() -> Doctor {
             e.to_string(),
             "run as root (sudo zoneprof ...)",
         ),
-    });
+    }
+}
 
-    let tracefs_root = match tracefs::ensure_tracefs() {
+/// tracefs, mounted here when it was not; its root when it is there.
+fn tracefs_check() -> (Option<std::path::PathBuf>, Check) {
+    match tracefs::ensure_tracefs() {
         Ok((p, mounted)) => {
-            checks.push(check(
+            let c = check(
                 "tracefs",
                 Status::Ok,
                 if mounted {
@@ -100,39 +140,43 @@ pub fn run() -> Doctor {
                     format!("at {}", p.display())
                 },
                 "",
-            ));
-            Some(p)
+            );
+            (Some(p), c)
         }
-        Err(e) => {
-            checks.push(check(
+        Err(e) => (
+            None,
+            check(
                 "tracefs",
                 Status::Fail,
                 e.to_string(),
                 "as root: mount -t tracefs nodev /sys/kernel/tracing",
-            ));
-            None
-        }
-    };
+            ),
+        ),
+    }
+}
 
-    let btf = match Btf::from_sys_vmlinux() {
-        Ok(b) => {
-            checks.push(check("BTF", Status::Ok, "/sys/kernel/btf/vmlinux", ""));
-            Some(b)
-        }
-        Err(e) => {
-            checks.push(check(
+fn btf_check() -> (Option<Btf>, Check) {
+    match Btf::from_sys_vmlinux() {
+        Ok(b) => (
+            Some(b),
+            check("BTF", Status::Ok, "/sys/kernel/btf/vmlinux", ""),
+        ),
+        Err(e) => (
+            None,
+            check(
                 "BTF",
                 Status::Warn,
                 e.to_string(),
                 "use a kernel built with CONFIG_DEBUG_INFO_BTF=y: without it zone locks are not \
                  labelled, SKB frees not attributed, and fentry is unavailable",
-            ));
-            None
-        }
-    };
+            ),
+        ),
+    }
+}
 
+fn kprobes_check() -> Check {
     let kprobe_pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
-    checks.push(if kprobe_pmu {
+    if kprobe_pmu {
         check("kprobes", Status::Ok, "kprobe PMU present", "")
     } else {
         check(
@@ -141,33 +185,33 @@ pub fn run() -> Doctor {
             "no kprobe PMU (CONFIG_KPROBES off)",
             "probes fall back to fentry or tracepoints; skb_attempt_defer_free needs kprobe or fentry",
         )
-    });
+    }
+}
 
-    let ksyms = match Kallsyms::load() {
+fn kallsyms_check() -> (Option<Kallsyms>, Check) {
+    match Kallsyms::load() {
         Ok(k) => {
-            checks.push(check(
-                "kallsyms",
-                Status::Ok,
-                format!("{} symbols", k.len()),
-                "",
-            ));
-            Some(k)
+            let c = check("kallsyms", Status::Ok, format!("{} symbols", k.len()), "");
+            (Some(k), c)
         }
-        Err(e) => {
-            checks.push(check(
+        Err(e) => (
+            None,
+            check(
                 "kallsyms",
                 Status::Warn,
                 e.to_string(),
                 "run as root or with CAP_SYSLOG: stacks stay unsymbolized otherwise",
-            ));
-            None
-        }
-    };
+            ),
+        ),
+    }
+}
 
-    if let Some(root) = &tracefs_root {
-        for (cat, ev, feeds) in tracepoints() {
-            let ok = tracefs::event_exists(root, cat, ev);
-            checks.push(if ok {
+/// Every tracepoint the catalog uses: present, or what is lost without it.
+fn tracepoint_checks(root: &std::path::Path) -> Vec<Check> {
+    tracepoints()
+        .into_iter()
+        .map(|(cat, ev, feeds)| {
+            if tracefs::event_exists(root, cat, ev) {
                 check(&format!("tracepoint {cat}:{ev}"), Status::Ok, "present", "")
             } else {
                 check(
@@ -180,14 +224,18 @@ pub fn run() -> Doctor {
                         "needs a newer kernel, or another method for this probe"
                     },
                 )
-            });
-        }
-    }
+            }
+        })
+        .collect()
+}
 
-    if let Some(b) = &btf {
-        for (s, m, why) in OFFSETS {
+/// Every struct member the probes read, found in BTF or not.
+fn offset_checks(b: &Btf) -> Vec<Check> {
+    OFFSETS
+        .iter()
+        .map(|(s, m, why)| {
             let name = format!("offset {s}.{m}");
-            checks.push(match b.member_offset(s, m) {
+            match b.member_offset(s, m) {
                 Ok(Some(off)) => check(&name, Status::Ok, format!("{off}"), ""),
                 Ok(None) => check(
                     &name,
@@ -196,12 +244,14 @@ pub fn run() -> Doctor {
                     "",
                 ),
                 Err(e) => check(&name, Status::Warn, e.to_string(), ""),
-            });
-        }
-    }
+            }
+        })
+        .collect()
+}
 
+fn topology_check() -> Check {
     match host::host_info() {
-        Ok(h) => checks.push(check(
+        Ok(h) => check(
             "topology",
             Status::Ok,
             format!(
@@ -213,12 +263,16 @@ pub fn run() -> Doctor {
                 h.kernel_release
             ),
             "",
-        )),
-        Err(e) => checks.push(check("topology", Status::Warn, e.to_string(), "")),
+        ),
+        Err(e) => check("topology", Status::Warn, e.to_string(), ""),
     }
+}
+
+/// The sysctls a recording notes, and a warning when SKB deferral is off.
+fn sysctl_checks() -> Vec<Check> {
     let s = host::read_settings();
     let show = |v: Option<i64>| v.map_or("absent".to_string(), |v| v.to_string());
-    checks.push(check(
+    let mut checks = vec![check(
         "sysctls",
         Status::Ok,
         format!(
@@ -228,7 +282,7 @@ pub fn run() -> Doctor {
             show(s.stat_interval)
         ),
         "",
-    ));
+    )];
     if s.skb_defer_max == Some(0) {
         checks.push(check(
             "skb deferral",
@@ -237,69 +291,69 @@ pub fn run() -> Doctor {
             "sysctl -w net.core.skb_defer_max=64 to compare deferral",
         ));
     }
+    checks
+}
 
-    // The real test: load and attach everything, then detach at once.
-    let mut probes = Vec::new();
-    if privileged.is_ok() && tracefs_root.is_some() {
-        let opts = attach::PlanOpts {
-            page_flows: true,
-            page_sample: 64,
-            backend: Default::default(),
-            only: None,
-            // Every PCP probe, batch and per page, so each is tried for real.
-            pcp: crate::kernel::probes::PcpMode::Page,
-        };
-        let host = host::host_info().ok();
-        let (cpu_node, online) = host
-            .map(|h| (h.cpu_node, h.online_cpus))
-            .unwrap_or_default();
-        match attach::plan(&opts, ksyms.as_ref())
-            .and_then(|p| attach::load_and_attach(&p, None, &cpu_node, &online))
-        {
-            Ok(mut a) => {
-                a.detach();
-                probes = a.probes;
-            }
-            Err(e) => checks.push(check(
-                "load",
-                Status::Fail,
-                e.to_string(),
-                "see the probe lines above",
-            )),
+/// Loads and attaches every probe, opt-in ones included, then detaches: what each probe
+/// really did, or the failed "load" check.
+fn attach_everything(
+    ksyms: Option<&Kallsyms>,
+) -> Result<Vec<crate::model::recording::ProbeStatus>, Check> {
+    let opts = attach::PlanOpts {
+        page_flows: true,
+        page_sample: 64,
+        backend: Default::default(),
+        only: None,
+        // Every PCP probe, batch and per page, so each is tried for real.
+        pcp: crate::kernel::probes::PcpMode::Page,
+    };
+    let host = host::host_info().ok();
+    let (cpu_node, online) = host
+        .map(|h| (h.cpu_node, h.online_cpus))
+        .unwrap_or_default();
+    match attach::plan(&opts, ksyms)
+        .and_then(|p| attach::load_and_attach(&p, None, &cpu_node, &online))
+    {
+        Ok(mut a) => {
+            a.detach();
+            Ok(a.probes)
         }
+        Err(e) => Err(check(
+            "load",
+            Status::Fail,
+            e.to_string(),
+            "see the probe lines above",
+        )),
     }
-    for p in &probes {
-        checks.push(if p.attached {
-            check(
-                &format!("probe {}", p.name),
-                Status::Ok,
-                format!("attaches with {} on {}", p.method, p.target),
-                "",
-            )
-        } else {
-            check(
-                &format!("probe {}", p.name),
-                Status::Warn,
-                p.reason.clone().unwrap_or_default(),
-                "the report will list it as not observable",
-            )
-        });
+}
+
+fn probe_check(p: &crate::model::recording::ProbeStatus) -> Check {
+    if p.attached {
+        check(
+            &format!("probe {}", p.name),
+            Status::Ok,
+            format!("attaches with {} on {}", p.method, p.target),
+            "",
+        )
+    } else {
+        check(
+            &format!("probe {}", p.name),
+            Status::Warn,
+            p.reason.clone().unwrap_or_default(),
+            "the report will list it as not observable",
+        )
     }
+}
+
+/// A recording would show zone-lock contention or PCP traffic.
+fn recording_useful(probes: &[crate::model::recording::ProbeStatus]) -> bool {
     use crate::kernel::probes::name;
-    let attached = |n: &str| crate::model::recording::attached(&probes, n);
-    let recording_useful = (attached(name::CONTENTION_BEGIN) && attached(name::CONTENTION_END))
+    let attached = |n: &str| crate::model::recording::attached(probes, n);
+    (attached(name::CONTENTION_BEGIN) && attached(name::CONTENTION_END))
         || attached(name::PCP_REFILL)
         || attached(name::PCP_DRAIN)
         || attached(name::RMQUEUE_PCPLIST)
-        || attached(name::FREE_PCPPAGES_BULK);
-    Doctor {
-        format: "zoneprof-doctor",
-        version: 1,
-        checks,
-        targets: attach::target_facts(ksyms.as_ref(), btf.as_ref()),
-        probes,
-        recording_useful,
-    }
+        || attached(name::FREE_PCPPAGES_BULK)
 }
 
 pub fn to_text(d: &Doctor) -> String {

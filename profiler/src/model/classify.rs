@@ -1155,11 +1155,18 @@ mod tests {
 
     // ---- Real recorded stacks (shared/fixtures/contention, see its README).
 
+    /// The fixture directory, or None after saying the test is skipped; a panic instead
+    /// under ZONEPROF_REQUIRE_FIXTURES=1 (CI), so CI cannot pass by skipping.
     fn fixture_dir() -> Option<PathBuf> {
         let dir =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/contention");
         if dir.is_dir() {
             Some(dir)
+        } else if std::env::var("ZONEPROF_REQUIRE_FIXTURES").as_deref() == Ok("1") {
+            panic!(
+                "fixture directory {} not found, and ZONEPROF_REQUIRE_FIXTURES=1 forbids skipping",
+                dir.display()
+            );
         } else {
             println!("skipping fixture test: {} not found", dir.display());
             None

@@ -1,12 +1,13 @@
 //! What a recording is and what it means, independent of how it is shown: the on-disk
 //! format (`recording`), which lock and side a stack is (`classify`), classified views
 //! (`analysis`), zoneprof's own cost under zone->lock (`observer`), human units (`units`),
-//! synthetic recordings of large hosts for the benchmark (`synth`), and the redacted copy
-//! of a recording that can be shared (`redact`).
+//! synthetic recordings of large hosts for the benchmark (`synth`, with the `synth` feature
+//! only), and the redacted copy of a recording that can be shared (`redact`).
 pub mod analysis;
 pub mod classify;
 pub mod observer;
 pub mod recording;
 pub mod redact;
+#[cfg(feature = "synth")]
 pub mod synth;
 pub mod units;

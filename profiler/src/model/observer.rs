@@ -179,11 +179,18 @@ pub fn cost(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> ObserverCost {
     unmeasured.sort_unstable();
     unmeasured.dedup();
     let dispatch_reason = (!unmeasured.is_empty()).then(|| {
-        let why = observer.dispatch_error.clone().unwrap_or_else(|| {
-            "this recording has no dispatch measurement (made by a zoneprof that did not \
-             measure it)"
-                .to_string()
-        });
+        let measured: Vec<&str> = observer
+            .dispatch
+            .iter()
+            .map(|d| d.method.as_str())
+            .collect();
+        let why = match (&observer.dispatch_error, measured.is_empty()) {
+            (Some(e), _) => e.clone(),
+            (None, true) => "this recording has no dispatch measurement (made by a zoneprof \
+                             that did not measure it)"
+                .to_string(),
+            (None, false) => format!("measured only for {}", measured.join(", ")),
+        };
         format!(
             "dispatch not counted for runs attached by {}: {why}",
             unmeasured.join(", ")
@@ -443,6 +450,13 @@ mod tests {
             line.contains("(program time only: dispatch not measured)"),
             "{line}"
         );
+
+        // Measured, but not for this method, and no error recorded.
+        if let Some(o) = rec.observer.as_mut() {
+            o.dispatch_error = None;
+        }
+        let why = cost_of(&rec).reason.expect("reason");
+        assert!(why.ends_with("measured only for raw_tracepoint"), "{why}");
 
         // A recording from before the dispatch was measured says so.
         if let Some(o) = rec.observer.as_mut() {

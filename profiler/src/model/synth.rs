@@ -1,5 +1,5 @@
-//! `zoneprof __synth` (hidden): writes a synthetic recording of a large host, for
-//! benchmarking `report`, `compare` and `flamegraph` (`cargo xtask bench`).
+//! `zoneprof-synth` (feature `synth`, not in `zoneprof`): writes a synthetic recording of a
+//! large host, for benchmarking `report`, `compare` and `flamegraph` (`cargo xtask bench`).
 //!
 //! Stacks are spliced from real folded stacks (`cpuN;root;...;leaf WAIT_NS` files, e.g.
 //! `shared/fixtures/contention/*.folded`): the leaf part of one real stack (lock frames and
@@ -117,26 +117,95 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
         bail!("--cpus, --nodes and --stacks must be at least 1");
     }
     let base = load_folded(&a.folded)?;
+    let (frames, stacks) = distinct_stacks(&base, a.stacks as usize)?;
+    let host = Topology::new(a.cpus, a.nodes);
+    let zones = host.zones();
+    // Values depend on the seed, and are drawn in this order.
     let mut rng = Rng(a.seed);
-    // Stack shapes are the same for every seed (so before/after share stacks, as two
-    // recordings of one host do); values depend on the seed.
+    let (lock_waits, wait_hist) = lock_tables(&mut rng, a, &host, &zones, &frames, &stacks);
+    let pcp = pcp_pages(&mut rng, &host.cpus);
+    let skb_matrix = cpu_pairs(&mut rng, a.cpus, a.skb_cells as usize, 20)
+        .into_iter()
+        .map(|(alloc_cpu, free_cpu, count)| SkbCell {
+            alloc_cpu,
+            free_cpu,
+            count,
+        })
+        .collect();
+    let skb_sites = skb_sites(&mut rng, &host.cpus);
+    let skb_defer = skb_defer(&mut rng, &host.cpus);
+    let page_matrix = page_matrix(&mut rng, a.cpus);
+    let counters = counters(&lock_waits, &zones, &skb_sites);
+
+    Ok(Recording {
+        format: FORMAT_NAME.into(),
+        version: FORMAT_VERSION,
+        zoneprof_version: env!("CARGO_PKG_VERSION").into(),
+        host: HostInfo {
+            hostname: format!("synthetic-{}cpu", a.cpus),
+            kernel_release: "6.18.0-synthetic".into(),
+            kernel_version: "#1 SMP PREEMPT_DYNAMIC".into(),
+            arch: "x86_64".into(),
+            online_cpus: host.cpus.clone(),
+            possible_cpus: a.cpus,
+            cpu_node: host.cpus.iter().map(|&c| (c, host.node_of(c))).collect(),
+            numa_nodes: (0..a.nodes).collect(),
+        },
+        settings: Settings {
+            skb_defer_max: Some(64),
+            percpu_pagelist_high_fraction: Some(0),
+            stat_interval: Some(1),
+            pcp: host.pcp_settings(),
+        },
+        start_unix_ms: 1_764_140_000_000 + a.seed * 1_000,
+        duration_ns: 30_000_000_000,
+        cpus: host.cpus,
+        end_reason: "duration".into(),
+        command: None,
+        probes: every_probe_attached(),
+        frames,
+        stacks,
+        lock_waits,
+        wait_hist,
+        zones,
+        pcp,
+        counters,
+        skb_matrix,
+        skb_sites,
+        skb_defer,
+        page_matrix,
+        page_tracking: Some(PageTracking {
+            sample_one_in: 64,
+            pages_by_order: vec![1_000_000, 2_000, 500, 300, 0, 0, 0, 0, 0, 1, 0],
+            lifetime_hist: (10..30).map(|b| (b, 1_000 * u64::from(b))).collect(),
+            map_full: 0,
+        }),
+        // Synthetic: no program ran.
+        observer: None,
+    })
+}
+
+/// `n` distinct stacks: the real ones first, then splices of two real ones, within a
+/// bounded number of attempts. Stack shapes are the same for every seed (so before/after
+/// share stacks, as two recordings of one host do). Returns (frames, stacks) as a
+/// recording holds them.
+fn distinct_stacks(base: &[Vec<String>], n: usize) -> Result<(Vec<String>, Vec<Vec<u32>>)> {
     let mut shape = Rng(0x5EED);
     let mut interner = StackInterner::default();
     let mut seen: HashSet<Vec<u32>> = HashSet::new();
     let mut order: Vec<Vec<u32>> = Vec::new();
-    // Real stacks first, then splices; bounded attempts.
-    let max_attempts = u64::from(a.stacks) * 50 + 10_000;
+    let max_attempts = n as u64 * 50 + 10_000;
     let mut attempts = 0u64;
-    for s in &base {
+    for s in base {
         let ids: Vec<u32> = s.iter().map(|f| interner.frame(f.clone())).collect();
         if seen.insert(ids.clone()) {
             order.push(ids);
         }
-        if order.len() >= a.stacks as usize {
+        if order.len() >= n {
             break;
         }
     }
-    while order.len() < a.stacks as usize {
+    while order.len() < n {
         attempts += 1;
         if attempts > max_attempts {
             bail!(
@@ -145,20 +214,10 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
                 base.len()
             );
         }
-        let x = &base[shape.below(base.len() as u64) as usize];
-        let y = &base[shape.below(base.len() as u64) as usize];
-        let cut_x = 2 + shape.below(x.len().saturating_sub(2) as u64 + 1) as usize;
-        let cut_y = shape.below(y.len() as u64) as usize;
-        let mut frames: Vec<String> = x[..cut_x.min(x.len())].to_vec();
-        frames.extend_from_slice(&y[cut_y..]);
-        // A varied call-site offset on one middle frame, as different call paths give.
-        if frames.len() > 3 && shape.below(3) == 0 {
-            let i = 2 + shape.below(frames.len() as u64 - 2) as usize;
-            let base_name = frames[i].split('+').next().unwrap_or("").to_string();
-            frames[i] = format!("{base_name}+0x{:x}", 0x10 + shape.below(0x400));
-        }
-        frames.truncate(127);
-        let ids: Vec<u32> = frames.into_iter().map(|f| interner.frame(f)).collect();
+        let ids: Vec<u32> = splice(&mut shape, base)
+            .into_iter()
+            .map(|f| interner.frame(f))
+            .collect();
         if seen.insert(ids.clone()) {
             order.push(ids);
         }
@@ -166,40 +225,109 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
     for s in &order {
         interner.stack(s.clone());
     }
-    let (frames, stacks) = interner.finish();
+    Ok(interner.finish())
+}
 
-    let cpus: Vec<u32> = (0..a.cpus).collect();
-    let per_node = a.cpus.div_ceil(a.nodes);
-    let node_of = |c: u32| (c / per_node).min(a.nodes - 1);
-    let zone_names = ["DMA32", "Normal"];
-    let zones: Vec<ZoneLabel> = (0..a.nodes)
-        .flat_map(|n| {
-            zone_names
-                .iter()
-                .enumerate()
-                .map(move |(i, name)| ZoneLabel {
-                    lock_addr: 0xffff_8880_0000_0000
-                        + u64::from(n) * 0x1_0000_0000
-                        + i as u64 * 0x1000,
-                    node: n,
-                    zone_idx: i as u32 + 1,
-                    name: (*name).to_string(),
+/// The leaf part of one real stack (lock frames and the lock taker) joined to the root part
+/// of another.
+fn splice(shape: &mut Rng, base: &[Vec<String>]) -> Vec<String> {
+    let x = &base[shape.below(base.len() as u64) as usize];
+    let y = &base[shape.below(base.len() as u64) as usize];
+    let cut_x = 2 + shape.below(x.len().saturating_sub(2) as u64 + 1) as usize;
+    let cut_y = shape.below(y.len() as u64) as usize;
+    let mut frames: Vec<String> = x[..cut_x.min(x.len())].to_vec();
+    frames.extend_from_slice(&y[cut_y..]);
+    // A varied call-site offset on one middle frame, as different call paths give.
+    if frames.len() > 3 && shape.below(3) == 0 {
+        let i = 2 + shape.below(frames.len() as u64 - 2) as usize;
+        let base_name = frames[i].split('+').next().unwrap_or("").to_string();
+        frames[i] = format!("{base_name}+0x{:x}", 0x10 + shape.below(0x400));
+    }
+    frames.truncate(127);
+    frames
+}
+
+/// CPUs split evenly over NUMA nodes, each node with a DMA32 and a Normal zone.
+struct Topology {
+    cpus: Vec<u32>,
+    nodes: u32,
+    per_node: u32,
+}
+
+const ZONE_NAMES: [&str; 2] = ["DMA32", "Normal"];
+
+impl Topology {
+    fn new(cpus: u32, nodes: u32) -> Self {
+        Self {
+            cpus: (0..cpus).collect(),
+            nodes,
+            per_node: cpus.div_ceil(nodes),
+        }
+    }
+
+    fn node_of(&self, cpu: u32) -> u32 {
+        (cpu / self.per_node).min(self.nodes - 1)
+    }
+
+    /// Node by node, zone by zone: node n's Normal zone is at index 2n + 1.
+    fn zones(&self) -> Vec<ZoneLabel> {
+        (0..self.nodes)
+            .flat_map(|n| {
+                ZONE_NAMES
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, name)| ZoneLabel {
+                        lock_addr: 0xffff_8880_0000_0000
+                            + u64::from(n) * 0x1_0000_0000
+                            + i as u64 * 0x1000,
+                        node: n,
+                        zone_idx: i as u32 + 1,
+                        name: (*name).to_string(),
+                    })
+            })
+            .collect()
+    }
+
+    fn pcp_settings(&self) -> Vec<PcpSetting> {
+        self.cpus
+            .iter()
+            .flat_map(|&cpu| {
+                ZONE_NAMES.iter().map(move |z| PcpSetting {
+                    node: self.node_of(cpu),
+                    zone: (*z).to_string(),
+                    cpu,
+                    count: 0,
+                    high: 1_000,
+                    batch: 63,
+                    high_min: Some(250),
+                    high_max: Some(1_000),
                 })
-        })
-        .collect();
-    let normal_of = |node: u32| zones[(node as usize) * 2 + 1].lock_addr;
+            })
+            .collect()
+    }
+}
 
+/// Lock waits (each stack on 1-4 CPUs, zone takers on their node's Normal zone, plus a few
+/// stackless waits as a real host has) and two histogram buckets per stack.
+fn lock_tables(
+    rng: &mut Rng,
+    a: &SynthArgs,
+    host: &Topology,
+    zones: &[ZoneLabel],
+    frames: &[String],
+    stacks: &[Vec<u32>],
+) -> (Vec<LockWait>, Vec<HistEntry>) {
+    let normal_of = |node: u32| zones[(node as usize) * 2 + 1].lock_addr;
     let scale = |ns: u64| -> u64 { (ns as f64 * a.wait_scale).round() as u64 };
     let mut lock_waits = Vec::new();
     let mut wait_hist = Vec::new();
     for (i, s) in stacks.iter().enumerate() {
-        let zone = zone_taker(s, &frames);
-        // Each stack waited on 1-4 CPUs.
+        let zone = zone_taker(s, frames);
         let ncpu = 1 + rng.below(4);
         for _ in 0..ncpu {
             let cpu = rng.below(u64::from(a.cpus)) as u32;
             let lock_addr = if zone {
-                normal_of(node_of(cpu))
+                normal_of(host.node_of(cpu))
             } else {
                 0xffff_8881_0000_0000 + rng.below(2_000) * 0x40
             };
@@ -224,22 +352,23 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
             });
         }
     }
-    // Waits whose stack could not be taken, as a real host has a few.
     for cpu in (0..a.cpus).step_by(16) {
         lock_waits.push(LockWait {
             stack: None,
             stack_error: Some(-17),
             cpu,
-            lock_addr: normal_of(node_of(cpu)),
+            lock_addr: normal_of(host.node_of(cpu)),
             lock_flags: 1,
             count: 3,
             total_ns: scale(30_000),
             max_ns: scale(20_000),
         });
     }
+    (lock_waits, wait_hist)
+}
 
-    let pcp: Vec<CpuPages> = cpus
-        .iter()
+fn pcp_pages(rng: &mut Rng, cpus: &[u32]) -> Vec<CpuPages> {
+    cpus.iter()
         .map(|&cpu| {
             let refill = rng.below(2_000_000);
             let drain = rng.below(2_000_000);
@@ -254,50 +383,38 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
                 ..Default::default()
             }
         })
-        .collect();
-    let settings_pcp: Vec<PcpSetting> = cpus
-        .iter()
-        .flat_map(|&cpu| {
-            zone_names.iter().map(move |z| PcpSetting {
-                node: node_of(cpu),
-                zone: (*z).to_string(),
-                cpu,
-                count: 0,
-                high: 1_000,
-                batch: 63,
-                high_min: Some(250),
-                high_max: Some(1_000),
-            })
-        })
-        .collect();
+        .collect()
+}
 
+/// Up to `n` distinct (alloc CPU, free CPU, count) cells, within `n * tries_per_cell` draws.
+fn cpu_pairs(rng: &mut Rng, cpus: u32, n: usize, tries_per_cell: u64) -> Vec<(u32, u32, u64)> {
     let mut cells = HashSet::new();
-    let mut skb_matrix = Vec::new();
+    let mut out = Vec::new();
     let mut tries = 0u64;
-    while skb_matrix.len() < a.skb_cells as usize && tries < u64::from(a.skb_cells) * 20 {
+    while out.len() < n && tries < n as u64 * tries_per_cell {
         tries += 1;
-        let alloc_cpu = rng.below(u64::from(a.cpus)) as u32;
-        let free_cpu = rng.below(u64::from(a.cpus)) as u32;
+        let alloc_cpu = rng.below(u64::from(cpus)) as u32;
+        let free_cpu = rng.below(u64::from(cpus)) as u32;
         if cells.insert((alloc_cpu, free_cpu)) {
-            skb_matrix.push(SkbCell {
-                alloc_cpu,
-                free_cpu,
-                count: 1 + rng.below(1_000_000),
-            });
+            out.push((alloc_cpu, free_cpu, 1 + rng.below(1_000_000)));
         }
     }
+    out
+}
+
+fn skb_sites(rng: &mut Rng, cpus: &[u32]) -> Vec<SkbSite> {
     let callers = [
         "tun_do_read+0x5b",
         "napi_consume_skb+0x45",
         "tcp_rcv_established+0x2f1",
         "skb_release_data+0x1a0",
     ];
-    let mut skb_sites = Vec::new();
-    for &cpu in &cpus {
+    let mut sites = Vec::new();
+    for &cpu in cpus {
         for (fi, func) in ["consume_skb", "kfree_skb"].iter().enumerate() {
             let count = rng.below(500_000);
             let remote = count / 2;
-            skb_sites.push(SkbSite {
+            sites.push(SkbSite {
                 function: (*func).to_string(),
                 caller: callers[(cpu as usize + fi) % callers.len()].to_string(),
                 cpu,
@@ -307,8 +424,11 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
             });
         }
     }
-    let skb_defer: Vec<SkbDefer> = cpus
-        .iter()
+    sites
+}
+
+fn skb_defer(rng: &mut Rng, cpus: &[u32]) -> Vec<SkbDefer> {
+    cpus.iter()
         .map(|&cpu| {
             let calls = rng.below(100_000);
             SkbDefer {
@@ -320,14 +440,18 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
                 ipis: calls / 64,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Up to 2,000 page-flow cells, within 40,000 draws.
+fn page_matrix(rng: &mut Rng, cpus: u32) -> Vec<PageCell> {
     let mut page_matrix = Vec::new();
     let mut pcells = HashSet::new();
-    tries = 0;
+    let mut tries = 0;
     while page_matrix.len() < 2_000 && tries < 40_000 {
         tries += 1;
-        let alloc_cpu = rng.below(u64::from(a.cpus)) as u32;
-        let free_cpu = rng.below(u64::from(a.cpus)) as u32;
+        let alloc_cpu = rng.below(u64::from(cpus)) as u32;
+        let free_cpu = rng.below(u64::from(cpus)) as u32;
         if pcells.insert((alloc_cpu, free_cpu)) {
             page_matrix.push(PageCell {
                 alloc_cpu,
@@ -336,30 +460,33 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
             });
         }
     }
+    page_matrix
+}
 
-    let total_wait: u64 = lock_waits.iter().map(|w| w.total_ns).sum();
+/// The counters a recording of these tables would have, and a few stack collisions.
+fn counters(lock_waits: &[LockWait], zones: &[ZoneLabel], skb_sites: &[SkbSite]) -> Counters {
     let zone_addrs: HashSet<u64> = zones.iter().map(|z| z.lock_addr).collect();
-    let zone_wait: u64 = lock_waits
-        .iter()
-        .filter(|w| zone_addrs.contains(&w.lock_addr))
-        .map(|w| w.total_ns)
-        .sum();
-    let contentions: u64 = lock_waits.iter().map(|w| w.count).sum();
-    let counters = Counters {
-        contention_begin: contentions,
-        contention_end: contentions,
-        zone_wait_ns: zone_wait,
-        zone_contentions: lock_waits
+    let on_zone = || {
+        lock_waits
             .iter()
             .filter(|w| zone_addrs.contains(&w.lock_addr))
-            .map(|w| w.count)
-            .sum(),
-        total_wait_ns: total_wait,
+    };
+    let contentions: u64 = lock_waits.iter().map(|w| w.count).sum();
+    Counters {
+        contention_begin: contentions,
+        contention_end: contentions,
+        zone_wait_ns: on_zone().map(|w| w.total_ns).sum(),
+        zone_contentions: on_zone().map(|w| w.count).sum(),
+        total_wait_ns: lock_waits.iter().map(|w| w.total_ns).sum(),
         skb_frees: skb_sites.iter().map(|s| s.count).sum(),
         stack_collisions: 40,
         ..Default::default()
-    };
-    let probes = crate::kernel::probes::CATALOG
+    }
+}
+
+/// Every catalog probe, attached with its preferred method.
+fn every_probe_attached() -> Vec<ProbeStatus> {
+    crate::kernel::probes::CATALOG
         .iter()
         .map(|p| {
             let m = p.methods[0];
@@ -372,54 +499,7 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
                 attempts: vec![],
             }
         })
-        .collect();
-
-    Ok(Recording {
-        format: FORMAT_NAME.into(),
-        version: FORMAT_VERSION,
-        zoneprof_version: env!("CARGO_PKG_VERSION").into(),
-        host: HostInfo {
-            hostname: format!("synthetic-{}cpu", a.cpus),
-            kernel_release: "6.18.0-synthetic".into(),
-            kernel_version: "#1 SMP PREEMPT_DYNAMIC".into(),
-            arch: "x86_64".into(),
-            online_cpus: cpus.clone(),
-            possible_cpus: a.cpus,
-            cpu_node: cpus.iter().map(|&c| (c, node_of(c))).collect(),
-            numa_nodes: (0..a.nodes).collect(),
-        },
-        settings: Settings {
-            skb_defer_max: Some(64),
-            percpu_pagelist_high_fraction: Some(0),
-            stat_interval: Some(1),
-            pcp: settings_pcp,
-        },
-        start_unix_ms: 1_764_140_000_000 + a.seed * 1_000,
-        duration_ns: 30_000_000_000,
-        cpus,
-        end_reason: "duration".into(),
-        command: None,
-        probes,
-        frames,
-        stacks,
-        lock_waits,
-        wait_hist,
-        zones,
-        pcp,
-        counters,
-        skb_matrix,
-        skb_sites,
-        skb_defer,
-        page_matrix,
-        page_tracking: Some(PageTracking {
-            sample_one_in: 64,
-            pages_by_order: vec![1_000_000, 2_000, 500, 300, 0, 0, 0, 0, 0, 1, 0],
-            lifetime_hist: (10..30).map(|b| (b, 1_000 * u64::from(b))).collect(),
-            map_full: 0,
-        }),
-        // Synthetic: no program ran.
-        observer: None,
-    })
+        .collect()
 }
 
 /// Builds and writes the recording; prints one summary line on stderr.
@@ -427,7 +507,7 @@ pub fn run(a: &SynthArgs) -> Result<()> {
     let rec = build(a)?;
     write(&rec, &a.output)?;
     eprintln!(
-        "zoneprof: wrote synthetic {} ({} CPUs, {} stacks, {} frames, {} lock-wait entries, {} SKB cells)",
+        "zoneprof-synth: wrote synthetic {} ({} CPUs, {} stacks, {} frames, {} lock-wait entries, {} SKB cells)",
         a.output.display(),
         rec.cpus.len(),
         rec.stacks.len(),

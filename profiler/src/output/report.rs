@@ -268,95 +268,7 @@ fn class_group(c: &LockClass) -> String {
 
 pub fn build(rec: &Recording, top: usize) -> Report {
     let waits = analysis::classify_waits(rec);
-    let per_cpu_wait = analysis::per_cpu_wait(&waits);
-    let zone = analysis::zone_totals(&waits);
-    let dur_ns = rec.duration_ns.max(1) as f64;
-
-    let pcp_by_cpu: BTreeMap<u32, _> = rec.pcp.iter().map(|p| (p.cpu, p)).collect();
-    let mut cpus: Vec<u32> = rec.cpus.clone();
-    cpus.extend(per_cpu_wait.keys().copied());
-    cpus.extend(pcp_by_cpu.keys().copied());
-    cpus.sort_unstable();
-    cpus.dedup();
-    let per_cpu: Vec<PerCpu> = cpus
-        .iter()
-        .map(|&cpu| {
-            let w = per_cpu_wait.get(&cpu).cloned().unwrap_or_default();
-            let p = pcp_by_cpu.get(&cpu);
-            PerCpu {
-                cpu,
-                node: rec.host.node_of(cpu),
-                zone_lock_wait_ns: w.zone,
-                zone_lock_wait_pct: Pct {
-                    alloc: 100.0 * w.zone.alloc as f64 / dur_ns,
-                    free: 100.0 * w.zone.free as f64 / dur_ns,
-                },
-                other_lock_wait_ns: w.other_ns,
-                contentions: w.contentions,
-                pcp_refill_pages: p.map_or(0, |p| p.refill_pages),
-                pcp_drain_pages: p.map_or(0, |p| p.drain_pages),
-                pcp_refill_events: p.map_or(0, |p| p.refill_events),
-                pcp_drain_events: p.map_or(0, |p| p.drain_events),
-                rmqueue_calls: p.map_or(0, |p| p.rmqueue_calls),
-                rmqueue_ns: p.map_or(0, |p| p.rmqueue_ns),
-                pcp_bulk_free_calls: p.map_or(0, |p| p.bulk_free_calls),
-                pcp_bulk_free_pages: p.map_or(0, |p| p.bulk_free_pages),
-                pcp_refill_batch_pages: p.map_or(0, |p| p.refill_batch_pages),
-            }
-        })
-        .collect();
-
-    let totals = Totals {
-        zone_lock_wait_ns: zone,
-        zone_lock_wait_by_address_ns: rec.counters.zone_wait_ns,
-        other_lock_wait_ns: per_cpu.iter().map(|c| c.other_lock_wait_ns).sum(),
-        contentions: per_cpu.iter().map(|c| c.contentions).sum(),
-        pcp_refill_pages: rec.pcp.iter().map(|p| p.refill_pages).sum(),
-        pcp_drain_pages: rec.pcp.iter().map(|p| p.drain_pages).sum(),
-        pcp_refill_events: rec.pcp.iter().map(|p| p.refill_events).sum(),
-        pcp_drain_events: rec.pcp.iter().map(|p| p.drain_events).sum(),
-        pcp_method: PcpMethod::of(&rec.probes),
-        zone_lock_wait_pct_of_cpu_time: 100.0 * zone.total() as f64
-            / (dur_ns * rec.cpus.len().max(1) as f64),
-    };
-    let observer_cost = observer::cost(rec, &waits);
-
-    let mut triggers: BTreeMap<&'static str, TriggerRow> = BTreeMap::new();
-    for cw in &waits {
-        if let LockClass::ZoneFree(t) = cw.class {
-            triggers
-                .entry(analysis::trigger_name(t))
-                .or_insert(TriggerRow {
-                    trigger: analysis::trigger_name(t),
-                    label: analysis::trigger_label(t),
-                    wait_ns: 0,
-                })
-                .wait_ns += cw.wait.total_ns;
-        }
-    }
-    let mut free_triggers: Vec<TriggerRow> = triggers.into_values().collect();
-    free_triggers.sort_by_key(|r| std::cmp::Reverse(r.wait_ns));
-
-    let mut zones: Vec<ZoneRow> = rec
-        .zones
-        .iter()
-        .map(|z| {
-            let (wait_ns, contentions) = waits
-                .iter()
-                .filter(|cw| cw.wait.lock_addr == z.lock_addr)
-                .fold((0, 0), |(w, c), cw| {
-                    (w + cw.wait.total_ns, c + cw.wait.count)
-                });
-            ZoneRow {
-                lock_addr: format!("{:#x}", z.lock_addr),
-                label: z.label(),
-                wait_ns,
-                contentions,
-            }
-        })
-        .collect();
-    zones.sort_by_key(|r| std::cmp::Reverse(r.wait_ns));
-
+    let per_cpu = per_cpu_rows(rec, &waits);
     Report {
         format: REPORT_FORMAT,
         version: REPORT_VERSION,
@@ -374,11 +286,11 @@ pub fn build(rec: &Recording, top: usize) -> Report {
             exit_code: c.exit_code,
             signal: c.signal,
         }),
-        totals,
-        observer_cost,
+        totals: totals(rec, &waits, &per_cpu),
+        observer_cost: observer::cost(rec, &waits),
         per_cpu,
-        free_triggers,
-        zones,
+        free_triggers: free_triggers(&waits),
+        zones: zone_rows(rec, &waits),
         top_zone_stacks: top_zone_stacks(rec, &waits, top),
         top_other_locks: top_other_locks(rec, &waits, top),
         wait_histograms: histograms(rec, &waits),
@@ -419,6 +331,106 @@ pub fn build(rec: &Recording, top: usize) -> Report {
             .collect(),
         page_tracking: rec.page_tracking.clone(),
     }
+}
+
+/// One row per recorded CPU, and per CPU that waited or moved PCP pages.
+fn per_cpu_rows(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> Vec<PerCpu> {
+    let per_cpu_wait = analysis::per_cpu_wait(waits);
+    let dur_ns = rec.duration_ns.max(1) as f64;
+    let pcp_by_cpu: BTreeMap<u32, _> = rec.pcp.iter().map(|p| (p.cpu, p)).collect();
+    let mut cpus: Vec<u32> = rec.cpus.clone();
+    cpus.extend(per_cpu_wait.keys().copied());
+    cpus.extend(pcp_by_cpu.keys().copied());
+    cpus.sort_unstable();
+    cpus.dedup();
+    cpus.iter()
+        .map(|&cpu| {
+            let w = per_cpu_wait.get(&cpu).cloned().unwrap_or_default();
+            let p = pcp_by_cpu.get(&cpu);
+            PerCpu {
+                cpu,
+                node: rec.host.node_of(cpu),
+                zone_lock_wait_ns: w.zone,
+                zone_lock_wait_pct: Pct {
+                    alloc: 100.0 * w.zone.alloc as f64 / dur_ns,
+                    free: 100.0 * w.zone.free as f64 / dur_ns,
+                },
+                other_lock_wait_ns: w.other_ns,
+                contentions: w.contentions,
+                pcp_refill_pages: p.map_or(0, |p| p.refill_pages),
+                pcp_drain_pages: p.map_or(0, |p| p.drain_pages),
+                pcp_refill_events: p.map_or(0, |p| p.refill_events),
+                pcp_drain_events: p.map_or(0, |p| p.drain_events),
+                rmqueue_calls: p.map_or(0, |p| p.rmqueue_calls),
+                rmqueue_ns: p.map_or(0, |p| p.rmqueue_ns),
+                pcp_bulk_free_calls: p.map_or(0, |p| p.bulk_free_calls),
+                pcp_bulk_free_pages: p.map_or(0, |p| p.bulk_free_pages),
+                pcp_refill_batch_pages: p.map_or(0, |p| p.refill_batch_pages),
+            }
+        })
+        .collect()
+}
+
+fn totals(rec: &Recording, waits: &[ClassifiedWait<'_>], per_cpu: &[PerCpu]) -> Totals {
+    let zone = analysis::zone_totals(waits);
+    let dur_ns = rec.duration_ns.max(1) as f64;
+    Totals {
+        zone_lock_wait_ns: zone,
+        zone_lock_wait_by_address_ns: rec.counters.zone_wait_ns,
+        other_lock_wait_ns: per_cpu.iter().map(|c| c.other_lock_wait_ns).sum(),
+        contentions: per_cpu.iter().map(|c| c.contentions).sum(),
+        pcp_refill_pages: rec.pcp.iter().map(|p| p.refill_pages).sum(),
+        pcp_drain_pages: rec.pcp.iter().map(|p| p.drain_pages).sum(),
+        pcp_refill_events: rec.pcp.iter().map(|p| p.refill_events).sum(),
+        pcp_drain_events: rec.pcp.iter().map(|p| p.drain_events).sum(),
+        pcp_method: PcpMethod::of(&rec.probes),
+        zone_lock_wait_pct_of_cpu_time: 100.0 * zone.total() as f64
+            / (dur_ns * rec.cpus.len().max(1) as f64),
+    }
+}
+
+/// Free-side zone-lock wait per trigger, longest first.
+fn free_triggers(waits: &[ClassifiedWait<'_>]) -> Vec<TriggerRow> {
+    let mut triggers: BTreeMap<&'static str, TriggerRow> = BTreeMap::new();
+    for cw in waits {
+        if let LockClass::ZoneFree(t) = cw.class {
+            triggers
+                .entry(analysis::trigger_name(t))
+                .or_insert(TriggerRow {
+                    trigger: analysis::trigger_name(t),
+                    label: analysis::trigger_label(t),
+                    wait_ns: 0,
+                })
+                .wait_ns += cw.wait.total_ns;
+        }
+    }
+    let mut rows: Vec<TriggerRow> = triggers.into_values().collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.wait_ns));
+    rows
+}
+
+/// Wait on each labelled zone's lock address, longest first.
+fn zone_rows(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> Vec<ZoneRow> {
+    let mut zones: Vec<ZoneRow> = rec
+        .zones
+        .iter()
+        .map(|z| {
+            let (wait_ns, contentions) = waits
+                .iter()
+                .filter(|cw| cw.wait.lock_addr == z.lock_addr)
+                .fold((0, 0), |(w, c), cw| {
+                    (w + cw.wait.total_ns, c + cw.wait.count)
+                });
+            ZoneRow {
+                lock_addr: format!("{:#x}", z.lock_addr),
+                label: z.label(),
+                wait_ns,
+                contentions,
+            }
+        })
+        .collect();
+    zones.sort_by_key(|r| std::cmp::Reverse(r.wait_ns));
+    zones
 }
 
 /// Free sites merged over CPUs, most frees first.
@@ -642,7 +654,22 @@ pub fn to_text(r: &Report, top: usize) -> String {
 }
 
 fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
-    let t = &r.totals;
+    write_header(s, r)?;
+    write_totals(s, r)?;
+    write_per_cpu(s, r)?;
+    write_free_triggers(s, r)?;
+    write_zone_stacks(s, r, top)?;
+    write_other_locks(s, r)?;
+    write_histograms(s, r)?;
+    write_skb_text(s, r, top)?;
+    write_page_flows_text(s, r, top)?;
+    write_probes(s, r)?;
+    write_losses(s, r)?;
+    write_not_observable(s, r)
+}
+
+/// Host, duration and the recorded command.
+fn write_header(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(
         s,
         "zoneprof report: {} (Linux {}), {} CPUs, {} NUMA node(s); recorded {:.2} s, stopped by {}",
@@ -661,7 +688,12 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
         };
         writeln!(s, "command: {} ({status})", c.argv.join(" "))?;
     }
-    writeln!(s)?;
+    writeln!(s)
+}
+
+/// Zone-lock and other-lock wait, PCP pages, each zone, and the observer cost.
+fn write_totals(s: &mut String, r: &Report) -> std::fmt::Result {
+    let t = &r.totals;
     let z = t.zone_lock_wait_ns;
     writeln!(
         s,
@@ -678,25 +710,7 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
         fmt_ns(t.other_lock_wait_ns),
         fmt_count(t.contentions)
     )?;
-    let m = t.pcp_method;
-    let side = |c: PcpCount, pages: u64| match c {
-        PcpCount::Off => "not recorded".to_string(),
-        PcpCount::Batch => format!("{} (per batch, outside zone->lock)", fmt_count(pages)),
-        PcpCount::Page => format!("{} (per page, under zone->lock)", fmt_count(pages)),
-    };
-    if m.refill == PcpCount::Off && m.drain == PcpCount::Off {
-        writeln!(
-            s,
-            "PCP lists: not recorded (no PCP probe attached: see the probes)"
-        )?;
-    } else {
-        writeln!(
-            s,
-            "PCP lists: pages refilled from the buddy allocator {}; drained to it {}",
-            side(m.refill, t.pcp_refill_pages),
-            side(m.drain, t.pcp_drain_pages)
-        )?;
-    }
+    write_pcp_line(s, t)?;
     for zr in &r.zones {
         writeln!(
             s,
@@ -707,8 +721,34 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
             fmt_count(zr.contentions)
         )?;
     }
-    writeln!(s, "{}", observer_line(r))?;
+    writeln!(s, "{}", observer_line(r))
+}
 
+/// PCP pages refilled and drained, with how each side was counted.
+fn write_pcp_line(s: &mut String, t: &Totals) -> std::fmt::Result {
+    let m = t.pcp_method;
+    let side = |c: PcpCount, pages: u64| match c {
+        PcpCount::Off => "not recorded".to_string(),
+        PcpCount::Batch => format!("{} (per batch, outside zone->lock)", fmt_count(pages)),
+        PcpCount::Page => format!("{} (per page, under zone->lock)", fmt_count(pages)),
+    };
+    if m.refill == PcpCount::Off && m.drain == PcpCount::Off {
+        writeln!(
+            s,
+            "PCP lists: not recorded (no PCP probe attached: see the probes)"
+        )
+    } else {
+        writeln!(
+            s,
+            "PCP lists: pages refilled from the buddy allocator {}; drained to it {}",
+            side(m.refill, t.pcp_refill_pages),
+            side(m.drain, t.pcp_drain_pages)
+        )
+    }
+}
+
+/// The per-CPU table; over 16 CPUs, idle ones are counted, not listed.
+fn write_per_cpu(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "\nPer CPU (zone-lock wait and % of that CPU's time)")?;
     // Right-aligned widths of PerCpu::COLUMNS.
     const WIDTHS: [usize; 9] = [5, 4, 12, 8, 12, 8, 12, 16, 16];
@@ -731,14 +771,20 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     if idle > 0 {
         writeln!(s, "  ({idle} CPUs with no activity not shown)")?;
     }
+    Ok(())
+}
 
+fn write_free_triggers(s: &mut String, r: &Report) -> std::fmt::Result {
     if !r.free_triggers.is_empty() {
         writeln!(s, "\nFree-side zone-lock wait by trigger")?;
         for tr in &r.free_triggers {
             writeln!(s, "  {:>12}  {}", fmt_ns(tr.wait_ns), tr.label)?;
         }
     }
+    Ok(())
+}
 
+fn write_zone_stacks(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     writeln!(s, "\nTop zone-lock stacks")?;
     if r.top_zone_stacks.is_empty() {
         writeln!(s, "  (none: no zone-lock contention was recorded)")?;
@@ -761,7 +807,10 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
             writeln!(s, "        ... {} more frames", st.frames.len() - 14)?;
         }
     }
+    Ok(())
+}
 
+fn write_other_locks(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "\nTop other contended locks")?;
     if r.top_other_locks.is_empty() {
         writeln!(s, "  (none)")?;
@@ -776,7 +825,10 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
             fmt_ns(o.max_ns)
         )?;
     }
+    Ok(())
+}
 
+fn write_histograms(s: &mut String, r: &Report) -> std::fmt::Result {
     // Zone-lock classes always; other locks only the three that waited longest.
     let shown: Vec<&HistRow> = r
         .wait_histograms
@@ -786,28 +838,29 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
                 || r.top_other_locks.iter().take(3).any(|o| o.lock == h.class)
         })
         .collect();
-    if !shown.is_empty() {
-        writeln!(s, "\nWait-time histograms (single waits)")?;
-        for h in shown {
-            writeln!(s, "  {}", h.class)?;
-            let max = h.buckets.iter().map(|b| b.count).max().unwrap_or(1).max(1);
-            for b in &h.buckets {
-                let bar = "#".repeat(((b.count * 40).div_ceil(max)) as usize);
-                writeln!(
-                    s,
-                    "    {:>9} .. {:<9} {:>12} {}",
-                    fmt_ns(b.low_ns),
-                    fmt_ns(b.high_ns),
-                    fmt_count(b.count),
-                    bar
-                )?;
-            }
+    if shown.is_empty() {
+        return Ok(());
+    }
+    writeln!(s, "\nWait-time histograms (single waits)")?;
+    for h in shown {
+        writeln!(s, "  {}", h.class)?;
+        let max = h.buckets.iter().map(|b| b.count).max().unwrap_or(1).max(1);
+        for b in &h.buckets {
+            let bar = "#".repeat(((b.count * 40).div_ceil(max)) as usize);
+            writeln!(
+                s,
+                "    {:>9} .. {:<9} {:>12} {}",
+                fmt_ns(b.low_ns),
+                fmt_ns(b.high_ns),
+                fmt_count(b.count),
+                bar
+            )?;
         }
     }
+    Ok(())
+}
 
-    write_skb_text(s, r, top)?;
-    write_page_flows_text(s, r, top)?;
-
+fn write_probes(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "\nProbes")?;
     for p in &r.probes {
         writeln!(
@@ -836,7 +889,10 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
             }
         }
     }
+    Ok(())
+}
 
+fn write_losses(s: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(s, "\nLosses")?;
     let mut none = true;
     for (loss, n) in r.losses.losses() {
@@ -850,7 +906,10 @@ fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     if none {
         writeln!(s, "  none")?;
     }
+    Ok(())
+}
 
+fn write_not_observable(s: &mut String, r: &Report) -> std::fmt::Result {
     if !r.not_observable.is_empty() {
         writeln!(s, "\nNot observable in this recording")?;
         for n in &r.not_observable {
@@ -873,6 +932,15 @@ fn write_skb_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
 const DEFER_FN: &str = "skb_attempt_defer_free";
 
 fn write_skb_frees_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
+    write_skb_totals(s, r)?;
+    write_skb_remote_pairs(s, r, top)?;
+    write_skb_sites(s, r, top)?;
+    write_skb_per_free_cpu(s, r)?;
+    write_skb_node_pairs(s, r)
+}
+
+/// Frees, remote and cross-node, then what `skb_attempt_defer_free` did with its calls.
+fn write_skb_totals(s: &mut String, r: &Report) -> std::fmt::Result {
     let frees = r.skb_free_sites.iter().filter(|x| x.function != DEFER_FN);
     let (total, remote, cross) = frees.fold((0u64, 0u64, 0u64), |(t, rm, c), x| {
         (t + x.count, rm + x.remote, c + x.cross_node)
@@ -899,6 +967,10 @@ fn write_skb_frees_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Res
             fmt_count(calls - handed)
         )?;
     }
+    Ok(())
+}
+
+fn write_skb_remote_pairs(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     let mut pairs: Vec<&SkbMatrixRow> = r
         .skb_matrix
         .iter()
@@ -917,6 +989,10 @@ fn write_skb_frees_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Res
             )?;
         }
     }
+    Ok(())
+}
+
+fn write_skb_sites(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     writeln!(s, "  Free sites")?;
     writeln!(
         s,
@@ -937,7 +1013,11 @@ fn write_skb_frees_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Res
             crate::kernel::cpulist::format_cpu_list(&cpus)
         )?;
     }
-    // Per free CPU: how many of its frees were of SKBs allocated elsewhere.
+    Ok(())
+}
+
+/// Per free CPU: how many of its frees were of SKBs allocated elsewhere.
+fn write_skb_per_free_cpu(s: &mut String, r: &Report) -> std::fmt::Result {
     let mut per_cpu: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     for c in &r.skb_matrix {
         let e = per_cpu.entry(c.free_cpu).or_default();
@@ -958,6 +1038,10 @@ fn write_skb_frees_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Res
             )?;
         }
     }
+    Ok(())
+}
+
+fn write_skb_node_pairs(s: &mut String, r: &Report) -> std::fmt::Result {
     if r.skb_node_matrix.iter().any(|c| c.alloc_cpu != c.free_cpu) {
         writeln!(s, "  Per NUMA node pair (alloc node -> free node)")?;
         for c in &r.skb_node_matrix {

@@ -18,13 +18,60 @@ pub fn fixture_dir() -> PathBuf {
     ))
 }
 
-/// The fixture's text, or None after printing why the test is skipped.
+/// Committed golden files of the output tests.
+pub fn golden_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"))
+}
+
+/// Compares `actual` with the golden file `file`, or rewrites it under ZONEPROF_BLESS=1.
+pub fn check_golden(file: &str, actual: &str) {
+    let path = golden_dir().join(file);
+    if std::env::var("ZONEPROF_BLESS").as_deref() == Ok("1") {
+        std::fs::create_dir_all(golden_dir()).expect("mkdir golden");
+        std::fs::write(&path, actual).expect("write golden");
+        eprintln!("blessed {}", path.display());
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with ZONEPROF_BLESS=1 to create it",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let first_diff = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{file} differs from the golden file at line {} (expected {} lines, got {}):\n  \
+             expected: {:?}\n  actual:   {:?}\nrerun with ZONEPROF_BLESS=1 if the change is intended",
+            first_diff + 1,
+            expected.lines().count(),
+            actual.lines().count(),
+            expected.lines().nth(first_diff),
+            actual.lines().nth(first_diff),
+        );
+    }
+}
+
+/// With this set to 1 (CI sets it in .ci/run), a missing fixture fails the test instead of
+/// skipping it, so CI cannot pass by skipping.
+pub const REQUIRE_FIXTURES: &str = "ZONEPROF_REQUIRE_FIXTURES";
+
+/// The fixture's text, or None after printing why the test is skipped; a panic instead
+/// under ZONEPROF_REQUIRE_FIXTURES=1.
 pub fn fixture(test: &str, name: &str) -> Option<String> {
     let p = fixture_dir().join(name);
     match std::fs::read_to_string(&p) {
         Ok(t) => Some(t),
         Err(e) => {
-            eprintln!("SKIPPED {test}: fixture {} unavailable: {e}", p.display());
+            let why = format!("fixture {} unavailable: {e}", p.display());
+            if std::env::var(REQUIRE_FIXTURES).as_deref() == Ok("1") {
+                panic!("{test}: {why}, and {REQUIRE_FIXTURES}=1 forbids skipping");
+            }
+            eprintln!("SKIPPED {test}: {why}");
             None
         }
     }

@@ -1,5 +1,5 @@
 //! Time and peak RSS of `report`, `compare` and `flamegraph` on a synthetic recording of a
-//! large host (`zoneprof __synth`).
+//! large host (`zoneprof-synth`, built with the profiler's `synth` feature).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,7 +29,7 @@ pub struct Timed {
 pub struct Userspace {
     pub spec: SynthSpec,
     pub recording_bytes: u64,
-    /// Line `zoneprof __synth` printed (stacks, frames, entries).
+    /// Line `zoneprof-synth` printed (stacks, frames, entries).
     pub synth_summary: String,
     pub synth_s: f64,
     pub timed: Vec<Timed>,
@@ -50,7 +50,7 @@ pub fn folded_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn synth(
-    zoneprof: &Path,
+    synth_bin: &Path,
     spec: SynthSpec,
     folded: &[PathBuf],
     out: &Path,
@@ -58,8 +58,7 @@ fn synth(
     wait_scale: f64,
 ) -> Result<child::Outcome> {
     let mut argv = vec![
-        zoneprof.display().to_string(),
-        "__synth".into(),
+        synth_bin.display().to_string(),
         "-o".into(),
         out.display().to_string(),
         "--cpus".into(),
@@ -80,8 +79,10 @@ fn synth(
     child::run_ok(&argv, Duration::from_secs(300))
 }
 
+/// `zoneprof` runs the timed commands on recordings `synth_bin` (`zoneprof-synth`) writes.
 pub fn run(
     zoneprof: &Path,
+    synth_bin: &Path,
     spec: SynthSpec,
     fixtures: &Path,
     scratch: &Path,
@@ -91,11 +92,11 @@ pub fn run(
     let folded = folded_files(fixtures)?;
     let before = scratch.join("synth-before.zprof");
     let after = scratch.join("synth-after.zprof");
-    let o = synth(zoneprof, spec, &folded, &before, 1, 1.0)?;
+    let o = synth(synth_bin, spec, &folded, &before, 1, 1.0)?;
     let synth_summary = o.stderr.trim().to_string();
     let synth_s = o.wall.as_secs_f64();
     log(&format!("  {synth_summary} in {synth_s:.1} s"));
-    synth(zoneprof, spec, &folded, &after, 2, 0.3)?;
+    synth(synth_bin, spec, &folded, &after, 2, 0.3)?;
     let recording_bytes = std::fs::metadata(&before)
         .with_context(|| format!("stat {}", before.display()))?
         .len();
