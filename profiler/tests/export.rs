@@ -1,6 +1,8 @@
 //! `zoneprof export` end to end, on recordings built from the real contention fixtures and
 //! read back by the real consumers: `go tool pprof` (Debian's golang-go, installed by
-//! `cargo xtask setup`), speedscope's own JSON schema, and the report's JSON for the numbers.
+//! `cargo xtask setup`; without it the pprof test skips, unless ZONEPROF_REQUIRE_GO=1, which
+//! `cargo xtask test` sets as root), speedscope's own JSON schema, and the report's JSON for
+//! the numbers.
 mod common;
 
 use std::{
@@ -144,10 +146,11 @@ fn go_pprof(go: &Path, home: &Path, args: &[&str]) -> String {
 #[test]
 fn go_tool_pprof_lists_the_zone_lock_takers() {
     let Some(go) = go() else {
-        eprintln!(
-            "SKIPPED go_tool_pprof_lists_the_zone_lock_takers: `go` is not on PATH \
-             (Debian golang-go; `cargo xtask setup` installs it)"
-        );
+        let why = "`go` is not on PATH (Debian golang-go; `cargo xtask setup` installs it)";
+        if std::env::var("ZONEPROF_REQUIRE_GO").as_deref() == Ok("1") {
+            panic!("go_tool_pprof_lists_the_zone_lock_takers: {why}, and ZONEPROF_REQUIRE_GO=1");
+        }
+        eprintln!("SKIPPED go_tool_pprof_lists_the_zone_lock_takers: {why}");
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
