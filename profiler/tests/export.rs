@@ -542,3 +542,15 @@ fn bad_input_is_one_line_and_the_right_exit_code() {
         assert!(!out.exists(), "{args:?} wrote something");
     }
 }
+
+#[test]
+fn doctor_mentions_export() {
+    // Exit 0 or 1 (whether this host can record); the line is there either way.
+    let out = zoneprof(&["doctor"]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("zoneprof export r.zprof --format pprof|speedscope|folded|csv"),
+        "{text}"
+    );
+}
