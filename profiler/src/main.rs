@@ -57,6 +57,9 @@ enum Cmd {
     /// Copy a recording with its kernel addresses replaced and its hostname hashed, fit to
     /// share (every view works on it).
     Redact(RedactArgs),
+    /// Export a recording for other tools: pprof (go tool pprof, Pyroscope, Parca),
+    /// speedscope, folded stacks, or CSV tables.
+    Export(ExportArgs),
 }
 
 #[derive(Args)]
@@ -319,6 +322,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Flamegraph(a) => cmd_flamegraph(a),
         Cmd::Compare(a) => cmd_compare(a),
         Cmd::Redact(a) => cmd_redact(a),
+        Cmd::Export(a) => cmd_export(a),
     }
 }
 
@@ -834,6 +838,114 @@ fn cmd_flamegraph(a: FlamegraphArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| fg::default_output(&a.file, a.view));
     fg::write_atomic(&path, &bytes)?;
     eprintln!("zoneprof: wrote {} ({})", path.display(), flame.title);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Recording written by `zoneprof record`.
+    file: PathBuf,
+    #[arg(long, value_enum)]
+    format: zoneprof::output::export::Format,
+    /// Output file, written atomically. For csv, a directory (made when missing) that
+    /// receives per-cpu.csv, skb-matrix.csv, page-matrix.csv and skb-free-sites.csv.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// pprof and folded: the view to export (default zone-wait; pprof takes the lock
+    /// views only). speedscope: that view alone (default: one profile per view).
+    #[arg(long, value_enum)]
+    view: Option<zoneprof::output::flamegraph::View>,
+    /// folded and speedscope: one root frame per CPU (`cpuN`). pprof samples carry a `cpu`
+    /// label instead (`go tool pprof -tagroot=cpu`).
+    #[arg(long)]
+    per_cpu: bool,
+    /// pprof, folded and speedscope: only these CPUs, e.g. "0-3,8".
+    #[arg(long, value_parser = parse_cpus)]
+    cpu: Option<Cpus>,
+}
+
+/// Exits with clap's usage error (status 2, `export`'s usage) for an option the format
+/// cannot take.
+fn usage_error(msg: String) -> ! {
+    use clap::{CommandFactory, error::ErrorKind};
+    let mut cli = Cli::command();
+    // Builds the bin names, so the usage line reads `zoneprof export …`.
+    cli.build();
+    match cli.find_subcommand_mut("export") {
+        Some(export) => export.error(ErrorKind::ArgumentConflict, msg).exit(),
+        None => cli.error(ErrorKind::ArgumentConflict, msg).exit(),
+    }
+}
+
+fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
+    use zoneprof::output::{
+        export::{self, Format},
+        flamegraph::{self as fg, View},
+    };
+    let fmt = a.format.name();
+    match a.format {
+        Format::Csv if a.view.is_some() || a.per_cpu || a.cpu.is_some() => usage_error(
+            "--view, --per-cpu and --cpu do not apply to --format csv: it writes every table for every CPU".into(),
+        ),
+        Format::Pprof if a.per_cpu => usage_error(
+            "--format pprof has no --per-cpu: every sample has a cpu label (go tool pprof -tagroot=cpu)".into(),
+        ),
+        Format::Pprof if a.view.is_some_and(|v| !export::pprof::supports(v)) => {
+            usage_error(format!(
+                "--format pprof exports lock waits: --view zone-wait, zone-alloc, zone-free or locks, not {}",
+                a.view.map_or("", View::name)
+            ))
+        }
+        _ => {}
+    }
+    let rec = Recording::read(&a.file)?;
+    let source = a.file.display().to_string();
+    let out = &a.output;
+    let cpus = a.cpu.map(|c| c.0);
+    let opts = fg::FoldOptions {
+        per_cpu: a.per_cpu,
+        cpus: cpus.clone(),
+    };
+    let view = a.view.unwrap_or(View::ZoneWait);
+    let what = match a.format {
+        Format::Pprof => {
+            let t = export::pprof::write(&rec, view, cpus.as_deref(), &source, out)?;
+            format!(
+                "{fmt}, {}: {} contentions, {} delay",
+                view.describe(),
+                units::fmt_count(t.contentions),
+                units::fmt_ns(t.delay_ns)
+            )
+        }
+        Format::Folded => {
+            let total = export::folded::write(&rec, view, &opts, &source, out)?;
+            format!("{fmt}, {}: {}", view.describe(), view.fmt_total(total))
+        }
+        Format::Speedscope => {
+            let views = match a.view {
+                Some(v) => vec![v],
+                None => export::speedscope::ALL_VIEWS.to_vec(),
+            };
+            let e = export::speedscope::build(&rec, &views, &opts, &source)?;
+            export::speedscope::write(&e.file, out)?;
+            for (v, why) in &e.skipped {
+                eprintln!(
+                    "zoneprof: speedscope: left out the {} view: {why}",
+                    v.name()
+                );
+            }
+            format!("{fmt}, {} profile(s)", e.file.profiles.len())
+        }
+        Format::Csv => {
+            let files = export::csv::write_dir(&rec, out)?;
+            let names: Vec<String> = files
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect();
+            format!("{fmt}: {}", names.join(", "))
+        }
+    };
+    eprintln!("zoneprof: wrote {} ({what})", out.display());
     Ok(ExitCode::SUCCESS)
 }
 

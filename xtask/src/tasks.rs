@@ -105,6 +105,11 @@ enum Outcome {
 pub fn test(ws: &Workspace, cargo_test_args: &[OsString]) -> Result<()> {
     setup::run(ws, false)?;
     let bin = ws.release_bin()?;
+    let as_root = if setup::effective_uid() == Some(0) {
+        "1"
+    } else {
+        "0"
+    };
 
     let mut results: Vec<(String, Outcome)> = Vec::new();
     let build = Step::new("build release zoneprof", build_release(ws));
@@ -125,15 +130,10 @@ pub fn test(ws: &Workspace, cargo_test_args: &[OsString]) -> Result<()> {
             .args(cargo_test_args)
             .env("ZONEPROF_BIN", &bin)
             // As root, a root integration test that would skip fails instead: CI must
-            // really attach probes.
-            .env(
-                "ZONEPROF_REQUIRE_ROOT_TESTS",
-                if setup::effective_uid() == Some(0) {
-                    "1"
-                } else {
-                    "0"
-                },
-            ),
+            // really attach probes. Likewise the pprof test without `go`: as root, setup
+            // installed golang-go.
+            .env("ZONEPROF_REQUIRE_ROOT_TESTS", as_root)
+            .env("ZONEPROF_REQUIRE_GO", as_root),
     );
     let steps = [build, cargo_test].into_iter().chain(extra_steps(ws, &bin));
 

@@ -398,6 +398,11 @@ pub fn to_text(d: &Doctor) -> String {
             "No useful recording is possible on this host: fix the FAIL lines above."
         }
     );
+    // Any recording, from any host, exports without probes.
+    let _ = writeln!(
+        s,
+        "Other tools: zoneprof export r.zprof --format pprof|speedscope|folded|csv -o OUT"
+    );
     s
 }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::{
     kernel::probes::name,
     model::analysis::{self, ClassifiedWait},
-    model::recording::{PcpMethod, Recording},
+    model::recording::{ObserverStats, PcpMethod, Recording},
     model::units::{fmt_count, fmt_ns, fmt_pct},
 };
 
@@ -107,34 +107,7 @@ pub fn cost(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> ObserverCost {
     };
     let observer = match failed {
         Ok(o) => o,
-        Err(reason) => {
-            // Runs counted from the events the per-page programs recorded: a lower bound, as a
-            // program also runs for CPUs outside --cpus and records nothing there.
-            let attached = |n: &str| rec.attached(n);
-            let refill: u64 = if attached(name::PCP_REFILL) {
-                rec.pcp
-                    .iter()
-                    .map(|p| p.refill_events + p.buddy_events)
-                    .sum()
-            } else {
-                0
-            };
-            let drain: u64 = if attached(name::PCP_DRAIN) {
-                rec.pcp.iter().map(|p| p.drain_events).sum()
-            } else {
-                0
-            };
-            return ObserverCost {
-                in_lock_program_runs: refill + drain + zone_contentions,
-                ns_per_run: None,
-                program_ns_per_run: None,
-                dispatch_ns_per_run: None,
-                in_lock_ns: None,
-                pct_of_zone_lock_wait: None,
-                reason: Some(reason),
-                programs,
-            };
-        }
+        Err(reason) => return without_stats(rec, zone_contentions, reason, programs),
     };
 
     let raw = observer.programs.as_slice();
@@ -178,24 +151,7 @@ pub fn cost(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> ObserverCost {
     }
     unmeasured.sort_unstable();
     unmeasured.dedup();
-    let dispatch_reason = (!unmeasured.is_empty()).then(|| {
-        let measured: Vec<&str> = observer
-            .dispatch
-            .iter()
-            .map(|d| d.method.as_str())
-            .collect();
-        let why = match (&observer.dispatch_error, measured.is_empty()) {
-            (Some(e), _) => e.clone(),
-            (None, true) => "this recording has no dispatch measurement (made by a zoneprof \
-                             that did not measure it)"
-                .to_string(),
-            (None, false) => format!("measured only for {}", measured.join(", ")),
-        };
-        format!(
-            "dispatch not counted for runs attached by {}: {why}",
-            unmeasured.join(", ")
-        )
-    });
+    let dispatch_reason = dispatch_reason(observer, &unmeasured);
     let total = program_ns + dispatch_ns;
     // Whole nanoseconds, and the share from them, so the JSON's fields agree exactly.
     let in_lock_ns = total.round() as u64;
@@ -217,6 +173,64 @@ pub fn cost(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> ObserverCost {
         } else {
             dispatch_reason
         },
+        programs,
+    }
+}
+
+/// Why some in-lock runs count their program time only: `unmeasured` are their attach
+/// methods; None when every run had its dispatch measured.
+fn dispatch_reason(observer: &ObserverStats, unmeasured: &[&str]) -> Option<String> {
+    if unmeasured.is_empty() {
+        return None;
+    }
+    let measured: Vec<&str> = observer
+        .dispatch
+        .iter()
+        .map(|d| d.method.as_str())
+        .collect();
+    let why = match (&observer.dispatch_error, measured.is_empty()) {
+        (Some(e), _) => e.clone(),
+        (None, true) => "this recording has no dispatch measurement (made by a zoneprof that \
+                         did not measure it)"
+            .to_string(),
+        (None, false) => format!("measured only for {}", measured.join(", ")),
+    };
+    Some(format!(
+        "dispatch not counted for runs attached by {}: {why}",
+        unmeasured.join(", ")
+    ))
+}
+
+/// The cost when the recording has no run-time stats: runs counted from the events the
+/// per-page programs recorded (a lower bound, as a program also runs for CPUs outside
+/// --cpus and records nothing there), times unknown, and why.
+fn without_stats(
+    rec: &Recording,
+    zone_contentions: u64,
+    reason: String,
+    programs: Vec<ProgramCost>,
+) -> ObserverCost {
+    let refill: u64 = if rec.attached(name::PCP_REFILL) {
+        rec.pcp
+            .iter()
+            .map(|p| p.refill_events + p.buddy_events)
+            .sum()
+    } else {
+        0
+    };
+    let drain: u64 = if rec.attached(name::PCP_DRAIN) {
+        rec.pcp.iter().map(|p| p.drain_events).sum()
+    } else {
+        0
+    };
+    ObserverCost {
+        in_lock_program_runs: refill + drain + zone_contentions,
+        ns_per_run: None,
+        program_ns_per_run: None,
+        dispatch_ns_per_run: None,
+        in_lock_ns: None,
+        pct_of_zone_lock_wait: None,
+        reason: Some(reason),
         programs,
     }
 }

@@ -1174,23 +1174,34 @@ fn medians_note(o: &Observer) -> String {
             )
         },
         c.per_run_ns.map_or_else(String::new, |(r, e)| format!(
-            " Per in-lock program run: {:.0} ns by the recording, {:.0} ns by perf (runs \
+            " Per in-lock program run: {:.0} ns by the recording{}, {:.0} ns by perf (runs \
              {:.0} … {:.0}), {:+.0} ns per run that the recording does not state.",
             r.median,
+            c.dispatch_ns.map_or_else(
+                || " (program time only)".to_string(),
+                |d| format!(
+                    " (of which {:.0} ns dispatch, measured at each recording's start; runs \
+                     {:.0} … {:.0})",
+                    d.median, d.min, d.max
+                )
+            ),
             e.median,
             e.min,
             e.max,
             e.median - r.median
         )),
-        if c.ratio.median < 0.75 {
+        if c.ratio.median < 0.75 && c.dispatch_ns.is_none() {
             " The recording states less than perf measures. Its figure is the BPF run-time \
              stats, which time only the program itself, between two clock reads in \
              `bpf_prog_run`; they leave out the tracepoint's dispatch around it \
              (`__traceiter_*`, `__bpf_trace_*`, the recursion counter, run context and RCU \
              section of `bpf_trace_run*`), the stats' own update, and the cache lines the \
              program's maps take from the allocator's, all of which perf charges to the \
-             locked section. This bench does not split the gap between them (bpftrace 0.17 \
-             cannot attach an empty raw tracepoint program to time the dispatch alone)."
+             locked section."
+        } else if c.ratio.median < 0.75 {
+            " The recording states less than perf measures, although it counts the dispatch: \
+             what remains is the cache lines the programs' maps take from the allocator's, \
+             which no in-recording measurement sees."
         } else if c.ratio.median > 1.25 {
             " The recording states more than perf measures: the run-time stats include two \
              clock reads per run, and part of each program's time may overlap what the \

@@ -108,6 +108,9 @@ pub struct RecStats {
     pub in_lock_runs: u64,
     pub in_lock_ns: Option<f64>,
     pub ns_per_run: Option<f64>,
+    /// The dispatch part of `ns_per_run`, measured at the recording's start (null in
+    /// recordings from before zoneprof measured it).
+    pub dispatch_ns_per_run: Option<f64>,
     pub pct_of_wait: Option<f64>,
     pub reason: Option<String>,
     pub programs: Vec<ProgStat>,
@@ -164,6 +167,7 @@ impl RecStats {
             in_lock_runs: oc["in_lock_program_runs"].as_u64().unwrap_or(0),
             in_lock_ns: oc["in_lock_ns"].as_f64(),
             ns_per_run: oc["ns_per_run"].as_f64(),
+            dispatch_ns_per_run: oc["dispatch_ns_per_run"].as_f64(),
             pct_of_wait: oc["pct_of_zone_lock_wait"].as_f64(),
             reason: if oc.is_null() {
                 Some("no observer_cost in this report (made before zoneprof stated it)".into())
@@ -355,6 +359,9 @@ pub struct InLockCheck {
     /// The same per in-lock program run (reported, estimate), per run: what each run of
     /// an in-lock program costs by the recording's account and by perf's.
     pub per_run_ns: Option<(Summary, Summary)>,
+    /// The part of the reported ns per run that is the dispatch measured at each recording's
+    /// start, over the default runs; None when no recording measured it.
+    pub dispatch_ns: Option<Summary>,
     /// The differential's sensitivity to its baseline: the median ratio with the lock-only
     /// or the bare runs as baseline instead of `--pcp off` (bare: no recording, so no wait
     /// is subtracted from its path CPU).
@@ -445,6 +452,12 @@ pub fn in_lock_check(runs: &[Run], freq: u32) -> Option<InLockCheck> {
         pairs,
         baseline_ns_per_gb: if direct { None } else { baseline },
         per_run_ns,
+        dispatch_ns: Summary::of(
+            &defaults
+                .iter()
+                .filter_map(|r| r.rec.as_ref()?.dispatch_ns_per_run)
+                .collect::<Vec<_>>(),
+        ),
         other_baselines,
     })
 }
