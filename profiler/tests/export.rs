@@ -3,6 +3,12 @@
 //! `cargo xtask setup`; without it the pprof test skips, unless ZONEPROF_REQUIRE_GO=1, which
 //! `cargo xtask test` sets as root), speedscope's own JSON schema, and the report's JSON for
 //! the numbers.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the test failing (helpers too, not only #[test] fns)"
+)]
 mod common;
 
 use std::{

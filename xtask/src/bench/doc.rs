@@ -1594,7 +1594,7 @@ mod tests {
             "None of the 4 runs was disturbed",
             "| not applicable here |",
             "zero by construction",
-            "780000 ns by the recording, 990000 ns by perf",
+            "780000 ns by the recording (program time only), 990000 ns by perf",
             "Not measured (run cargo xtask vm-test first)",
         ] {
             assert!(doc.contains(want), "{want:?} missing from:\n{doc}");

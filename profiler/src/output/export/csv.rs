@@ -62,7 +62,7 @@ fn cells<const N: usize>(values: [&dyn std::fmt::Display; N]) -> Vec<String> {
         .iter()
         .map(|v| {
             let mut s = String::new();
-            let _ = write!(s, "{v}");
+            write!(s, "{v}").ok();
             s
         })
         .collect()

@@ -3,7 +3,10 @@
 //! hand for `prost` so no build needs `protoc`. Field numbers and types follow the .proto;
 //! fields zoneprof never sets (`Label.num_unit`, `Line.column`, …) are still declared so a
 //! decoded profile round-trips. The string fields are indices into `string_table`.
-#![allow(clippy::derive_partial_eq_without_eq)]
+#![allow(
+    clippy::derive_partial_eq_without_eq,
+    reason = "prost message types: Eq is not needed and not derived by prost either"
+)]
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Profile {
