@@ -115,11 +115,9 @@ fn measure(
         }
     }
     let result = rounds(ebpf, program, name, kind);
-    let unloaded = match ebpf.program_mut(program) {
-        Some(aya::programs::Program::RawTracePoint(p)) => p.unload(),
-        Some(aya::programs::Program::TracePoint(p)) => p.unload(),
-        _ => Ok(()),
-    };
+    let unloaded = ebpf
+        .program_mut(program)
+        .map_or(Ok(()), crate::kernel::attach::try_unload);
     if let Err(e) = unloaded {
         // Detached already: a loaded empty program costs nothing until the object is dropped.
         eprintln!("zoneprof: calibration program {program} stays loaded: {e}");

@@ -740,15 +740,19 @@ impl Attached {
 /// Unloads (and so detaches) a program of any kind zoneprof uses. Errors are ignored: this
 /// is teardown, and whatever stays attached is released when the `Ebpf` object is dropped.
 fn unload(p: &mut Program) {
-    let unloaded = match p {
+    try_unload(p).ok();
+}
+
+/// Unloads (and so detaches) a program of any kind zoneprof uses, saying why it could not.
+pub(crate) fn try_unload(p: &mut Program) -> Result<(), ProgramError> {
+    match p {
         Program::TracePoint(p) => p.unload(),
         Program::RawTracePoint(p) => p.unload(),
         Program::KProbe(p) => p.unload(),
         Program::FEntry(p) => p.unload(),
         Program::FExit(p) => p.unload(),
         _ => Ok(()),
-    };
-    unloaded.ok();
+    }
 }
 
 fn program_error(e: &ProgramError) -> String {

@@ -113,7 +113,7 @@ pub fn cost(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> ObserverCost {
     let raw = observer.programs.as_slice();
     // The dispatch cost of the method `probe` is attached by, where it was measured.
     let dispatch_of = |probe: &str| {
-        let method = rec.probes.iter().find(|p| p.name == probe)?.method.as_str();
+        let method = probe_method(rec, probe)?;
         observer
             .dispatch
             .iter()
@@ -129,7 +129,9 @@ pub fn cost(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> ObserverCost {
         program_ns += ns;
         match dispatch_of(probe) {
             Some(d) => dispatch_ns += d * r as f64,
-            None if r > 0 => unmeasured.push(probe_method(rec, probe)),
+            None if r > 0 => {
+                unmeasured.push(probe_method(rec, probe).unwrap_or("an unknown method"));
+            }
             None => {}
         }
     };
@@ -236,11 +238,11 @@ fn without_stats(
 }
 
 /// The attach method of `probe` in `rec`, e.g. `raw_tracepoint`.
-fn probe_method<'r>(rec: &'r Recording, probe: &str) -> &'r str {
+fn probe_method<'r>(rec: &'r Recording, probe: &str) -> Option<&'r str> {
     rec.probes
         .iter()
         .find(|p| p.name == probe)
-        .map_or("an unknown method", |p| p.method.as_str())
+        .map(|p| p.method.as_str())
 }
 
 /// [`cost`] for a recording whose waits are not classified yet.
