@@ -460,11 +460,14 @@ fn full_or_read_only_filesystem_fails_in_one_line_and_keeps_the_previous_file() 
     if skip("full_or_read_only_filesystem_fails_in_one_line_and_keeps_the_previous_file") {
         return;
     }
-    // A real recording to draw from.
+    // A real recording to draw from. The page workload fills the pages view whatever else the
+    // host does; a quiet host may have no lock contention at all in an idle second.
     let src_dir = tempfile::tempdir().expect("tempdir");
     let src = src_dir.path().join("src.zprof");
     let out = Command::new(BIN)
-        .args(["record", "--no-progress", "-d", "1s", "-o", s(&src)])
+        .args(["record", "--no-progress", "-o", s(&src), "--", BIN])
+        .args(["workload", "cross-cpu-pages", "--alloc-cpus", "0"])
+        .args(["--free-cpus", "1", "-d", "1s"])
         .output()
         .expect("record");
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -501,7 +504,7 @@ fn full_or_read_only_filesystem_fails_in_one_line_and_keeps_the_previous_file() 
         );
         assert_one_line_error(
             "flamegraph svg",
-            &run(&["flamegraph", s(&src), "--view", "locks", "-o", &p("r.svg")]),
+            &run(&["flamegraph", s(&src), "--view", "pages", "-o", &p("r.svg")]),
             want,
         );
         assert_one_line_error(
@@ -510,7 +513,7 @@ fn full_or_read_only_filesystem_fails_in_one_line_and_keeps_the_previous_file() 
                 "flamegraph",
                 s(&src),
                 "--view",
-                "locks",
+                "pages",
                 "--folded",
                 "-o",
                 &p("r.folded"),
