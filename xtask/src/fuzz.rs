@@ -17,6 +17,8 @@ use crate::workspace::Workspace;
 #[derive(Debug, Default, PartialEq)]
 pub struct Outcome {
     pub executions: Option<u64>,
+    /// Seconds spent fuzzing (`Done N runs in S second(s)`), without build and start-up.
+    pub seconds: Option<u64>,
     /// Inputs in the corpus at the end (`corp: N/SIZE`), seeds included.
     pub corpus: Option<u64>,
     pub corpus_bytes: Option<String>,
@@ -60,6 +62,11 @@ pub fn parse_log(log: &str) -> Outcome {
         {
             o.corpus = n.parse().ok();
             o.corpus_bytes = Some(size.to_string());
+        }
+        if let Some(rest) = line.strip_prefix("Done ")
+            && let Some((_, secs)) = rest.split_once(" runs in ")
+        {
+            o.seconds = secs.split_whitespace().next().and_then(|s| s.parse().ok());
         }
         if line.contains("Test unit written to ") {
             o.crashes += 1;
@@ -113,11 +120,15 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
             .with_context(|| format!("creating {}", log_path.display()))?;
         let started = Instant::now();
         // The first corpus directory receives new inputs; the committed seeds stay as they are.
-        let status = cargo_fuzz(ws)
+        let mut cmd = cargo_fuzz(ws)
             .args(["run", t.as_str()])
             .arg(&corpus)
             .arg(&seeds)
-            .arg("--")
+            .arg("--");
+        if let Some(dict) = dict_for(&fuzz_dir, t) {
+            cmd = cmd.arg(format!("-dict={}", dict.display()));
+        }
+        let status = cmd
             .arg(format!("-max_total_time={}", opts.seconds))
             .arg(format!("-artifact_prefix={}/", artifacts.display()))
             .arg("-print_final_stats=1")
@@ -126,7 +137,7 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
             .arg("-timeout=10")
             .arg("-rss_limit_mb=2048")
             .status_to(log)?;
-        let secs = started.elapsed().as_secs();
+        let wall = started.elapsed().as_secs();
         let text = fs::read_to_string(&log_path)
             .with_context(|| format!("reading {}", log_path.display()))?;
         let mut o = parse_log(&text);
@@ -144,6 +155,7 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
                 println!("    | {l}");
             }
         }
+        let secs = o.seconds.unwrap_or(wall);
         rows.push((t.clone(), secs, o, corpus_files(&seeds)));
     }
 
@@ -191,6 +203,16 @@ fn corpus_files(dir: &Path) -> usize {
     fs::read_dir(dir).map_or(0, |d| d.filter_map(Result::ok).count())
 }
 
+/// fuzz/dict/<target>.dict, else the dictionary of the target's family (`recording_views`
+/// uses recording.dict): values libFuzzer's mutations rarely reach on their own.
+fn dict_for(fuzz_dir: &Path, target: &str) -> Option<PathBuf> {
+    let family = target.split('_').next().unwrap_or(target);
+    [target, family]
+        .iter()
+        .map(|n| fuzz_dir.join("dict").join(format!("{n}.dict")))
+        .find(|p| p.is_file())
+}
+
 /// The committed seed corpus of `target`: fuzz/corpus/<target>/.
 pub fn seed_dir(root: &Path, target: &str) -> PathBuf {
     root.join("fuzz").join("corpus").join(target)
@@ -221,6 +243,15 @@ mod tests {
     }
 
     #[test]
+    fn recording_targets_share_a_dictionary() {
+        let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+        let d = dict_for(&fuzz, "recording_views").expect("recording.dict");
+        assert!(d.ends_with("dict/recording.dict"));
+        assert_eq!(dict_for(&fuzz, "recording"), Some(d));
+        assert_eq!(dict_for(&fuzz, "cpulist"), None);
+    }
+
+    #[test]
     fn reads_libfuzzer_figures() {
         let log = "INFO: Seed: 1\n#2\tINITED cov: 10 ft: 11 corp: 4/120b exec/s: 0 rss: 30Mb\n\
                    #8192\tpulse  cov: 20 ft: 30 corp: 9/1033b lim: 80 exec/s: 4096 rss: 40Mb\n\
@@ -230,6 +261,7 @@ mod tests {
             parse_log(log),
             Outcome {
                 executions: Some(9000),
+                seconds: Some(2),
                 corpus: Some(9),
                 corpus_bytes: Some("1033b".into()),
                 crashes: 0,
