@@ -1,6 +1,12 @@
 //! The committed fuzz seed corpora (fuzz/corpus/<target>/) are real inputs: each parses with
 //! the parser its target fuzzes, on stable, in `cargo test`. A seed that stopped parsing would
 //! leave its fuzz target starting from nothing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test: a failed expectation is the test failing"
+)]
 use std::fs;
 use std::path::{Path, PathBuf};
 
