@@ -79,6 +79,20 @@ impl Cmd {
         Ok(())
     }
 
+    /// Echoes the command and runs it with stdout and stderr going to `log`; its exit
+    /// status is for the caller to judge.
+    pub fn status_to(mut self, log: std::fs::File) -> Result<ExitStatus> {
+        println!("    $ {}", self.shown);
+        let err = log
+            .try_clone()
+            .with_context(|| format!("could not start `{}`", self.shown))?;
+        self.inner
+            .stdout(log)
+            .stderr(err)
+            .status()
+            .with_context(|| format!("could not start `{}`", self.shown))
+    }
+
     /// Runs the command quietly, capturing its output. `Ok(None)` when the program does
     /// not exist or may not be run; a non-zero exit is not an error here (see `status`).
     pub fn capture(mut self) -> Result<Option<Captured>> {

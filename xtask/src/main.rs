@@ -2,6 +2,7 @@
 
 mod bench;
 mod cmd;
+mod fuzz;
 mod setup;
 mod tasks;
 mod vm;
@@ -156,6 +157,18 @@ enum Task {
     /// / bpftrace, in-kernel ns per event, report/compare/flamegraph on a synthetic 640-CPU
     /// recording, map memory at 640 CPUs. Writes docs/benchmarks.md and target/bench/bench.json.
     Bench(BenchArgs),
+    /// Fuzz every parser of untrusted input (recordings, kallsyms, tracefs formats, BTF, CPU
+    /// lists, durations, folded stacks, zoneinfo) with cargo-fuzz on nightly, from the seed
+    /// corpora in fuzz/corpus; prints executions and crashes per target, fails on any crash.
+    /// Not part of `test` (docs/fuzzing.md).
+    Fuzz {
+        /// Seconds per target (`--seconds 10` is a quick smoke run).
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
+        /// Fuzz only this target; repeatable (default: all).
+        #[arg(long = "target", value_name = "TARGET")]
+        targets: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -333,6 +346,7 @@ fn run(task: Task) -> Result<()> {
         )
         .map(|_| ()),
         Task::VmFetch { kernels } => vm::cli::vm_fetch(&ws, &kernels.kernel, &kernels.bzimage),
+        Task::Fuzz { seconds, targets } => fuzz::run(&ws, &fuzz::Opts { seconds, targets }),
         Task::Bench(a) => bench::run(
             &ws,
             &bench::Opts {
@@ -426,6 +440,15 @@ mod tests {
                 ..
             })) if d == Path::new("/r")
         ));
+        assert!(matches!(
+            parse(&["fuzz"]),
+            Some(Task::Fuzz { seconds: 600, targets }) if targets.is_empty()
+        ));
+        assert!(matches!(
+            parse(&["fuzz", "--seconds", "10", "--target", "btf", "--target", "units"]),
+            Some(Task::Fuzz { seconds: 10, targets }) if targets == ["btf", "units"]
+        ));
+        assert!(parse(&["fuzz", "--seconds", "0"]).is_none());
         assert!(parse(&["bench", "--observer-secs", "2"]).is_none());
         assert!(parse(&["bench", "--rounds", "0"]).is_none());
         assert!(parse(&["bench", "--cost-secs", "2"]).is_none());

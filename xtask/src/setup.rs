@@ -433,6 +433,41 @@ pub fn ensure_bench_packages() -> Result<()> {
         .run()
 }
 
+/// What `cargo xtask fuzz` needs: Rust nightly and cargo-fuzz. cargo-fuzz goes into
+/// ~/.cargo/bin like bpf-linker (no root needed); nightly comes with `cargo xtask setup`.
+pub fn ensure_cargo_fuzz() -> Result<()> {
+    println!("==> setup: fuzzing tools");
+    let nightly = Cmd::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .capture()?
+        .filter(|c| c.status.success());
+    match nightly {
+        Some(c) => report(
+            "ok",
+            format!("rustup toolchain nightly ({})", c.stdout.trim()),
+        ),
+        None => bail!(
+            "cargo fuzz needs Rust nightly: run `cargo xtask setup` (or rustup toolchain install nightly)"
+        ),
+    }
+    let version = |c: crate::cmd::Captured| c.stdout.trim().to_owned();
+    let found = Cmd::new("cargo-fuzz")
+        .arg("--version")
+        .capture()?
+        .filter(|c| c.status.success())
+        .map(version);
+    if let Some(v) = found {
+        report("ok", v);
+        return Ok(());
+    }
+    report("MISSING", "cargo-fuzz");
+    println!("==> setup: installing cargo-fuzz (takes a few minutes)");
+    Cmd::new("cargo")
+        .args(["install", "cargo-fuzz", "--locked"])
+        .run()?;
+    Ok(())
+}
+
 /// Effective uid from /proc/self/status (`Uid: real effective saved fs`).
 pub fn effective_uid() -> Option<u32> {
     let status = fs::read_to_string("/proc/self/status").ok()?;

@@ -8,7 +8,7 @@
 //!
 //! Format reference: <https://docs.kernel.org/bpf/btf.html>.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// Where the running kernel exposes its own BTF.
@@ -409,7 +409,7 @@ impl Btf {
     /// Bitfield members: return the byte offset of the containing bits (bit_offset / 8).
     pub fn member_offset(&self, struct_name: &str, member: &str) -> Result<Option<u32>, BtfError> {
         let id = self.find_struct(struct_name)?;
-        let Some((bits, _)) = self.find_member(id, member, 0)? else {
+        let Some((bits, _)) = self.find_member(id, member, 0, &mut HashSet::new())? else {
             return Ok(None);
         };
         u32::try_from(bits / 8)
@@ -431,7 +431,7 @@ impl Btf {
         member: &str,
     ) -> Result<Option<u32>, BtfError> {
         let id = self.find_struct(struct_name)?;
-        let Some((_, type_id)) = self.find_member(id, member, 0)? else {
+        let Some((_, type_id)) = self.find_member(id, member, 0, &mut HashSet::new())? else {
             return Ok(None);
         };
         let resolved = self.resolve(type_id)?;
@@ -565,11 +565,17 @@ impl Btf {
 
     /// Finds `name` among the members of struct/union `id`, descending into anonymous
     /// struct/union members. Returns the member's bit offset from the start of `id` and its type.
+    ///
+    /// `missed` holds the anonymous members' types already searched in vain during this
+    /// lookup: one reached again cannot hold the member either, and searching it again would
+    /// make the walk exponential (a chain of structs each holding two anonymous members of
+    /// the next).
     fn find_member(
         &self,
         id: u32,
         name: &str,
         depth: usize,
+        missed: &mut HashSet<u32>,
     ) -> Result<Option<(u64, u32)>, BtfError> {
         if depth > MAX_DEPTH {
             return Err(BtfError::TooDeep { id });
@@ -593,10 +599,15 @@ impl Btf {
             if m_name.is_empty() {
                 let inner = self.resolve(m_type)?;
                 if inner != 0
+                    && !missed.contains(&inner)
                     && matches!(self.ty(inner)?.kind(), kind::STRUCT | kind::UNION)
-                    && let Some((b, ty)) = self.find_member(inner, name, depth + 1)?
                 {
-                    return Ok(Some((bit_off + b, ty)));
+                    match self.find_member(inner, name, depth + 1, missed)? {
+                        Some((b, ty)) => return Ok(Some((bit_off + b, ty))),
+                        None => {
+                            missed.insert(inner);
+                        }
+                    }
                 }
             }
         }
@@ -1129,6 +1140,37 @@ mod tests {
             btf.member_offset("s", "x"),
             Err(BtfError::TooDeep { .. })
         ));
+    }
+
+    #[test]
+    fn anonymous_member_diamonds_are_searched_once() {
+        // s0 { s1 <anon>; s1 <anon>; }, s1 { s2; s2; }, ... s40 { int deep; }: 2^40 paths to
+        // `deep`, each type searched once.
+        const LEVELS: u32 = 40;
+        let mut b = Builder::new();
+        let int = b.int("int", 4, true);
+        // Ids: int is 1, s_i is i + 2 (each refers to the next, defined after it).
+        for i in 0..LEVELS {
+            let next = i + 3;
+            let name = if i == 0 { "s0" } else { "" };
+            b.composite(
+                kind::STRUCT,
+                name,
+                8,
+                false,
+                &[("", next, 0), ("", next, 32)],
+            );
+        }
+        b.composite(kind::STRUCT, "", 4, false, &[("deep", int, 8)]);
+        let btf = Btf::parse(&b.build(false)).unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(btf.member_offset("s0", "missing").unwrap(), None);
+        assert_eq!(btf.member_offset("s0", "deep").unwrap(), Some(1));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

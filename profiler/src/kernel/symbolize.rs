@@ -369,7 +369,8 @@ impl Kallsyms {
         let idx = self.entries.partition_point(|e| e.addr <= start);
         let entry = self.entries.get(idx.checked_sub(1)?)?;
         let next = self.entries.get(idx).map_or(entry.limit, |e| e.addr);
-        Some((start, next.min(entry.limit).max(start + 1)))
+        // At least one byte, except for a symbol at the very top of the address space.
+        Some((start, next.min(entry.limit).max(start.saturating_add(1))))
     }
 
     /// Whether kallsyms lists `name` (any type), e.g. to see if a function survived inlining.
@@ -489,6 +490,14 @@ mod range_tests {
             Some((0xffffffff81000100, 0xffffffff81000200))
         );
         assert_eq!(k.symbol_range("nope"), None);
+    }
+
+    /// A symbol at u64::MAX made `start + 1` overflow (a panic with overflow checks on);
+    /// seen while writing the `kallsyms` fuzz target, reproduced with it.
+    #[test]
+    fn symbol_at_the_top_of_the_address_space() {
+        let k = Kallsyms::parse("ffffffffffffffff T x\n").expect("parse");
+        assert_eq!(k.symbol_range("x"), Some((u64::MAX, u64::MAX)));
     }
 }
 

@@ -16,6 +16,12 @@ use crate::kernel::host::{HostInfo, Settings};
 pub const FORMAT_NAME: &str = "zoneprof-recording";
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Largest recording a reader accepts, as a file and as JSON once decompressed: 256 MiB.
+/// The 640-CPU, 50,000-stack synthetic recording of `cargo xtask bench` (more stacks than
+/// the kernel maps can hold) is about 4 MB of gzip, so this leaves room for any real one,
+/// while a gzip bomb stops here with an error instead of taking the host's memory.
+pub const MAX_RECORDING_BYTES: u64 = 256 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
     #[error("cannot read recording {path}: {source}")]
@@ -36,6 +42,16 @@ pub enum RecordingError {
     Truncated { path: PathBuf },
     #[error("{path} is corrupt: {detail}")]
     Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "{path} is larger than {} MiB {}; no zoneprof recording is that large",
+        .limit >> 20,
+        if *.decompressed { "once decompressed" } else { "as a file" }
+    )]
+    TooLarge {
+        path: PathBuf,
+        limit: u64,
+        decompressed: bool,
+    },
     #[error("{path} is recording format version {found}; this zoneprof reads version {supported}")]
     UnsupportedVersion {
         path: PathBuf,
@@ -615,7 +631,9 @@ impl Recording {
             source,
         })?;
         let mut raw = Vec::new();
+        // One byte past the limit is enough to know it is too large.
         BufReader::new(f)
+            .take(MAX_RECORDING_BYTES + 1)
             .read_to_end(&mut raw)
             .map_err(|source| RecordingError::Read {
                 path: path.to_path_buf(),
@@ -626,10 +644,28 @@ impl Recording {
 
     /// Parses a recording held in memory; `path` only names it in errors.
     pub fn from_bytes(raw: &[u8], path: &Path) -> Result<Recording, RecordingError> {
+        Self::from_bytes_within(raw, path, MAX_RECORDING_BYTES)
+    }
+
+    /// [`Recording::from_bytes`] with the size limit as a parameter, so tests can hit it
+    /// without allocating 256 MiB.
+    fn from_bytes_within(raw: &[u8], path: &Path, limit: u64) -> Result<Recording, RecordingError> {
         let p = || path.to_path_buf();
+        let too_large = |decompressed| RecordingError::TooLarge {
+            path: p(),
+            limit,
+            decompressed,
+        };
+        if raw.len() as u64 > limit {
+            return Err(too_large(false));
+        }
         let json: Vec<u8> = if raw.starts_with(&[0x1f, 0x8b]) {
             let mut out = Vec::new();
-            match flate2::read::GzDecoder::new(raw).read_to_end(&mut out) {
+            match flate2::read::GzDecoder::new(raw)
+                .take(limit + 1)
+                .read_to_end(&mut out)
+            {
+                Ok(_) if out.len() as u64 > limit => return Err(too_large(true)),
                 Ok(_) => out,
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     return Err(RecordingError::Truncated { path: p() });
@@ -984,6 +1020,95 @@ pub(crate) mod tests {
             matches!(err, RecordingError::UnsupportedVersion { found: 99, .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn gzip_bomb_stops_at_the_limit_with_one_line() {
+        use std::io::Write as _;
+        // 8 MiB of padding gzips to a few KiB; a 1 MiB limit must stop inflating there.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(br#"{"format": "zoneprof-recording", "version": 1, "pad": ""#)
+            .expect("gzip");
+        for _ in 0..8 {
+            gz.write_all(&[b' '; 1 << 20]).expect("gzip");
+        }
+        gz.write_all(br#""}"#).expect("gzip");
+        let bomb = gz.finish().expect("gzip");
+        assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+        let p = Path::new("bomb.zprof");
+        let err = Recording::from_bytes_within(&bomb, p, 1 << 20).expect_err("must fail");
+        assert!(
+            matches!(
+                err,
+                RecordingError::TooLarge {
+                    decompressed: true,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert_eq!(
+            msg,
+            "bomb.zprof is larger than 1 MiB once decompressed; no zoneprof recording is that large"
+        );
+
+        // Plain JSON and the file itself are held to the same limit; at the limit is fine.
+        let json = serde_json::to_vec(&sample()).expect("json");
+        let n = json.len() as u64;
+        let err = Recording::from_bytes_within(&json, p, n - 1).expect_err("must fail");
+        assert!(
+            matches!(
+                err,
+                RecordingError::TooLarge {
+                    decompressed: false,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            Recording::from_bytes_within(&json, p, n).expect("fits"),
+            sample()
+        );
+        let (_d, path) = write_tmp(&sample());
+        let gz = std::fs::read(&path).expect("read");
+        assert!((gz.len() as u64) < n);
+        assert!(Recording::from_bytes_within(&gz, p, n).is_ok());
+        assert!(matches!(
+            Recording::from_bytes_within(&gz, p, n - 1),
+            Err(RecordingError::TooLarge {
+                decompressed: true,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn json_nesting_is_bounded() {
+        // serde_json stops typed descent at depth 128 (its `unbounded_depth` feature, which
+        // would lift that, is off): deep input is an error, not a stack overflow.
+        let deep = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let err = serde_json::from_str::<serde_json::Value>(&deep(200)).expect_err("too deep");
+        assert!(
+            err.to_string().contains("recursion limit exceeded"),
+            "{err}"
+        );
+        // In a recording: nesting where the format has a list of lists, and under a key the
+        // format does not have (skipped without recursing). Both are one-line errors.
+        let p = Path::new("deep.zprof");
+        for (key, depth) in [("stacks", 100_000), ("stacks", 129), ("unknown", 100_000)] {
+            let doc = format!(
+                r#"{{"format": "zoneprof-recording", "version": 1, "{key}": {}}}"#,
+                deep(depth)
+            );
+            let err = Recording::from_bytes(doc.as_bytes(), p).expect_err("must fail");
+            assert!(
+                matches!(err, RecordingError::Corrupt { .. }),
+                "{key}: {err}"
+            );
+            assert!(!err.to_string().contains('\n'), "{err}");
+        }
     }
 
     #[test]
