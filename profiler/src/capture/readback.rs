@@ -141,34 +141,40 @@ pub struct LockTables {
     pub unsymbolized_frames: u64,
 }
 
-/// Reads lock waits, stacks, histograms and zone labels, symbolizing with `ksyms`.
-/// `raw_stacks`: stacks were captured in a raw tracepoint program, whose own frames lead
-/// them and are dropped.
-pub fn read_lock_tables(
-    ebpf: &Ebpf,
-    ksyms: Option<&Kallsyms>,
-    raw_stacks: bool,
-) -> Result<LockTables, AggregateError> {
-    let stats: HashMap<&MapData, LockKey, LockVal> =
-        HashMap::try_from(get_map(ebpf, "LOCK_STATS")?).map_err(map_err("LOCK_STATS"))?;
-    let stack_map: StackTraceMap<&MapData> =
-        StackTraceMap::try_from(get_map(ebpf, "STACKS")?).map_err(map_err("STACKS"))?;
-    let hist: HashMap<&MapData, HistKey, u64> =
-        HashMap::try_from(get_map(ebpf, "WAIT_HIST")?).map_err(map_err("WAIT_HIST"))?;
-    let zones: HashMap<&MapData, u64, ZoneInfo> =
-        HashMap::try_from(get_map(ebpf, "ZONE_CACHE")?).map_err(map_err("ZONE_CACHE"))?;
+/// Kernel stack ids read and symbolized so far, and the interned tables they went into.
+/// A stack id keeps its frames for as long as the programs are loaded (no
+/// `BPF_F_REUSE_STACKID`), so a live session keeps one resolver and reads each stack once;
+/// its tables only grow, bounded by the stack map's size.
+#[derive(Default)]
+pub struct StackResolver {
+    interner: StackInterner,
+    /// Kernel stack id -> recording stack index.
+    by_id: std::collections::HashMap<i32, Option<u32>>,
+    /// Frames no kallsyms symbol covered, over every stack resolved.
+    unsymbolized: u64,
+}
 
-    let mut interner = StackInterner::default();
-    // Kernel stack id -> recording stack index; each id is read and symbolized once.
-    let mut by_id: std::collections::HashMap<i32, Option<u32>> = Default::default();
-    let mut unsymbolized = 0u64;
-    let mut resolve = |id: i32, interner: &mut StackInterner| -> Option<u32> {
+impl StackResolver {
+    /// The recording stack index of kernel stack `id`, reading and symbolizing it the
+    /// first time.
+    fn resolve(
+        &mut self,
+        id: i32,
+        stack_map: &StackTraceMap<&MapData>,
+        ksyms: Option<&Kallsyms>,
+        raw_stacks: bool,
+    ) -> Option<u32> {
         if id < 0 {
             return None;
         }
-        if let Some(&s) = by_id.get(&id) {
+        if let Some(&s) = self.by_id.get(&id) {
             return s;
         }
+        let Self {
+            interner,
+            unsymbolized,
+            ..
+        } = self;
         let s = stack_map.get(&(id as u32), 0).ok().map(|st| {
             let all = st.frames();
             // Raw tracepoint stacks start in the probe; keep only the traced path.
@@ -183,7 +189,7 @@ pub fn read_lock_tables(
                     let name = match ksyms {
                         Some(k) if k.resolve(f.ip).is_some() => k.format_frame(f.ip),
                         _ => {
-                            unsymbolized += 1;
+                            *unsymbolized += 1;
                             format!("{:#x}", f.ip)
                         }
                     };
@@ -192,14 +198,64 @@ pub fn read_lock_tables(
                 .collect();
             interner.stack(frames)
         });
-        by_id.insert(id, s);
+        self.by_id.insert(id, s);
         s
-    };
+    }
+
+    /// The frame and stack tables so far (a copy: the resolver goes on).
+    pub fn tables(&self) -> (Vec<String>, Vec<Vec<u32>>) {
+        (
+            self.interner.frames().to_vec(),
+            self.interner.stacks().to_vec(),
+        )
+    }
+
+    pub fn unsymbolized_frames(&self) -> u64 {
+        self.unsymbolized
+    }
+
+    pub fn finish(self) -> (Vec<String>, Vec<Vec<u32>>) {
+        self.interner.finish()
+    }
+}
+
+/// Reads lock waits, stacks, histograms and zone labels, symbolizing with `ksyms`.
+/// `raw_stacks`: stacks were captured in a raw tracepoint program, whose own frames lead
+/// them and are dropped.
+pub fn read_lock_tables(
+    ebpf: &Ebpf,
+    ksyms: Option<&Kallsyms>,
+    raw_stacks: bool,
+) -> Result<LockTables, AggregateError> {
+    let mut resolver = StackResolver::default();
+    let mut t = read_lock_rows(ebpf, ksyms, raw_stacks, &mut resolver)?;
+    (t.frames, t.stacks) = resolver.finish();
+    Ok(t)
+}
+
+/// As [`read_lock_tables`], with stacks resolved through `resolver`, which keeps them for
+/// the next read; `frames` and `stacks` are left empty (see [`StackResolver::tables`]) and
+/// `unsymbolized_frames` counts every stack the resolver has read.
+pub fn read_lock_rows(
+    ebpf: &Ebpf,
+    ksyms: Option<&Kallsyms>,
+    raw_stacks: bool,
+    resolver: &mut StackResolver,
+) -> Result<LockTables, AggregateError> {
+    let stats: HashMap<&MapData, LockKey, LockVal> =
+        HashMap::try_from(get_map(ebpf, "LOCK_STATS")?).map_err(map_err("LOCK_STATS"))?;
+    let stack_map: StackTraceMap<&MapData> =
+        StackTraceMap::try_from(get_map(ebpf, "STACKS")?).map_err(map_err("STACKS"))?;
+    let hist: HashMap<&MapData, HistKey, u64> =
+        HashMap::try_from(get_map(ebpf, "WAIT_HIST")?).map_err(map_err("WAIT_HIST"))?;
+    let zones: HashMap<&MapData, u64, ZoneInfo> =
+        HashMap::try_from(get_map(ebpf, "ZONE_CACHE")?).map_err(map_err("ZONE_CACHE"))?;
+    let mut resolve = |id: i32| resolver.resolve(id, &stack_map, ksyms, raw_stacks);
 
     let mut lock_waits = Vec::new();
     for item in stats.iter() {
         let (k, v) = item.map_err(map_err("LOCK_STATS"))?;
-        let stack = resolve(k.stack_id, &mut interner);
+        let stack = resolve(k.stack_id);
         lock_waits.push(LockWait {
             stack,
             stack_error: (k.stack_id < 0).then_some(k.stack_id),
@@ -215,7 +271,7 @@ pub fn read_lock_tables(
     for item in hist.iter() {
         let (k, count) = item.map_err(map_err("WAIT_HIST"))?;
         wait_hist.push(HistEntry {
-            stack: resolve(k.stack_id, &mut interner),
+            stack: resolve(k.stack_id),
             bucket: k.bucket,
             count,
         });
@@ -238,14 +294,13 @@ pub fn read_lock_tables(
     lock_waits.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then(a.cpu.cmp(&b.cpu)));
     wait_hist.sort_by_key(|h| (h.stack, h.bucket));
     zone_labels.sort_by_key(|z| z.lock_addr);
-    let (frames, stacks) = interner.finish();
     Ok(LockTables {
-        frames,
-        stacks,
+        frames: Vec::new(),
+        stacks: Vec::new(),
         lock_waits,
         wait_hist,
         zones: zone_labels,
-        unsymbolized_frames: unsymbolized,
+        unsymbolized_frames: resolver.unsymbolized_frames(),
     })
 }
 
