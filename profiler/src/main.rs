@@ -57,6 +57,9 @@ enum Cmd {
     /// Copy a recording with its kernel addresses replaced and its hostname hashed, fit to
     /// share (every view works on it).
     Redact(RedactArgs),
+    /// Stay attached (needs root) and serve the live aggregates as Prometheus metrics on
+    /// GET /metrics, until SIGINT or SIGTERM detaches the probes.
+    Serve(ServeArgs),
     /// Write a synthetic recording of a large host (internal: `cargo xtask bench`).
     #[command(name = "__synth", hide = true)]
     Synth(zoneprof::model::synth::SynthArgs),
@@ -102,6 +105,34 @@ struct RecordArgs {
     /// Command to run while recording; its output passes through unchanged.
     #[arg(last = true)]
     command: Vec<String>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on, IP:PORT (port 0: any free port, printed at start). Loopback
+    /// unless --allow-remote.
+    #[arg(long, default_value = "127.0.0.1:9466")]
+    listen: std::net::SocketAddr,
+    /// Allow --listen on a non-loopback address: the metrics name kernel functions and
+    /// the host's activity; put a firewall or a proxy in front.
+    #[arg(long)]
+    allow_remote: bool,
+    /// One series per CPU (on), or summed over CPUs (off: bounds the series on large hosts).
+    #[arg(long, value_enum, default_value = "on")]
+    per_cpu: OnOff,
+    /// SKB free sites with series of their own (the first seen, largest first); the rest
+    /// are summed as caller="other".
+    #[arg(long, default_value_t = 20)]
+    skb_sites: usize,
+    /// Record only these CPUs, e.g. "0-3,8".
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: Option<Cpus>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -322,6 +353,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Flamegraph(a) => cmd_flamegraph(a),
         Cmd::Compare(a) => cmd_compare(a),
         Cmd::Redact(a) => cmd_redact(a),
+        Cmd::Serve(a) => cmd_serve(a),
         Cmd::Synth(a) => zoneprof::model::synth::run(&a).map(|()| ExitCode::SUCCESS),
     }
 }
@@ -365,6 +397,29 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
     let out = runtime()?.block_on(session::record(opts))?;
     print_record_summary(&a.output, &out);
     Ok(command_exit_code(out.command_status))
+}
+
+fn cmd_serve(a: ServeArgs) -> Result<ExitCode> {
+    if !a.listen.ip().is_loopback() && !a.allow_remote {
+        eprintln!(
+            "zoneprof: error: --listen {} is not a loopback address; add --allow-remote to serve the metrics beyond this host",
+            a.listen
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let opts = zoneprof::serve::ServeOpts {
+        listen: a.listen,
+        metrics: zoneprof::output::prometheus::MetricsOpts {
+            per_cpu: a.per_cpu == OnOff::On,
+            skb_sites: a.skb_sites,
+        },
+        live: zoneprof::capture::live::LiveOpts {
+            cpus: a.cpus.map(|c| c.0),
+            plan: Default::default(),
+        },
+    };
+    runtime()?.block_on(zoneprof::serve::serve(opts))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Whether `cmd` names an executable: a path, or a name found in PATH (as the spawn will

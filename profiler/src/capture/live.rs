@@ -119,8 +119,9 @@ impl Live {
         Ok(Snapshot { rec, taken })
     }
 
-    /// Detaches every program; the maps and the run-time stats go with the session.
-    pub fn detach(mut self) {
+    /// Detaches every program (again: nothing). The maps and the run-time stats stay until
+    /// the session is dropped; snapshots after this see nothing new.
+    pub fn detach(&mut self) {
         self.prep.attached.detach();
     }
 }
