@@ -6,7 +6,8 @@
 //! - `capture`: a recording session and reading the eBPF maps back
 //! - `model`: the recording format and its analyses (lock classes, sides, observer cost)
 //! - `output`: report, flamegraph, compare, HTML, atomic writes
-//! - `serve`: a live session's metrics over HTTP (Prometheus)
+//! - `serve`: a live session's metrics over HTTP (Prometheus); `top`: a live session on the
+//!   terminal
 //! - `workload`: built-in reproducers; `par`: two independent jobs on two threads
 pub mod capture;
 pub mod kernel;
@@ -14,4 +15,5 @@ pub mod model;
 pub mod output;
 pub mod par;
 pub mod serve;
+pub mod top;
 pub mod workload;

@@ -60,6 +60,9 @@ enum Cmd {
     /// Stay attached (needs root) and serve the live aggregates as Prometheus metrics on
     /// GET /metrics, until SIGINT or SIGTERM detaches the probes.
     Serve(ServeArgs),
+    /// Watch zone-lock wait, PCP pages and remote SKB frees live, full screen (needs root);
+    /// keys: s sort, p pause, q quit. Not a terminal, or --once: one plain snapshot.
+    Top(TopArgs),
     /// Write a synthetic recording of a large host (internal: `cargo xtask bench`).
     #[command(name = "__synth", hide = true)]
     Synth(zoneprof::model::synth::SynthArgs),
@@ -125,6 +128,20 @@ struct ServeArgs {
     #[arg(long, default_value_t = 20)]
     skb_sites: usize,
     /// Record only these CPUs, e.g. "0-3,8".
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: Option<Cpus>,
+}
+
+#[derive(Args)]
+struct TopArgs {
+    /// Time between refreshes ("1s", "500ms").
+    #[arg(short, long, value_parser = parse_duration, default_value = "1s")]
+    interval: Duration,
+    /// Print one plain-text snapshot after one interval and exit (also when stdout is not
+    /// a terminal).
+    #[arg(long)]
+    once: bool,
+    /// Watch only these CPUs, e.g. "0-3,8".
     #[arg(long, value_parser = parse_cpus)]
     cpus: Option<Cpus>,
 }
@@ -354,6 +371,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Compare(a) => cmd_compare(a),
         Cmd::Redact(a) => cmd_redact(a),
         Cmd::Serve(a) => cmd_serve(a),
+        Cmd::Top(a) => cmd_top(a),
         Cmd::Synth(a) => zoneprof::model::synth::run(&a).map(|()| ExitCode::SUCCESS),
     }
 }
@@ -419,6 +437,23 @@ fn cmd_serve(a: ServeArgs) -> Result<ExitCode> {
         },
     };
     runtime()?.block_on(zoneprof::serve::serve(opts))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_top(a: TopArgs) -> Result<ExitCode> {
+    if a.interval.is_zero() {
+        eprintln!("zoneprof: error: --interval must be longer than 0");
+        return Ok(ExitCode::from(2));
+    }
+    let opts = zoneprof::top::TopOpts {
+        interval: a.interval,
+        once: a.once,
+        live: zoneprof::capture::live::LiveOpts {
+            cpus: a.cpus.map(|c| c.0),
+            plan: Default::default(),
+        },
+    };
+    runtime()?.block_on(zoneprof::top::top(opts))?;
     Ok(ExitCode::SUCCESS)
 }
 

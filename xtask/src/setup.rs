@@ -14,7 +14,8 @@ use crate::workspace::Workspace;
 /// qemu, a static busybox and xz for booting other kernels (`cargo xtask vm-test`), and cpio
 /// to look inside the initramfs it writes (`zcat …cpio.gz | cpio -t`); Debian's chromium
 /// to render the HTML reports in the tests; util-linux for `setpriv` (privilege tests);
-/// prometheus (with promtool) to scrape `zoneprof serve` in the tests.
+/// prometheus (with promtool) to scrape `zoneprof serve` and tmux to drive `zoneprof top`
+/// in the tests.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -28,6 +29,7 @@ const APT_PACKAGES: &[&str] = &[
     "chromium",
     "util-linux",
     "prometheus",
+    "tmux",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
