@@ -130,6 +130,15 @@ struct ServeArgs {
     /// Record only these CPUs, e.g. "0-3,8".
     #[arg(long, value_parser = parse_cpus)]
     cpus: Option<Cpus>,
+    /// Also write each interval of this length as a recording in --dir (for `compare`).
+    #[arg(long, value_parser = parse_duration, requires = "dir")]
+    rotate: Option<Duration>,
+    /// Rolling recordings kept (the oldest are removed).
+    #[arg(long, default_value_t = 144, value_parser = clap::value_parser!(u32).range(1..), requires = "rotate")]
+    keep: u32,
+    /// Directory of the rolling recordings (created if missing).
+    #[arg(long, requires = "rotate")]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -434,6 +443,18 @@ fn cmd_serve(a: ServeArgs) -> Result<ExitCode> {
         live: zoneprof::capture::live::LiveOpts {
             cpus: a.cpus.map(|c| c.0),
             plan: Default::default(),
+        },
+        rotate: match (a.rotate, a.dir) {
+            (Some(every), Some(dir)) if !every.is_zero() => Some(zoneprof::serve::rotate::Rotate {
+                every,
+                keep: a.keep as usize,
+                dir,
+            }),
+            (Some(_), _) => {
+                eprintln!("zoneprof: error: --rotate needs a duration longer than 0 and --dir");
+                return Ok(ExitCode::from(2));
+            }
+            (None, _) => None,
         },
     };
     runtime()?.block_on(zoneprof::serve::serve(opts))?;

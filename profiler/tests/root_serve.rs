@@ -457,3 +457,67 @@ fn prometheus_scrapes_serve_and_sees_refills_on_the_allocating_cpu() {
     let (status, said) = serve.stop();
     assert!(status.success(), "serve exited {status}:\n{said}");
 }
+
+#[test]
+fn serve_rotate_writes_rolling_recordings_that_report_and_compare_read() {
+    let test = "serve_rotate_writes_rolling_recordings_that_report_and_compare_read";
+    if skip_because(test, root_reason()) {
+        return;
+    }
+    let _g = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("rot");
+    let serve = Serve::start(&[
+        "--rotate",
+        "1s",
+        "--keep",
+        "3",
+        "--dir",
+        d.to_str().expect("utf-8"),
+    ]);
+    cross_cpu_pages(4);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, said) = serve.stop();
+    assert!(status.success(), "serve exited {status}:\n{said}");
+    assert!(!said.contains("rotation failed"), "{said}");
+    let mut files: Vec<_> = std::fs::read_dir(&d)
+        .expect("rotation dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    // At least 5 intervals were written; only the newest 3 are kept.
+    assert_eq!(files.len(), 3, "{files:?}\n{said}");
+    let mut refills = 0.0;
+    for f in &files {
+        let out = Command::new(BIN)
+            .args(["report", "--format", "json", f.to_str().expect("utf-8")])
+            .output()
+            .expect("report");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+        let secs = r["duration_s"].as_f64().unwrap_or(0.0);
+        assert!(secs <= 1.5, "{f:?} covers {secs} s");
+        refills += r["per_cpu"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["cpu"] == 0)
+            .map(|c| c["pcp_refill_pages"].as_f64().unwrap_or(0.0))
+            .sum::<f64>();
+    }
+    assert!(refills > 0.0, "no refills on CPU 0 in the kept intervals");
+    let out = Command::new(BIN)
+        .args(["compare"])
+        .args([&files[0], &files[2]])
+        .output()
+        .expect("compare");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,10 +1,13 @@
 //! `zoneprof serve`: a live session whose aggregates are scraped as Prometheus metrics
-//! (`GET /metrics`), until SIGINT, SIGTERM or SIGHUP detaches the probes.
+//! (`GET /metrics`), until SIGINT, SIGTERM or SIGHUP detaches the probes; with `--rotate`,
+//! also rolling recordings of each interval (`rotate`).
 //!
 //! One thread: connections are tasks of a `LocalSet`, each scrape reads the maps and
 //! renders in the handler (no await while the session is borrowed). At most
 //! [`MAX_CONNECTIONS`] connections are served at once and a request's headers must arrive
 //! within [`HEADER_TIMEOUT`], so clients cannot make memory grow.
+pub mod rotate;
+
 use std::{
     cell::{Cell, RefCell},
     convert::Infallible,
@@ -26,7 +29,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    capture::live::{Live, LiveOpts},
+    capture::live::{Live, LiveOpts, Snapshot},
     kernel::attach,
     output::prometheus::{CONTENT_TYPE, Exposition, MetricsOpts},
 };
@@ -40,6 +43,8 @@ pub struct ServeOpts {
     pub listen: SocketAddr,
     pub metrics: MetricsOpts,
     pub live: LiveOpts,
+    /// Rolling recordings (None: none).
+    pub rotate: Option<rotate::Rotate>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +62,30 @@ pub enum ServeError {
 struct State {
     live: Live,
     exposition: Exposition,
+    /// Where the current rotation interval started (with `--rotate`).
+    rotated: Option<Snapshot>,
 }
 
 impl State {
+    /// Writes the interval since the last rotation; a failure is said and serving goes on.
+    fn rotate(&mut self, r: &rotate::Rotate) {
+        let written = self
+            .live
+            .snapshot()
+            .map_err(anyhow::Error::from)
+            .and_then(|cur| {
+                let path = match &self.rotated {
+                    Some(prev) => Some(r.write(prev, &cur)?),
+                    None => None,
+                };
+                self.rotated = Some(cur);
+                Ok(path)
+            });
+        if let Err(e) = written {
+            eprintln!("zoneprof: rotation failed: {e:#}");
+        }
+    }
+
     /// The exposition of everything since attach, and what producing it took.
     fn scrape(&mut self) -> Result<String, crate::capture::readback::AggregateError> {
         let t = Instant::now();
@@ -74,6 +100,9 @@ impl State {
 /// probe is loaded.
 pub async fn serve(opts: ServeOpts) -> Result<()> {
     attach::check_privileges()?;
+    if let Some(r) = &opts.rotate {
+        r.check()?;
+    }
     let listener =
         tokio::net::TcpListener::bind(opts.listen)
             .await
@@ -100,7 +129,18 @@ pub async fn serve(opts: ServeOpts) -> Result<()> {
     let state = Rc::new(RefCell::new(State {
         live,
         exposition: Exposition::new(opts.metrics),
+        rotated: None,
     }));
+    let mut rotation = opts.rotate.as_ref().map(|r| {
+        state.borrow_mut().rotate(r);
+        let mut t = tokio::time::interval(r.every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    if let Some(t) = &mut rotation {
+        // The first tick is immediate: the interval has just begun.
+        t.tick().await;
+    }
     let open = Rc::new(Cell::new(0usize));
     let local = tokio::task::LocalSet::new();
     let signal = local
@@ -110,6 +150,16 @@ pub async fn serve(opts: ServeOpts) -> Result<()> {
                     _ = sigint.recv() => break "SIGINT",
                     _ = sigterm.recv() => break "SIGTERM",
                     _ = sighup.recv() => break "SIGHUP",
+                    _ = async {
+                        match &mut rotation {
+                            Some(t) => { t.tick().await; }
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        if let Some(r) = &opts.rotate {
+                            state.borrow_mut().rotate(r);
+                        }
+                    }
                     accepted = listener.accept() => {
                         // A failed accept (e.g. out of descriptors) is the client's loss.
                         let Ok((stream, _)) = accepted else { continue };
@@ -140,6 +190,10 @@ pub async fn serve(opts: ServeOpts) -> Result<()> {
     // Connections still open (keep-alive scrapers) end with the LocalSet.
     drop(local);
     let mut st = state.borrow_mut();
+    // The last, shorter interval too: nothing seen is lost.
+    if let Some(r) = &opts.rotate {
+        st.rotate(r);
+    }
     st.live.detach();
     eprintln!(
         "zoneprof: {signal}: probes detached after {:.1} s",
