@@ -60,6 +60,12 @@ enum Cmd {
     /// Export a recording for other tools: pprof (go tool pprof, Pyroscope, Parca),
     /// speedscope, folded stacks, or CSV tables.
     Export(ExportArgs),
+    /// Stay attached (needs root) and serve the live aggregates as Prometheus metrics on
+    /// GET /metrics, until SIGINT or SIGTERM detaches the probes.
+    Serve(ServeArgs),
+    /// Watch zone-lock wait, PCP pages and remote SKB frees live, full screen (needs root);
+    /// keys: s sort, p pause, q quit. Not a terminal, or --once: one plain snapshot.
+    Top(TopArgs),
 }
 
 #[derive(Args)]
@@ -102,6 +108,57 @@ struct RecordArgs {
     /// Command to run while recording; its output passes through unchanged.
     #[arg(last = true)]
     command: Vec<String>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on, IP:PORT (port 0: any free port, printed at start). Loopback
+    /// unless --allow-remote.
+    #[arg(long, default_value = "127.0.0.1:9466")]
+    listen: std::net::SocketAddr,
+    /// Allow --listen on a non-loopback address: the metrics name kernel functions and
+    /// the host's activity; put a firewall or a proxy in front.
+    #[arg(long)]
+    allow_remote: bool,
+    /// One series per CPU (on), or summed over CPUs (off: bounds the series on large hosts).
+    #[arg(long, value_enum, default_value = "on")]
+    per_cpu: OnOff,
+    /// SKB free sites with series of their own (the first seen, largest first); the rest
+    /// are summed as caller="other".
+    #[arg(long, default_value_t = 20)]
+    skb_sites: usize,
+    /// Record only these CPUs, e.g. "0-3,8".
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: Option<Cpus>,
+    /// Also write each interval of this length as a recording in --dir (for `compare`).
+    #[arg(long, value_parser = parse_duration, requires = "dir")]
+    rotate: Option<Duration>,
+    /// Rolling recordings kept (the oldest are removed).
+    #[arg(long, default_value_t = 144, value_parser = clap::value_parser!(u32).range(1..), requires = "rotate")]
+    keep: u32,
+    /// Directory of the rolling recordings (created if missing).
+    #[arg(long, requires = "rotate")]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TopArgs {
+    /// Time between refreshes ("1s", "500ms").
+    #[arg(short, long, value_parser = parse_duration, default_value = "1s")]
+    interval: Duration,
+    /// Print one plain-text snapshot after one interval and exit (also when stdout is not
+    /// a terminal).
+    #[arg(long)]
+    once: bool,
+    /// Watch only these CPUs, e.g. "0-3,8".
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: Option<Cpus>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -323,6 +380,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Compare(a) => cmd_compare(a),
         Cmd::Redact(a) => cmd_redact(a),
         Cmd::Export(a) => cmd_export(a),
+        Cmd::Serve(a) => cmd_serve(a),
+        Cmd::Top(a) => cmd_top(a),
     }
 }
 
@@ -365,6 +424,58 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
     let out = runtime()?.block_on(session::record(opts))?;
     print_record_summary(&a.output, &out);
     Ok(command_exit_code(out.command_status))
+}
+
+fn cmd_serve(a: ServeArgs) -> Result<ExitCode> {
+    if !a.listen.ip().is_loopback() && !a.allow_remote {
+        eprintln!(
+            "zoneprof: error: --listen {} is not a loopback address; add --allow-remote to serve the metrics beyond this host",
+            a.listen
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let opts = zoneprof::serve::ServeOpts {
+        listen: a.listen,
+        metrics: zoneprof::output::prometheus::MetricsOpts {
+            per_cpu: a.per_cpu == OnOff::On,
+            skb_sites: a.skb_sites,
+        },
+        live: zoneprof::capture::live::LiveOpts {
+            cpus: a.cpus.map(|c| c.0),
+            plan: Default::default(),
+        },
+        rotate: match (a.rotate, a.dir) {
+            (Some(every), Some(dir)) if !every.is_zero() => Some(zoneprof::serve::rotate::Rotate {
+                every,
+                keep: a.keep as usize,
+                dir,
+            }),
+            (Some(_), _) => {
+                eprintln!("zoneprof: error: --rotate needs a duration longer than 0 and --dir");
+                return Ok(ExitCode::from(2));
+            }
+            (None, _) => None,
+        },
+    };
+    runtime()?.block_on(zoneprof::serve::serve(opts))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_top(a: TopArgs) -> Result<ExitCode> {
+    if a.interval.is_zero() {
+        eprintln!("zoneprof: error: --interval must be longer than 0");
+        return Ok(ExitCode::from(2));
+    }
+    let opts = zoneprof::top::TopOpts {
+        interval: a.interval,
+        once: a.once,
+        live: zoneprof::capture::live::LiveOpts {
+            cpus: a.cpus.map(|c| c.0),
+            plan: Default::default(),
+        },
+    };
+    runtime()?.block_on(zoneprof::top::top(opts))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Whether `cmd` names an executable: a path, or a name found in PATH (as the spawn will

@@ -14,7 +14,9 @@ use crate::workspace::Workspace;
 /// qemu, a static busybox and xz for booting other kernels (`cargo xtask vm-test`), and cpio
 /// to look inside the initramfs it writes (`zcat …cpio.gz | cpio -t`); Debian's chromium
 /// to render the HTML reports in the tests; util-linux for `setpriv` (privilege tests);
-/// golang-go for `go tool pprof`, which reads the exported pprof files in the tests.
+/// golang-go for `go tool pprof`, which reads the exported pprof files in the tests;
+/// prometheus (with promtool) to scrape `zoneprof serve` and tmux to drive `zoneprof top`
+/// in the tests.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -28,6 +30,8 @@ const APT_PACKAGES: &[&str] = &[
     "chromium",
     "util-linux",
     "golang-go",
+    "prometheus",
+    "tmux",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -141,6 +141,37 @@ pub struct LockTables {
     pub unsymbolized_frames: u64,
 }
 
+/// Kernel stack ids read and symbolized so far, and the interned tables they went into.
+/// A stack id keeps its frames for as long as the programs are loaded (no
+/// `BPF_F_REUSE_STACKID`), so a live session keeps one resolver and reads each stack once;
+/// its tables only grow, bounded by the stack map's size.
+#[derive(Default)]
+pub struct StackResolver {
+    interner: StackInterner,
+    /// Kernel stack id -> recording stack index (None: the stack could not be read).
+    by_id: std::collections::HashMap<i32, Option<u32>>,
+    /// Frames no kallsyms symbol covered, over every stack resolved.
+    unsymbolized: u64,
+}
+
+impl StackResolver {
+    /// The frame and stack tables so far (a copy: the resolver goes on).
+    pub fn tables(&self) -> (Vec<String>, Vec<Vec<u32>>) {
+        (
+            self.interner.frames().to_vec(),
+            self.interner.stacks().to_vec(),
+        )
+    }
+
+    pub fn unsymbolized_frames(&self) -> u64 {
+        self.unsymbolized
+    }
+
+    pub fn finish(self) -> (Vec<String>, Vec<Vec<u32>>) {
+        self.interner.finish()
+    }
+}
+
 /// Reads lock waits, stacks, histograms and zone labels, symbolizing with `ksyms`.
 /// `raw_stacks`: stacks were captured in a raw tracepoint program, whose own frames lead
 /// them and are dropped.
@@ -149,13 +180,26 @@ pub fn read_lock_tables(
     ksyms: Option<&Kallsyms>,
     raw_stacks: bool,
 ) -> Result<LockTables, AggregateError> {
+    let mut resolver = StackResolver::default();
+    let mut t = read_lock_rows(ebpf, ksyms, raw_stacks, &mut resolver)?;
+    (t.frames, t.stacks) = resolver.finish();
+    Ok(t)
+}
+
+/// As [`read_lock_tables`], with stacks resolved through `resolver`, which keeps them for
+/// the next read; `frames` and `stacks` are left empty (see [`StackResolver::tables`]) and
+/// `unsymbolized_frames` counts every stack the resolver has read.
+pub fn read_lock_rows(
+    ebpf: &Ebpf,
+    ksyms: Option<&Kallsyms>,
+    raw_stacks: bool,
+    resolver: &mut StackResolver,
+) -> Result<LockTables, AggregateError> {
     let mut stacks = Stacks {
         map: StackTraceMap::try_from(get_map(ebpf, "STACKS")?).map_err(map_err("STACKS"))?,
         ksyms,
         raw_stacks,
-        interner: StackInterner::default(),
-        by_id: Default::default(),
-        unsymbolized: 0,
+        resolver,
     };
     let mut lock_waits = read_lock_waits(ebpf, &mut stacks)?;
     let mut wait_hist = read_wait_hist(ebpf, &mut stacks)?;
@@ -164,38 +208,34 @@ pub fn read_lock_tables(
     lock_waits.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then(a.cpu.cmp(&b.cpu)));
     wait_hist.sort_by_key(|h| (h.stack, h.bucket));
     zones.sort_by_key(|z| z.lock_addr);
-    let unsymbolized_frames = stacks.unsymbolized;
-    let (frames, stacks) = stacks.interner.finish();
     Ok(LockTables {
-        frames,
-        stacks,
+        frames: Vec::new(),
+        stacks: Vec::new(),
         lock_waits,
         wait_hist,
         zones,
-        unsymbolized_frames,
+        unsymbolized_frames: stacks.resolver.unsymbolized,
     })
 }
 
-/// Kernel stack ids turned into recording stacks: each id is read and symbolized once.
-struct Stacks<'a> {
+/// One read of the stack map, resolving through a resolver that may outlive it.
+struct Stacks<'a, 'r> {
     map: StackTraceMap<&'a MapData>,
     ksyms: Option<&'a Kallsyms>,
     /// Raw tracepoint stacks start in the probe; only the traced path is kept.
     raw_stacks: bool,
-    interner: StackInterner,
-    /// Kernel stack id -> recording stack index (None: the stack could not be read).
-    by_id: std::collections::HashMap<i32, Option<u32>>,
-    unsymbolized: u64,
+    resolver: &'r mut StackResolver,
 }
 
-impl Stacks<'_> {
-    /// The recording stack of kernel stack `id`; None for a failed capture (negative id)
-    /// or a stack no longer in the map.
+impl Stacks<'_, '_> {
+    /// The recording stack of kernel stack `id`, read and symbolized the first time; None
+    /// for a failed capture (negative id) or a stack no longer in the map.
     fn resolve(&mut self, id: i32) -> Option<u32> {
         if id < 0 {
             return None;
         }
-        if let Some(&s) = self.by_id.get(&id) {
+        let r = &mut *self.resolver;
+        if let Some(&s) = r.by_id.get(&id) {
             return s;
         }
         let s = self.map.get(&(id as u32), 0).ok().map(|st| {
@@ -211,21 +251,24 @@ impl Stacks<'_> {
                     let name = match self.ksyms {
                         Some(k) if k.resolve(f.ip).is_some() => k.format_frame(f.ip),
                         _ => {
-                            self.unsymbolized += 1;
+                            r.unsymbolized += 1;
                             format!("{:#x}", f.ip)
                         }
                     };
-                    self.interner.frame(name)
+                    r.interner.frame(name)
                 })
                 .collect();
-            self.interner.stack(frames)
+            r.interner.stack(frames)
         });
-        self.by_id.insert(id, s);
+        r.by_id.insert(id, s);
         s
     }
 }
 
-fn read_lock_waits(ebpf: &Ebpf, stacks: &mut Stacks<'_>) -> Result<Vec<LockWait>, AggregateError> {
+fn read_lock_waits(
+    ebpf: &Ebpf,
+    stacks: &mut Stacks<'_, '_>,
+) -> Result<Vec<LockWait>, AggregateError> {
     let stats: HashMap<&MapData, LockKey, LockVal> =
         HashMap::try_from(get_map(ebpf, "LOCK_STATS")?).map_err(map_err("LOCK_STATS"))?;
     let mut lock_waits = Vec::new();
@@ -245,7 +288,10 @@ fn read_lock_waits(ebpf: &Ebpf, stacks: &mut Stacks<'_>) -> Result<Vec<LockWait>
     Ok(lock_waits)
 }
 
-fn read_wait_hist(ebpf: &Ebpf, stacks: &mut Stacks<'_>) -> Result<Vec<HistEntry>, AggregateError> {
+fn read_wait_hist(
+    ebpf: &Ebpf,
+    stacks: &mut Stacks<'_, '_>,
+) -> Result<Vec<HistEntry>, AggregateError> {
     let hist: HashMap<&MapData, HistKey, u64> =
         HashMap::try_from(get_map(ebpf, "WAIT_HIST")?).map_err(map_err("WAIT_HIST"))?;
     let mut wait_hist = Vec::new();

@@ -17,8 +17,8 @@ use crate::{
     kernel::host,
     kernel::symbolize::Kallsyms,
     model::recording::{
-        CommandInfo, CpuPages, DispatchCost, FORMAT_NAME, FORMAT_VERSION, ObserverStats,
-        ProgramRunStats, Recording,
+        CommandInfo, Counters, CpuPages, DispatchCost, FORMAT_NAME, FORMAT_VERSION, ObserverStats,
+        PageCell, PageTracking, ProgramRunStats, Recording,
     },
     model::{observer, units},
 };
@@ -48,14 +48,25 @@ enum Stop {
     CommandExited(std::process::ExitStatus),
 }
 
-/// Everything set up before the recording window opens.
-struct Prepared {
-    host: crate::kernel::host::HostInfo,
-    cpus: Vec<u32>,
-    settings: crate::kernel::host::Settings,
-    ksyms: Option<Kallsyms>,
-    plan: attach::Plan,
-    attached: attach::Attached,
+/// Everything set up before the recording window opens (`record`'s and a live session's).
+pub(crate) struct Prepared {
+    pub(crate) host: crate::kernel::host::HostInfo,
+    pub(crate) cpus: Vec<u32>,
+    pub(crate) settings: crate::kernel::host::Settings,
+    pub(crate) ksyms: Option<Kallsyms>,
+    pub(crate) plan: attach::Plan,
+    pub(crate) attached: attach::Attached,
+}
+
+impl Prepared {
+    /// Stacks are captured in contention_begin; its raw tracepoint form sees its own frames.
+    pub(crate) fn raw_stacks(&self) -> bool {
+        self.attached.probes.iter().any(|p| {
+            p.name == crate::kernel::probes::name::CONTENTION_BEGIN
+                && p.attached
+                && p.method == "raw_tracepoint"
+        })
+    }
 }
 
 /// How the window closed, what the command did, and what was read before detaching.
@@ -69,7 +80,7 @@ struct Window {
 }
 
 pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
-    let (mut prep, run_stats) = prepare(&opts)?;
+    let (mut prep, run_stats) = prepare(opts.cpus.as_deref(), &opts.plan)?;
     let window = run_window(&opts, &mut prep, run_stats).await?;
     let command_status = window.command_status;
     let recording = read_back(&opts, prep, window)?;
@@ -82,17 +93,22 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
     })
 }
 
-/// Host facts, the probe plan, run-time stats on, dispatch measured, probes attached.
-fn prepare(opts: &RecordOpts) -> Result<(Prepared, RunStats)> {
+/// Host facts, the probe plan, run-time stats on, dispatch measured, probes attached:
+/// on `cpus` only when given.
+pub(crate) fn prepare(
+    cpus: Option<&[u32]>,
+    plan_opts: &attach::PlanOpts,
+) -> Result<(Prepared, RunStats)> {
     // First, so an unprivileged user gets one clear line and nothing else.
     attach::check_privileges()?;
     let host = host::host_info().context("reading host facts")?;
-    let cpus = match &opts.cpus {
+    let only_cpus = cpus;
+    let cpus = match only_cpus {
         Some(c) => {
             if let Some(bad) = c.iter().find(|c| !host.online_cpus.contains(c)) {
                 anyhow::bail!("--cpus names CPU {bad}, which is not online");
             }
-            c.clone()
+            c.to_vec()
         }
         None => host.online_cpus.clone(),
     };
@@ -107,18 +123,13 @@ fn prepare(opts: &RecordOpts) -> Result<(Prepared, RunStats)> {
             None
         }
     };
-    let plan = attach::plan(&opts.plan, ksyms.as_ref()).context("preparing probes")?;
+    let plan = attach::plan(plan_opts, ksyms.as_ref()).context("preparing probes")?;
     if plan.tracefs_mounted_by_us {
         eprintln!("zoneprof: mounted tracefs at /sys/kernel/tracing");
     }
     let mut run_stats = RunStats::enable();
-    let mut ebpf = attach::load(
-        &plan,
-        opts.cpus.as_deref(),
-        &host.cpu_node,
-        &host.online_cpus,
-    )
-    .context("loading the eBPF object")?;
+    let mut ebpf = attach::load(&plan, only_cpus, &host.cpu_node, &host.online_cpus)
+        .context("loading the eBPF object")?;
     run_stats.calibrate(&mut ebpf, &plan);
     let attached = attach::attach(ebpf, &plan).context("attaching probes")?;
     let off = |p: &&crate::model::recording::ProbeStatus| {
@@ -275,15 +286,6 @@ async fn end_command(
 
 /// The maps read back into a recording, stacks symbolized.
 fn read_back(opts: &RecordOpts, prep: Prepared, window: Window) -> Result<Recording> {
-    let Prepared {
-        host,
-        cpus,
-        settings,
-        ksyms,
-        plan,
-        attached,
-        ..
-    } = prep;
     let Window {
         stop,
         start_wall_ms: start_wall,
@@ -292,29 +294,23 @@ fn read_back(opts: &RecordOpts, prep: Prepared, window: Window) -> Result<Record
         observer,
         pcp,
     } = window;
-    let raw = readback::read_counters(&attached.ebpf)?;
-    let mut counters = readback::counters_from(&raw);
-    // Stacks are captured in contention_begin; its raw tracepoint form sees its own frames.
-    let raw_stacks = attached.probes.iter().any(|p| {
-        p.name == crate::kernel::probes::name::CONTENTION_BEGIN
-            && p.attached
-            && p.method == "raw_tracepoint"
-    });
-    let tables = readback::read_lock_tables(&attached.ebpf, ksyms.as_ref(), raw_stacks)?;
-    counters.unsymbolized_frames = tables.unsymbolized_frames;
-    let skb = readback::read_skb_tables(&attached.ebpf, ksyms.as_ref())?;
-    let page_flows_on =
-        crate::model::recording::attached(&attached.probes, crate::kernel::probes::name::PAGE_FREE);
-    let (page_matrix, page_tracking) = if page_flows_on {
-        let (m, t) = readback::read_page_flows(
-            &attached.ebpf,
-            plan.opts.page_sample,
-            counters.page_track_full,
-        )?;
-        (m, Some(t))
-    } else {
-        (Vec::new(), None)
-    };
+    let mut resolver = readback::StackResolver::default();
+    let Tables {
+        counters,
+        mut lock,
+        skb,
+        page_matrix,
+        page_tracking,
+    } = read_tables(&prep, &mut resolver)?;
+    (lock.frames, lock.stacks) = resolver.finish();
+    let tables = lock;
+    let Prepared {
+        host,
+        cpus,
+        settings,
+        attached,
+        ..
+    } = prep;
 
     let end_reason = match &stop {
         Stop::Duration => "duration".to_string(),
@@ -358,6 +354,47 @@ fn read_back(opts: &RecordOpts, prep: Prepared, window: Window) -> Result<Record
     Ok(recording)
 }
 
+/// What the maps hold, as recording rows: all but the PCP pages and the programs' run-time
+/// stats (which `record` reads before detaching). Stacks go through `resolver`; the lock
+/// tables' `frames` and `stacks` are left for the caller to take from it.
+pub(crate) struct Tables {
+    pub(crate) counters: Counters,
+    pub(crate) lock: readback::LockTables,
+    pub(crate) skb: readback::SkbTables,
+    pub(crate) page_matrix: Vec<PageCell>,
+    pub(crate) page_tracking: Option<PageTracking>,
+}
+
+pub(crate) fn read_tables(
+    prep: &Prepared,
+    resolver: &mut readback::StackResolver,
+) -> Result<Tables, readback::AggregateError> {
+    let ebpf = &prep.attached.ebpf;
+    let raw = readback::read_counters(ebpf)?;
+    let mut counters = readback::counters_from(&raw);
+    let lock = readback::read_lock_rows(ebpf, prep.ksyms.as_ref(), prep.raw_stacks(), resolver)?;
+    counters.unsymbolized_frames = lock.unsymbolized_frames;
+    let skb = readback::read_skb_tables(ebpf, prep.ksyms.as_ref())?;
+    let page_flows_on = crate::model::recording::attached(
+        &prep.attached.probes,
+        crate::kernel::probes::name::PAGE_FREE,
+    );
+    let (page_matrix, page_tracking) = if page_flows_on {
+        let (m, t) =
+            readback::read_page_flows(ebpf, prep.plan.opts.page_sample, counters.page_track_full)?;
+        (m, Some(t))
+    } else {
+        (Vec::new(), None)
+    };
+    Ok(Tables {
+        counters,
+        lock,
+        skb,
+        page_matrix,
+        page_tracking,
+    })
+}
+
 /// Run counts and run time of the attached programs, from the kernel's BPF run-time stats.
 /// They are on only while the `BPF_ENABLE_STATS` descriptor is open (or when
 /// `kernel.bpf_stats_enabled` is 1), and they cost every BPF program on the host a couple of
@@ -367,7 +404,7 @@ fn read_back(opts: &RecordOpts, prep: Prepared, window: Window) -> Result<Record
 /// window of every other counter in the recording. Measured from a snapshot taken after the
 /// last attach, they missed the PCP events of the page allocations made while the later
 /// probes loaded (0.4 % of the events of a 2 s recording here).
-struct RunStats {
+pub(crate) struct RunStats {
     /// Keeps the stats on; the kernel turns them off when the last such descriptor closes.
     enabled: Result<OwnedFd, String>,
     /// What the kernel adds around each run, per attach method (`calibrate`).
@@ -412,19 +449,24 @@ impl RunStats {
     }
 
     /// Each attached program's runs and run time since it was loaded (with the stats on);
-    /// call before the programs are detached.
+    /// call before the programs are detached. The stats go off.
     fn finish(self, attached: &attach::Attached) -> ObserverStats {
-        let fd = match self.enabled {
-            Ok(fd) => fd,
-            Err(why) => {
-                return ObserverStats {
-                    programs: Vec::new(),
-                    stats_error: Some(why),
-                    dispatch: Vec::new(),
-                    dispatch_error: None,
-                };
-            }
-        };
+        let stats = self.read(attached);
+        drop(self.enabled);
+        stats
+    }
+
+    /// Each attached program's runs and run time since it was loaded, so far; the stats
+    /// stay on.
+    pub(crate) fn read(&self, attached: &attach::Attached) -> ObserverStats {
+        if let Err(why) = &self.enabled {
+            return ObserverStats {
+                programs: Vec::new(),
+                stats_error: Some(why.clone()),
+                dispatch: Vec::new(),
+                dispatch_error: None,
+            };
+        }
         let mut programs = Vec::new();
         let mut errors = Vec::new();
         for &(probe, program) in attached.programs() {
@@ -444,12 +486,11 @@ impl RunStats {
                 )),
             }
         }
-        drop(fd);
         ObserverStats {
             programs,
             stats_error: (!errors.is_empty()).then(|| errors.join("; ")),
-            dispatch: self.dispatch,
-            dispatch_error: self.dispatch_error,
+            dispatch: self.dispatch.clone(),
+            dispatch_error: self.dispatch_error.clone(),
         }
     }
 }

@@ -393,7 +393,8 @@ pub fn to_text(d: &Doctor) -> String {
         s,
         "\n{}",
         if d.recording_useful {
-            "A useful recording is possible: zoneprof record -o r.zprof"
+            "A useful recording is possible: zoneprof record -o r.zprof\n\
+             Live: zoneprof top (terminal), zoneprof serve (Prometheus metrics)"
         } else {
             "No useful recording is possible on this host: fix the FAIL lines above."
         }

@@ -2,9 +2,11 @@
 //! format (`recording`), which lock and side a stack is (`classify`), classified views
 //! (`analysis`), zoneprof's own cost under zone->lock (`observer`), human units (`units`),
 //! synthetic recordings of large hosts for the benchmark (`synth`, with the `synth` feature
-//! only), and the redacted copy of a recording that can be shared (`redact`).
+//! only), the redacted copy of a recording that can be shared (`redact`), and the interval
+//! between two live snapshots (`delta`).
 pub mod analysis;
 pub mod classify;
+pub mod delta;
 pub mod observer;
 pub mod recording;
 pub mod redact;

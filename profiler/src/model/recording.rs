@@ -762,6 +762,14 @@ impl StackInterner {
         i
     }
 
+    pub fn frames(&self) -> &[String] {
+        &self.frames
+    }
+
+    pub fn stacks(&self) -> &[Vec<u32>] {
+        &self.stacks
+    }
+
     pub fn finish(self) -> (Vec<String>, Vec<Vec<u32>>) {
         (self.frames, self.stacks)
     }

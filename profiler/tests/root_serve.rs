@@ -1,0 +1,523 @@
+//! Root integration tests of `zoneprof serve`: the real probes attached, the cross-CPU
+//! reproducer run, /metrics scraped and checked by `promtool check metrics`, and Debian's
+//! `prometheus` server scraping it and answering a `rate()` query; SIGTERM detaches with
+//! exit 0. Bad addresses fail with one line before anything is loaded.
+//!
+//! They skip, saying why, when not root, with fewer than 2 CPUs, or without prometheus /
+//! promtool (`cargo xtask setup` installs them); ZONEPROF_REQUIRE_ROOT_TESTS=1 turns a skip
+//! into a failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the test failing (helpers too, not only #[test] fns)"
+)]
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
+};
+
+/// The probes see the whole host: one live session at a time in this binary.
+static HOST: Mutex<()> = Mutex::new(());
+
+const BIN: &str = env!("CARGO_BIN_EXE_zoneprof");
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    HOST.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Skips (true) when `why` is Some, or fails under ZONEPROF_REQUIRE_ROOT_TESTS=1.
+fn skip_because(test: &str, why: Option<String>) -> bool {
+    let Some(why) = why else { return false };
+    if std::env::var("ZONEPROF_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
+        panic!("{test}: would be skipped ({why}) but ZONEPROF_REQUIRE_ROOT_TESTS=1");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+    true
+}
+
+fn root_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root to load eBPF programs".into());
+    }
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    (online.trim() == "0").then(|| "needs at least 2 online CPUs".into())
+}
+
+/// Why a tool is unusable: not on PATH or not runnable.
+fn tool_reason(tool: &str) -> Option<String> {
+    match Command::new(tool).arg("--version").output() {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!("{tool} --version failed: {}", o.status)),
+        Err(e) => Some(format!(
+            "{tool} not runnable ({e}); Debian package prometheus, installed by cargo xtask setup"
+        )),
+    }
+}
+
+/// A running `zoneprof serve`; SIGKILLed if a test ends without stopping it.
+struct Serve {
+    child: Child,
+    addr: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Serve {
+    fn start(extra: &[&str]) -> Serve {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting zoneprof serve");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let pipe = child.stderr.take().expect("stderr");
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split_once("serving http://").map(|(_, r)| r) {
+                    let addr = rest.split('/').next().unwrap_or_default().to_string();
+                    tx.send(addr).ok();
+                }
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(90)) {
+            Ok(a) => a,
+            Err(_) => {
+                child.kill().ok();
+                let status = child.wait().ok();
+                panic!(
+                    "zoneprof serve did not start ({status:?}):\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        Serve {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    fn metrics(&self) -> String {
+        let (status, body) = http_get(&self.addr, "/metrics");
+        assert_eq!(status, 200, "GET /metrics: {body}");
+        body
+    }
+
+    /// SIGTERM, and how it exited (within 30 s) with everything it said.
+    fn stop(mut self) -> (ExitStatus, String) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "serve did not exit within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // The reader thread ends with the pipe.
+        std::thread::sleep(Duration::from_millis(100));
+        let said = self.stderr.lock().unwrap().clone();
+        (status, said)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+    }
+}
+
+/// One GET over HTTP/1.1 with `Connection: close`: (status, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sending the request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("reading the response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    (status, body.to_string())
+}
+
+/// Series -> value of every sample line.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, v) = l.rsplit_once(' ').expect("sample line");
+            (series.to_string(), v.parse().expect("sample value"))
+        })
+        .collect()
+}
+
+fn cross_cpu_pages(seconds: u32) {
+    let out = Command::new(BIN)
+        .args(["workload", "cross-cpu-pages", "--alloc-cpus", "0"])
+        .args(["--free-cpus", "1", "-d", &format!("{seconds}s")])
+        .output()
+        .expect("running the reproducer");
+    assert!(
+        out.status.success(),
+        "reproducer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn promtool_check(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feeding promtool");
+    let out = child.wait_with_output().expect("promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics ({}): {said}",
+        out.status
+    );
+}
+
+#[test]
+fn serve_exposes_the_reproducer_and_promtool_accepts_it() {
+    let test = "serve_exposes_the_reproducer_and_promtool_accepts_it";
+    if skip_because(test, root_reason().or_else(|| tool_reason("promtool"))) {
+        return;
+    }
+    let _g = lock();
+    let serve = Serve::start(&[]);
+    let before = samples(&serve.metrics());
+    cross_cpu_pages(3);
+    let text = serve.metrics();
+    promtool_check(&text);
+    let after = samples(&text);
+    let v = |m: &BTreeMap<String, f64>, s: &str| m.get(s).copied().unwrap_or(0.0);
+    let refill0 = v(&after, r#"zoneprof_pcp_refill_pages_total{cpu="0"}"#)
+        - v(&before, r#"zoneprof_pcp_refill_pages_total{cpu="0"}"#);
+    let drain1 = v(&after, r#"zoneprof_pcp_drain_pages_total{cpu="1"}"#)
+        - v(&before, r#"zoneprof_pcp_drain_pages_total{cpu="1"}"#);
+    // 3 s of 4 MiB chunks faulted in on CPU 0 and unmapped on CPU 1: hundreds of
+    // thousands of pages each way; 10,000 is far below what any run here moves.
+    assert!(refill0 > 10_000.0, "refill pages on CPU 0: {refill0}");
+    assert!(drain1 > 10_000.0, "drain pages on CPU 1: {drain1}");
+    // Everything is a counter since attach: nothing went down between the scrapes.
+    for (series, b) in &before {
+        if series.starts_with("zoneprof_scrape_duration") {
+            continue;
+        }
+        let a = after.get(series).unwrap_or_else(|| panic!("{series} gone"));
+        assert!(a >= b, "{series} went from {b} to {a}");
+    }
+    for probe in ["contention_begin", "pcp_refill", "pcp_drain"] {
+        assert!(
+            after.iter().any(|(s, v)| s
+                .starts_with(&format!("zoneprof_probe_attached{{probe=\"{probe}\""))
+                && *v == 1.0),
+            "{probe} not attached"
+        );
+    }
+    assert!(
+        after
+            .keys()
+            .any(|s| s.starts_with("zoneprof_bpf_program_runs_total{"))
+    );
+    let (status, _) = http_get(&serve.addr, "/nothing");
+    assert_eq!(status, 404);
+    let (status, said) = serve.stop();
+    assert!(status.success(), "serve exited {status}:\n{said}");
+    assert!(said.contains("SIGTERM: probes detached"), "{said}");
+}
+
+#[test]
+fn serve_per_cpu_off_has_no_cpu_label() {
+    let test = "serve_per_cpu_off_has_no_cpu_label";
+    if skip_because(test, root_reason().or_else(|| tool_reason("promtool"))) {
+        return;
+    }
+    let _g = lock();
+    let serve = Serve::start(&["--per-cpu", "off"]);
+    cross_cpu_pages(1);
+    let text = serve.metrics();
+    promtool_check(&text);
+    assert!(!text.contains("cpu=\""), "{text}");
+    let refill = samples(&text)
+        .get("zoneprof_pcp_refill_pages_total")
+        .copied();
+    assert!(refill.is_some_and(|r| r > 0.0), "{refill:?}");
+    let (status, said) = serve.stop();
+    assert!(status.success(), "serve exited {status}:\n{said}");
+}
+
+#[test]
+fn serve_refuses_a_busy_port_and_a_remote_address_in_one_line() {
+    let test = "serve_refuses_a_busy_port_and_a_remote_address_in_one_line";
+    // A non-loopback address is refused before anything else: no root needed.
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "0.0.0.0:9466"])
+        .output()
+        .expect("zoneprof serve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--allow-remote"), "{err}");
+    if skip_because(test, root_reason()) {
+        return;
+    }
+    let _g = lock();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", &addr])
+        .output()
+        .expect("zoneprof serve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!("zoneprof: error: cannot listen on {addr}: address already in use")
+    );
+}
+
+/// A running `prometheus`; killed when dropped.
+struct Prometheus {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+impl Prometheus {
+    /// Scrapes `target` every second; storage in a temporary directory.
+    fn start(target: &str) -> Prometheus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: zoneprof\n    scrape_interval: 1s\n    \
+                 scrape_timeout: 1s\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .expect("writing the config");
+        // A free port: bound, read and released (nothing else here takes ports meanwhile).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting prometheus");
+        let p = Prometheus {
+            child,
+            addr,
+            _dir: dir,
+        };
+        p.wait_for("ready", Duration::from_secs(60), || {
+            TcpStream::connect(&p.addr).is_ok() && http_get(&p.addr, "/-/ready").0 == 200
+        });
+        p
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    fn wait_for(&self, what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !ok() {
+            assert!(
+                start.elapsed() < limit,
+                "prometheus: not {what} within {limit:?}; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The values of an instant query's vector result.
+    fn query(&self, promql: &str) -> Vec<f64> {
+        let (status, body) = http_get(&self.addr, &format!("/api/v1/query?query={}", url(promql)));
+        assert_eq!(status, 200, "query {promql}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("query JSON");
+        assert_eq!(v["status"], "success", "{body}");
+        v["data"]["result"]
+            .as_array()
+            .expect("vector result")
+            .iter()
+            .map(|r| {
+                r["value"][1]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .expect("sample value")
+            })
+            .collect()
+    }
+}
+
+/// Percent-encodes a query parameter.
+fn url(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn prometheus_scrapes_serve_and_sees_refills_on_the_allocating_cpu() {
+    let test = "prometheus_scrapes_serve_and_sees_refills_on_the_allocating_cpu";
+    if skip_because(test, root_reason().or_else(|| tool_reason("prometheus"))) {
+        return;
+    }
+    let _g = lock();
+    let serve = Serve::start(&[]);
+    let prom = Prometheus::start(&serve.addr);
+    prom.wait_for("scraping zoneprof", Duration::from_secs(30), || {
+        prom.query("up{job=\"zoneprof\"}") == vec![1.0]
+    });
+    cross_cpu_pages(3);
+    let promql = r#"rate(zoneprof_pcp_refill_pages_total{cpu="0"}[10s])"#;
+    let mut last = Vec::new();
+    prom.wait_for("seeing a refill rate", Duration::from_secs(15), || {
+        last = prom.query(promql);
+        last.first().is_some_and(|r| *r > 0.0)
+    });
+    eprintln!("{promql} = {last:?}");
+    // Scraped cleanly throughout: no scrape failed.
+    assert_eq!(prom.query("up{job=\"zoneprof\"}"), vec![1.0]);
+    assert_eq!(
+        prom.query("sum(scrape_samples_scraped{job=\"zoneprof\"}) > 0")
+            .len(),
+        1
+    );
+    drop(prom);
+    let (status, said) = serve.stop();
+    assert!(status.success(), "serve exited {status}:\n{said}");
+}
+
+#[test]
+fn serve_rotate_writes_rolling_recordings_that_report_and_compare_read() {
+    let test = "serve_rotate_writes_rolling_recordings_that_report_and_compare_read";
+    if skip_because(test, root_reason()) {
+        return;
+    }
+    let _g = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("rot");
+    let serve = Serve::start(&[
+        "--rotate",
+        "1s",
+        "--keep",
+        "3",
+        "--dir",
+        d.to_str().expect("utf-8"),
+    ]);
+    cross_cpu_pages(4);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, said) = serve.stop();
+    assert!(status.success(), "serve exited {status}:\n{said}");
+    assert!(!said.contains("rotation failed"), "{said}");
+    let mut files: Vec<_> = std::fs::read_dir(&d)
+        .expect("rotation dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    // At least 5 intervals were written; only the newest 3 are kept.
+    assert_eq!(files.len(), 3, "{files:?}\n{said}");
+    let mut refills = 0.0;
+    for f in &files {
+        let out = Command::new(BIN)
+            .args(["report", "--format", "json", f.to_str().expect("utf-8")])
+            .output()
+            .expect("report");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+        let secs = r["duration_s"].as_f64().unwrap_or(0.0);
+        assert!(secs <= 1.5, "{f:?} covers {secs} s");
+        refills += r["per_cpu"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["cpu"] == 0)
+            .map(|c| c["pcp_refill_pages"].as_f64().unwrap_or(0.0))
+            .sum::<f64>();
+    }
+    assert!(refills > 0.0, "no refills on CPU 0 in the kept intervals");
+    let out = Command::new(BIN)
+        .args(["compare"])
+        .args([&files[0], &files[2]])
+        .output()
+        .expect("compare");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

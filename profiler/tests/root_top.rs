@@ -1,0 +1,226 @@
+//! Root integration tests of `zoneprof top` with the real probes and the cross-CPU
+//! reproducer: `--once` prints one plain snapshot that names the allocating and freeing
+//! CPUs; in tmux (80x24) the full-screen view shows per-CPU rows, refreshes, and obeys
+//! `s`, `p` and `q`.
+//!
+//! They skip, saying why, when not root, with fewer than 2 CPUs, or (tmux test) without a
+//! working tmux (`cargo xtask setup` installs it); ZONEPROF_REQUIRE_ROOT_TESTS=1 turns a
+//! skip into a failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the test failing (helpers too, not only #[test] fns)"
+)]
+use std::{
+    os::unix::fs::FileTypeExt,
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+/// The probes see the whole host: one live session at a time in this binary.
+static HOST: Mutex<()> = Mutex::new(());
+
+const BIN: &str = env!("CARGO_BIN_EXE_zoneprof");
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    HOST.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn skip_because(test: &str, why: Option<String>) -> bool {
+    let Some(why) = why else { return false };
+    if std::env::var("ZONEPROF_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
+        panic!("{test}: would be skipped ({why}) but ZONEPROF_REQUIRE_ROOT_TESTS=1");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+    true
+}
+
+fn root_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root to load eBPF programs".into());
+    }
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    (online.trim() == "0").then(|| "needs at least 2 online CPUs".into())
+}
+
+fn tmux_reason() -> Option<String> {
+    if let Err(e) = Command::new("tmux").arg("-V").output() {
+        return Some(format!(
+            "tmux not runnable ({e}); Debian package tmux, installed by cargo xtask setup"
+        ));
+    }
+    // tmux's server daemonizes onto /dev/null and refuses anything but the device.
+    match std::fs::metadata("/dev/null") {
+        Ok(m) if m.file_type().is_char_device() => None,
+        _ => Some(
+            "tmux cannot start its server: /dev/null is not a character device (mknod -m 666 /dev/null c 1 3)"
+                .into(),
+        ),
+    }
+}
+
+/// The reproducer in the background for `seconds`: pages allocated on CPU 0, freed on 1.
+fn reproducer(seconds: u32) -> Child {
+    Command::new(BIN)
+        .args(["workload", "cross-cpu-pages", "--alloc-cpus", "0"])
+        .args(["--free-cpus", "1", "-d", &format!("{seconds}s")])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting the reproducer")
+}
+
+/// The value of column `col` (counted from the end: 1 = drain/s, 2 = refill/s) of CPU
+/// `cpu`'s row.
+fn cpu_column(text: &str, cpu: u32, from_end: usize) -> Option<u64> {
+    let row = text.lines().find(|l| {
+        let mut w = l.split_whitespace();
+        w.next() == Some(&cpu.to_string()) && w.next().is_some_and(|x| x.contains('.'))
+    })?;
+    let words: Vec<&str> = row.split_whitespace().collect();
+    words
+        .get(words.len().checked_sub(from_end)?)
+        .and_then(|w| w.replace(',', "").parse().ok())
+}
+
+#[test]
+fn top_once_names_the_refilling_and_draining_cpus() {
+    let test = "top_once_names_the_refilling_and_draining_cpus";
+    if skip_because(test, root_reason()) {
+        return;
+    }
+    let _g = lock();
+    let mut work = reproducer(20);
+    let out = Command::new(BIN)
+        .args(["top", "--once", "--interval", "2s"])
+        .output()
+        .expect("zoneprof top");
+    work.kill().ok();
+    work.wait().ok();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "top exited {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for l in text.lines() {
+        assert!(l.chars().count() <= 80, "wider than 80 columns: {l}");
+    }
+    assert!(text.contains("  CPU alloc%  free% other%"), "{text}");
+    // Hundreds of thousands of pages per second each way here; 1,000 is far below.
+    let refill0 = cpu_column(&text, 0, 2).unwrap_or_else(|| panic!("no CPU 0 row:\n{text}"));
+    let drain1 = cpu_column(&text, 1, 1).unwrap_or_else(|| panic!("no CPU 1 row:\n{text}"));
+    assert!(refill0 > 1_000, "refill/s on CPU 0: {refill0}\n{text}");
+    assert!(drain1 > 1_000, "drain/s on CPU 1: {drain1}\n{text}");
+    assert!(text.contains("Top zone-lock stacks"), "{text}");
+    assert!(text.contains("Probes: "), "{text}");
+}
+
+/// A tmux server of this test's own, killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned()
+    }
+
+    fn running(&self) -> bool {
+        self.cmd(&["has-session", "-t", "top"]).status.success()
+    }
+
+    /// Waits for a screen that `ok` accepts; the last one seen otherwise.
+    fn wait_screen(&self, what: &str, limit: Duration, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no screen with {what} within {limit:?}; the last one:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.cmd(&["kill-server"]);
+    }
+}
+
+#[test]
+fn top_in_tmux_shows_cpu_rows_refreshes_and_obeys_keys() {
+    let test = "top_in_tmux_shows_cpu_rows_refreshes_and_obeys_keys";
+    if skip_because(test, root_reason().or_else(tmux_reason)) {
+        return;
+    }
+    let _g = lock();
+    let mut work = reproducer(30);
+    let tmux = Tmux {
+        socket: format!("zoneprof-test-{}", std::process::id()),
+    };
+    let started = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &format!("{BIN} top 2>/dev/null"),
+    ]);
+    assert!(
+        started.status.success(),
+        "tmux new-session: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let rows = |s: &str| {
+        s.contains("  CPU alloc%")
+            && s.lines().any(|l| l.starts_with("    0 "))
+            && s.lines().any(|l| l.starts_with("    1 "))
+    };
+    let first = tmux.wait_screen("per-CPU rows", Duration::from_secs(60), rows);
+    assert!(first.lines().count() <= 24, "{first}");
+    assert!(first.lines().all(|l| l.chars().count() <= 80), "{first}");
+    assert!(first.contains("sort:wait"), "{first}");
+    // A refresh: the header's "up N s" moves, and the rows are still there.
+    let header = first.lines().next().unwrap_or_default().to_string();
+    tmux.wait_screen("a refresh", Duration::from_secs(10), |s| {
+        rows(s) && s.lines().next() != Some(header.as_str())
+    });
+    tmux.cmd(&["send-keys", "-t", "top", "s"]);
+    tmux.wait_screen("sort:cpu", Duration::from_secs(5), |s| {
+        s.contains("sort:cpu")
+    });
+    tmux.cmd(&["send-keys", "-t", "top", "p"]);
+    tmux.wait_screen("PAUSED", Duration::from_secs(5), |s| s.contains("PAUSED"));
+    tmux.cmd(&["send-keys", "-t", "top", "q"]);
+    let start = Instant::now();
+    while tmux.running() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "top still running 15 s after q:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    work.kill().ok();
+    work.wait().ok();
+}
