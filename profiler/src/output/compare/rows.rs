@@ -105,8 +105,8 @@ fn sites(rec: &Recording) -> BTreeMap<(String, String), SiteCount> {
     let mut m: BTreeMap<(String, String), SiteCount> = BTreeMap::new();
     for s in &rec.skb_sites {
         let e = m.entry((s.function.clone(), s.caller.clone())).or_default();
-        e.frees += s.count;
-        e.remote += s.remote.min(s.count);
+        e.frees = e.frees.saturating_add(s.count);
+        e.remote = e.remote.saturating_add(s.remote.min(s.count));
     }
     m
 }
@@ -181,10 +181,12 @@ impl Matrix {
 pub fn cell_rows(m: Pair<Matrix>) -> Vec<CellRow> {
     let mut joined: BTreeMap<(u32, u32), Pair<u64>> = BTreeMap::new();
     for &(k, n) in &m.before.cells {
-        joined.entry(k).or_default().before += n;
+        let e = joined.entry(k).or_default();
+        e.before = e.before.saturating_add(n);
     }
     for &(k, n) in &m.after.cells {
-        joined.entry(k).or_default().after += n;
+        let e = joined.entry(k).or_default();
+        e.after = e.after.saturating_add(n);
     }
     let rate = |m: &Matrix, n: u64| {
         m.observable
