@@ -34,12 +34,12 @@ pub struct Rates {
     pub per_cpu: BTreeMap<u32, CpuRates>,
 }
 
-/// Counts to rates over one recording's length.
+/// Counts to rates over one recording's length (seconds); 0 for a recording of no length.
 #[derive(Clone, Copy)]
-struct PerS(f64);
+pub(super) struct PerS(pub(super) f64);
 
 impl PerS {
-    fn of(self, v: u64) -> f64 {
+    pub(super) fn of(self, v: u64) -> f64 {
         if self.0 > 0.0 { v as f64 / self.0 } else { 0.0 }
     }
 }

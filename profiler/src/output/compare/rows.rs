@@ -5,7 +5,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
 };
 
-use super::{observable::Observable, pair::Pair};
+use super::{observable::Observable, pair::Pair, rates::PerS};
 use crate::{model::recording::Recording, output::flamegraph::Folded};
 
 /// One SKB free site (free function called from caller), all CPUs summed.
@@ -123,9 +123,10 @@ pub fn site_rows(recs: Pair<&Recording>) -> Vec<SiteRow> {
             let n = counts
                 .as_ref()
                 .map(|c| c.get(k).copied().unwrap_or_default());
-            let frees = recs.zip(observable).zip(n).map(|((rec, ok), n)| {
-                ok.then(|| n.frees as f64 / rec.duration_s().max(f64::MIN_POSITIVE))
-            });
+            let frees = recs
+                .zip(observable)
+                .zip(n)
+                .map(|((rec, ok), n)| ok.then(|| PerS(rec.duration_s()).of(n.frees)));
             SiteRow {
                 function: k.0.clone(),
                 caller: k.1.clone(),
@@ -188,10 +189,7 @@ pub fn cell_rows(m: Pair<Matrix>) -> Vec<CellRow> {
         let e = joined.entry(k).or_default();
         e.after = e.after.saturating_add(n);
     }
-    let rate = |m: &Matrix, n: u64| {
-        m.observable
-            .then(|| n as f64 / m.secs.max(f64::MIN_POSITIVE))
-    };
+    let rate = |m: &Matrix, n: u64| m.observable.then(|| PerS(m.secs).of(n));
     joined
         .into_iter()
         .map(|((alloc_cpu, free_cpu), n)| CellRow {
