@@ -1,6 +1,6 @@
 //! Derived views of a recording shared by report, flamegraph and compare: every lock wait
 //! classified once (stack classifier, confirmed by the kernel's zone-address proof), and
-//! per-CPU sums split by side.
+//! per-CPU sums split by side. Sums saturate (a recording may hold any u64, `units::SatSum`).
 use std::collections::BTreeMap;
 
 use crate::{
@@ -86,16 +86,19 @@ pub struct SideNs {
 
 impl SideNs {
     pub fn total(&self) -> u64 {
-        self.alloc + self.free + self.other
+        self.alloc
+            .saturating_add(self.free)
+            .saturating_add(self.other)
     }
 
     pub fn add(&mut self, class: &LockClass, ns: u64) {
-        match class.side() {
-            Some(Side::Alloc) => self.alloc += ns,
-            Some(Side::Free) => self.free += ns,
-            None if class.is_zone() => self.other += ns,
-            None => {}
-        }
+        let sum = match class.side() {
+            Some(Side::Alloc) => &mut self.alloc,
+            Some(Side::Free) => &mut self.free,
+            None if class.is_zone() => &mut self.other,
+            None => return,
+        };
+        *sum = sum.saturating_add(ns);
     }
 }
 
@@ -111,11 +114,11 @@ pub fn per_cpu_wait(waits: &[ClassifiedWait<'_>]) -> BTreeMap<u32, CpuWait> {
     let mut out: BTreeMap<u32, CpuWait> = BTreeMap::new();
     for cw in waits {
         let e = out.entry(cw.wait.cpu).or_default();
-        e.contentions += cw.wait.count;
+        e.contentions = e.contentions.saturating_add(cw.wait.count);
         if cw.class.is_zone() {
             e.zone.add(&cw.class, cw.wait.total_ns);
         } else {
-            e.other_ns += cw.wait.total_ns;
+            e.other_ns = e.other_ns.saturating_add(cw.wait.total_ns);
         }
     }
     out

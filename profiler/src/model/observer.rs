@@ -11,7 +11,7 @@ use crate::{
     kernel::probes::name,
     model::analysis::{self, ClassifiedWait},
     model::recording::{ObserverStats, PcpMethod, Recording},
-    model::units::{fmt_count, fmt_ns, fmt_pct},
+    model::units::{SatSum, fmt_count, fmt_ns, fmt_pct},
 };
 
 /// Probes whose every program run holds `zone->lock`.
@@ -68,7 +68,7 @@ pub fn cost(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> ObserverCost {
         .iter()
         .filter(|w| w.class.is_zone())
         .map(|w| w.wait.count)
-        .sum();
+        .sat_sum();
     let zone_contentions = rec.counters.zone_contentions.max(classified);
     let per_page = |probe: &str| PER_PAGE_PROBES.contains(&probe);
 
@@ -125,7 +125,7 @@ pub fn cost(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> ObserverCost {
     let mut dispatch_ns = 0f64;
     let mut unmeasured: Vec<&str> = Vec::new();
     let mut add = |probe: &str, r: u64, ns: f64| {
-        runs += r;
+        runs = runs.saturating_add(r);
         program_ns += ns;
         match dispatch_of(probe) {
             Some(d) => dispatch_ns += d * r as f64,
@@ -142,7 +142,9 @@ pub fn cost(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> ObserverCost {
     let (end_runs, end_ns) = raw
         .iter()
         .filter(|p| p.probe == CONTENTION_END)
-        .fold((0u64, 0u64), |(r, n), p| (r + p.runs, n + p.run_ns));
+        .fold((0u64, 0u64), |(r, n), p| {
+            (r.saturating_add(p.runs), n.saturating_add(p.run_ns))
+        });
     let in_lock_ends = zone_contentions.min(end_runs);
     if end_runs > 0 {
         add(
@@ -215,18 +217,18 @@ fn without_stats(
     let refill: u64 = if rec.attached(name::PCP_REFILL) {
         rec.pcp
             .iter()
-            .map(|p| p.refill_events + p.buddy_events)
-            .sum()
+            .map(|p| p.refill_events.saturating_add(p.buddy_events))
+            .sat_sum()
     } else {
         0
     };
     let drain: u64 = if rec.attached(name::PCP_DRAIN) {
-        rec.pcp.iter().map(|p| p.drain_events).sum()
+        rec.pcp.iter().map(|p| p.drain_events).sat_sum()
     } else {
         0
     };
     ObserverCost {
-        in_lock_program_runs: refill + drain + zone_contentions,
+        in_lock_program_runs: [refill, drain, zone_contentions].into_iter().sat_sum(),
         ns_per_run: None,
         program_ns_per_run: None,
         dispatch_ns_per_run: None,

@@ -1,5 +1,6 @@
 //! Human units shared by every report: durations, counts, percentages, rates,
-//! and parsing of duration arguments ("10s", "500ms").
+//! parsing of duration arguments ("10s", "500ms"), and the saturating sum every view's
+//! totals use (`SatSum`).
 
 use std::time::Duration;
 use thiserror::Error;
@@ -17,6 +18,17 @@ pub enum UnitsError {
     #[error("duration {0:?} is too large")]
     TooLarge(String),
 }
+
+/// Sums of recorded counts and times. A recording may hold any u64 (a file from someone
+/// else, or a counter near its end), so a sum stops at u64::MAX instead of panicking (overflow
+/// checks) or wrapping into a wrong total; below that it is the plain sum.
+pub trait SatSum: Iterator<Item = u64> + Sized {
+    fn sat_sum(self) -> u64 {
+        self.fold(0, u64::saturating_add)
+    }
+}
+
+impl<I: Iterator<Item = u64>> SatSum for I {}
 
 /// Formats nanoseconds: "812 ns", "3.4 µs", "12.3 ms", "4.20 s".
 ///
@@ -156,6 +168,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_saturate() {
+        assert_eq!([1u64, 2, 3].into_iter().sat_sum(), 6);
+        assert_eq!(std::iter::empty::<u64>().sat_sum(), 0);
+        assert_eq!([u64::MAX, 1].into_iter().sat_sum(), u64::MAX);
+        assert_eq!([u64::MAX - 1, 1].into_iter().sat_sum(), u64::MAX);
+        assert_eq!([u64::MAX, u64::MAX, 5].into_iter().sat_sum(), u64::MAX);
+    }
 
     #[test]
     fn ns_formats() {

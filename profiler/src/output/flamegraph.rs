@@ -7,6 +7,7 @@
 //! Views: lock waits weighted in nanoseconds (`zone-wait`, `zone-alloc`, `zone-free`,
 //! `locks`), SKB frees by site (`skb-free`), PCP page traffic (`pages`).
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, HashMap, hash_map::Entry},
     fmt::Write as _,
     io::{BufRead, BufReader},
@@ -21,7 +22,7 @@ use crate::{
     model::analysis,
     model::classify::{self, LockClass, Side},
     model::recording::Recording,
-    model::units::{fmt_count, fmt_ns},
+    model::units::{SatSum, fmt_count, fmt_ns},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -302,7 +303,7 @@ pub struct Folded {
 
 impl Folded {
     pub fn total(&self) -> u64 {
-        self.stacks.values().sum()
+        self.stacks.values().copied().sat_sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -405,7 +406,7 @@ pub fn fold(stacks: &[WeightedStack], opts: &FoldOptions) -> Folded {
         match index.entry(key) {
             Entry::Occupied(e) => {
                 if let Some(g) = groups.get_mut(*e.get()) {
-                    g.2 += s.value;
+                    g.2 = g.2.saturating_add(s.value);
                 }
             }
             Entry::Vacant(e) => {
@@ -449,7 +450,7 @@ pub fn fold(stacks: &[WeightedStack], opts: &FoldOptions) -> Folded {
     lines.dedup_by(|next, kept| {
         let same = next.0 == kept.0;
         if same {
-            kept.1 += next.1;
+            kept.1 = kept.1.saturating_add(next.1);
         }
         same
     });
@@ -704,6 +705,26 @@ fn svg_options(view: View, title: &str, subtitle: &str) -> flamegraph::Options<'
     o
 }
 
+/// The largest total inferno is given: it adds a picture's counts in a u64, and colours a
+/// differential line by 150 × its change in an isize. Real recordings stay far below (2^55
+/// ns is 417 days of waiting); one with counts near u64::MAX is drawn scaled down to it.
+const INFERNO_MAX_TOTAL: u64 = 1 << 55;
+
+/// The factor that brings pictures of these totals within [`INFERNO_MAX_TOTAL`]: 1 unless
+/// one is over it.
+fn inferno_scale(pictures: &[&Folded]) -> f64 {
+    let most = pictures
+        .iter()
+        .map(|f| f.stacks.values().map(|&v| u128::from(v)).sum::<u128>())
+        .max()
+        .unwrap_or(0);
+    if most <= u128::from(INFERNO_MAX_TOTAL) {
+        1.0
+    } else {
+        INFERNO_MAX_TOTAL as f64 / most as f64
+    }
+}
+
 /// Renders folded stacks as an interactive SVG flamegraph.
 pub fn render_svg(
     folded: &Folded,
@@ -714,8 +735,15 @@ pub fn render_svg(
     if folded.is_empty() {
         return Err(FlameError::NoData(format!("{title}: nothing to draw")));
     }
-    let text = folded.to_text();
     let mut o = svg_options(view, title, subtitle);
+    let scale = inferno_scale(&[folded]);
+    let text = if scale < 1.0 {
+        // Hover texts show the counts scaled back up.
+        o.factor = 1.0 / scale;
+        folded.scaled(scale).to_text()
+    } else {
+        folded.to_text()
+    };
     let mut out = Vec::new();
     flamegraph::from_lines(&mut o, text.lines(), &mut out).map_err(FlameError::Render)?;
     Ok(out)
@@ -738,6 +766,16 @@ pub fn render_diff_svg(
     } else {
         (before, after)
     };
+    // Both sides by one factor, so the colours still compare like with like.
+    let scale = inferno_scale(&[first, second]);
+    let (first, second) = if scale < 1.0 {
+        (
+            Cow::Owned(first.scaled(scale)),
+            Cow::Owned(second.scaled(scale)),
+        )
+    } else {
+        (Cow::Borrowed(first), Cow::Borrowed(second))
+    };
     if second.is_empty() {
         return Err(FlameError::NoData(format!(
             "{title}: the {} recording has no stacks to size the picture by",
@@ -754,6 +792,7 @@ pub fn render_diff_svg(
     .map_err(FlameError::Render)?;
     let mut o = svg_options(view, title, subtitle);
     o.negate_differentials = negate;
+    o.factor = 1.0 / scale;
     let mut out = Vec::new();
     let lines: Vec<String> = BufReader::new(diff.as_slice())
         .lines()
@@ -954,5 +993,31 @@ mod tests {
         assert!(neg.contains("zone-&gt;lock alloc"));
         let e = render_diff_svg(&before, &Folded::default(), false, View::ZoneWait, "d", "s");
         assert!(matches!(e, Err(FlameError::NoData(_))));
+    }
+
+    #[test]
+    fn counts_near_u64_max_are_drawn_scaled_to_what_inferno_adds_up() {
+        let mut normal = Folded::default();
+        normal.stacks.insert("a;b".into(), 900);
+        assert_eq!(inferno_scale(&[&normal]), 1.0);
+        let mut huge = Folded::default();
+        huge.stacks.insert("a;b".into(), u64::MAX);
+        huge.stacks.insert("a;c".into(), u64::MAX);
+        huge.stacks.insert("a;d".into(), 1);
+        let scale = inferno_scale(&[&normal, &huge]);
+        let scaled = huge.scaled(scale);
+        let total: u64 = scaled.stacks.values().sum();
+        assert!(total <= INFERNO_MAX_TOTAL + 2, "{total}");
+        // Widths keep their proportions; the hover text shows the counts scaled back.
+        assert_eq!(scaled.stacks["a;b"], scaled.stacks["a;c"]);
+        let svg = render_svg(&huge, View::ZoneWait, "t", "s").expect("svg");
+        let svg = String::from_utf8(svg).expect("utf8");
+        assert!(
+            svg.contains("b (18,446,744,073,709,551,615 ns, 50.00%)"),
+            "{svg}"
+        );
+        for negate in [false, true] {
+            render_diff_svg(&normal, &huge, negate, View::ZoneWait, "d", "s").expect("diff");
+        }
     }
 }

@@ -11,7 +11,7 @@ use crate::{
     model::classify::{LockClass, Side},
     model::observer::{self, ObserverCost},
     model::recording::{Counters, LossUnit, PcpCount, PcpMethod, Recording},
-    model::units::{fmt_count, fmt_ns, fmt_pct},
+    model::units::{SatSum, fmt_count, fmt_ns, fmt_pct},
 };
 
 pub const REPORT_FORMAT: &str = "zoneprof-report";
@@ -175,11 +175,14 @@ impl PerCpu {
 
     /// Any zone-lock wait, other lock wait or PCP traffic: large hosts list only these.
     pub fn is_busy(&self) -> bool {
-        self.zone_lock_wait_ns.total()
-            + self.other_lock_wait_ns
-            + self.pcp_refill_pages
-            + self.pcp_drain_pages
-            > 0
+        [
+            self.zone_lock_wait_ns.total(),
+            self.other_lock_wait_ns,
+            self.pcp_refill_pages,
+            self.pcp_drain_pages,
+        ]
+        .into_iter()
+        .any(|v| v > 0)
     }
 }
 
@@ -377,12 +380,12 @@ fn totals(rec: &Recording, waits: &[ClassifiedWait<'_>], per_cpu: &[PerCpu]) -> 
     Totals {
         zone_lock_wait_ns: zone,
         zone_lock_wait_by_address_ns: rec.counters.zone_wait_ns,
-        other_lock_wait_ns: per_cpu.iter().map(|c| c.other_lock_wait_ns).sum(),
-        contentions: per_cpu.iter().map(|c| c.contentions).sum(),
-        pcp_refill_pages: rec.pcp.iter().map(|p| p.refill_pages).sum(),
-        pcp_drain_pages: rec.pcp.iter().map(|p| p.drain_pages).sum(),
-        pcp_refill_events: rec.pcp.iter().map(|p| p.refill_events).sum(),
-        pcp_drain_events: rec.pcp.iter().map(|p| p.drain_events).sum(),
+        other_lock_wait_ns: per_cpu.iter().map(|c| c.other_lock_wait_ns).sat_sum(),
+        contentions: per_cpu.iter().map(|c| c.contentions).sat_sum(),
+        pcp_refill_pages: rec.pcp.iter().map(|p| p.refill_pages).sat_sum(),
+        pcp_drain_pages: rec.pcp.iter().map(|p| p.drain_pages).sat_sum(),
+        pcp_refill_events: rec.pcp.iter().map(|p| p.refill_events).sat_sum(),
+        pcp_drain_events: rec.pcp.iter().map(|p| p.drain_events).sat_sum(),
         pcp_method: PcpMethod::of(&rec.probes),
         zone_lock_wait_pct_of_cpu_time: 100.0 * zone.total() as f64
             / (dur_ns * rec.cpus.len().max(1) as f64),
@@ -394,14 +397,14 @@ fn free_triggers(waits: &[ClassifiedWait<'_>]) -> Vec<TriggerRow> {
     let mut triggers: BTreeMap<&'static str, TriggerRow> = BTreeMap::new();
     for cw in waits {
         if let LockClass::ZoneFree(t) = cw.class {
-            triggers
+            let row = triggers
                 .entry(analysis::trigger_name(t))
                 .or_insert(TriggerRow {
                     trigger: analysis::trigger_name(t),
                     label: analysis::trigger_label(t),
                     wait_ns: 0,
-                })
-                .wait_ns += cw.wait.total_ns;
+                });
+            row.wait_ns = row.wait_ns.saturating_add(cw.wait.total_ns);
         }
     }
     let mut rows: Vec<TriggerRow> = triggers.into_values().collect();
@@ -418,8 +421,11 @@ fn zone_rows(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> Vec<ZoneRow> {
             let (wait_ns, contentions) = waits
                 .iter()
                 .filter(|cw| cw.wait.lock_addr == z.lock_addr)
-                .fold((0, 0), |(w, c), cw| {
-                    (w + cw.wait.total_ns, c + cw.wait.count)
+                .fold((0u64, 0u64), |(w, c), cw| {
+                    (
+                        w.saturating_add(cw.wait.total_ns),
+                        c.saturating_add(cw.wait.count),
+                    )
                 });
             ZoneRow {
                 lock_addr: format!("{:#x}", z.lock_addr),
@@ -448,9 +454,9 @@ pub fn skb_sites(rec: &Recording) -> Vec<SkbSiteRow> {
                 remote_ratio: 0.0,
                 cpus: Vec::new(),
             });
-        row.count += s.count;
-        row.remote += s.remote;
-        row.cross_node += s.cross_node;
+        row.count = row.count.saturating_add(s.count);
+        row.remote = row.remote.saturating_add(s.remote);
+        row.cross_node = row.cross_node.saturating_add(s.cross_node);
         row.cpus.push((s.cpu, s.count));
     }
     let mut rows: Vec<SkbSiteRow> = by_site.into_values().collect();
@@ -469,8 +475,10 @@ pub fn skb_sites(rec: &Recording) -> Vec<SkbSiteRow> {
 fn skb_node_matrix(rec: &Recording) -> Vec<SkbMatrixRow> {
     let mut m: BTreeMap<(u32, u32), u64> = BTreeMap::new();
     for c in &rec.skb_matrix {
-        *m.entry((rec.host.node_of(c.alloc_cpu), rec.host.node_of(c.free_cpu)))
-            .or_default() += c.count;
+        let n = m
+            .entry((rec.host.node_of(c.alloc_cpu), rec.host.node_of(c.free_cpu)))
+            .or_default();
+        *n = n.saturating_add(c.count);
     }
     m.into_iter()
         .map(|((a, f), count)| SkbMatrixRow {
@@ -502,8 +510,8 @@ fn top_zone_stacks(rec: &Recording, waits: &[ClassifiedWait<'_>], top: usize) ->
             cpus: Vec::new(),
             frames: frames_of(rec, cw.wait.stack),
         });
-        row.wait_ns += cw.wait.total_ns;
-        row.count += cw.wait.count;
+        row.wait_ns = row.wait_ns.saturating_add(cw.wait.total_ns);
+        row.count = row.count.saturating_add(cw.wait.count);
         row.max_ns = row.max_ns.max(cw.wait.max_ns);
         if !row.cpus.contains(&cw.wait.cpu) {
             row.cpus.push(cw.wait.cpu);
@@ -533,8 +541,8 @@ fn top_other_locks(rec: &Recording, waits: &[ClassifiedWait<'_>], top: usize) ->
             max: 0,
             best: (0, None),
         });
-        a.wait += cw.wait.total_ns;
-        a.count += cw.wait.count;
+        a.wait = a.wait.saturating_add(cw.wait.total_ns);
+        a.count = a.count.saturating_add(cw.wait.count);
         a.max = a.max.max(cw.wait.max_ns);
         if cw.wait.total_ns >= a.best.0 {
             a.best = (cw.wait.total_ns, cw.wait.stack);
@@ -569,11 +577,12 @@ fn histograms(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> Vec<HistRow> {
             .get(&h.stack)
             .cloned()
             .unwrap_or_else(|| "unknown".into());
-        *by_class
+        let n = by_class
             .entry(class)
             .or_default()
             .entry(h.bucket)
-            .or_default() += h.count;
+            .or_default();
+        *n = n.saturating_add(h.count);
     }
     by_class
         .into_iter()
@@ -583,7 +592,9 @@ fn histograms(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> Vec<HistRow> {
                 .into_iter()
                 .map(|(bucket, count)| HistBucket {
                     low_ns: 1u64 << bucket.min(63),
-                    high_ns: 1u64.checked_shl(bucket + 1).unwrap_or(u64::MAX),
+                    high_ns: 1u64
+                        .checked_shl(bucket.saturating_add(1))
+                        .unwrap_or(u64::MAX),
                     count,
                 })
                 .collect(),
@@ -846,7 +857,8 @@ fn write_histograms(s: &mut String, r: &Report) -> std::fmt::Result {
         writeln!(s, "  {}", h.class)?;
         let max = h.buckets.iter().map(|b| b.count).max().unwrap_or(1).max(1);
         for b in &h.buckets {
-            let bar = "#".repeat(((b.count * 40).div_ceil(max)) as usize);
+            // In u128: count × 40 overflows u64 for counts over 2^58 (any u64 may be recorded).
+            let bar = "#".repeat((u128::from(b.count) * 40).div_ceil(u128::from(max)) as usize);
             writeln!(
                 s,
                 "    {:>9} .. {:<9} {:>12} {}",
@@ -920,7 +932,7 @@ fn write_not_observable(s: &mut String, r: &Report) -> std::fmt::Result {
 }
 
 fn write_skb_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
-    let total: u64 = r.skb_free_sites.iter().map(|x| x.count).sum();
+    let total: u64 = r.skb_free_sites.iter().map(|x| x.count).sat_sum();
     if total > 0 {
         write_skb_frees_text(s, r, top)?;
     }
@@ -943,7 +955,11 @@ fn write_skb_frees_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Res
 fn write_skb_totals(s: &mut String, r: &Report) -> std::fmt::Result {
     let frees = r.skb_free_sites.iter().filter(|x| x.function != DEFER_FN);
     let (total, remote, cross) = frees.fold((0u64, 0u64, 0u64), |(t, rm, c), x| {
-        (t + x.count, rm + x.remote, c + x.cross_node)
+        (
+            t.saturating_add(x.count),
+            rm.saturating_add(x.remote),
+            c.saturating_add(x.cross_node),
+        )
     });
     writeln!(
         s,
@@ -957,14 +973,16 @@ fn write_skb_totals(s: &mut String, r: &Report) -> std::fmt::Result {
         .skb_free_sites
         .iter()
         .filter(|x| x.function == DEFER_FN)
-        .fold((0u64, 0u64), |(c, h), x| (c + x.count, h + x.remote));
+        .fold((0u64, 0u64), |(c, h), x| {
+            (c.saturating_add(x.count), h.saturating_add(x.remote))
+        });
     if calls > 0 {
         writeln!(
             s,
             "  skb_attempt_defer_free: {} calls, {} handed to the allocating CPU, {} freed at once",
             fmt_count(calls),
             fmt_count(handed),
-            fmt_count(calls - handed)
+            fmt_count(calls.saturating_sub(handed))
         )?;
     }
     Ok(())
@@ -1021,9 +1039,9 @@ fn write_skb_per_free_cpu(s: &mut String, r: &Report) -> std::fmt::Result {
     let mut per_cpu: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     for c in &r.skb_matrix {
         let e = per_cpu.entry(c.free_cpu).or_default();
-        e.0 += c.count;
+        e.0 = e.0.saturating_add(c.count);
         if c.alloc_cpu != c.free_cpu {
-            e.1 += c.count;
+            e.1 = e.1.saturating_add(c.count);
         }
     }
     if !per_cpu.is_empty() {
@@ -1105,13 +1123,13 @@ fn write_page_flows_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Re
     let Some(t) = &r.page_tracking else {
         return Ok(());
     };
-    let total: u64 = r.page_matrix.iter().map(|c| c.pages).sum();
+    let total: u64 = r.page_matrix.iter().map(|c| c.pages).sat_sum();
     let remote: u64 = r
         .page_matrix
         .iter()
         .filter(|c| c.alloc_cpu != c.free_cpu)
         .map(|c| c.pages)
-        .sum();
+        .sat_sum();
     writeln!(
         s,
         "\nPage flows (estimates: 1 page in {} tracked by pfn hash): {} pages freed, {} on another CPU ({})",
@@ -1144,7 +1162,7 @@ fn write_page_flows_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::recording::sample;
+    use crate::model::recording::{HistEntry, sample};
 
     #[test]
     fn per_cpu_split_follows_the_classifier_and_the_zone_proof() {
@@ -1337,6 +1355,35 @@ mod tests {
                 "Observer cost under zone->lock: 30 program runs, time unknown: this recording \
                  has no run-time stats"
             ),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn histogram_buckets_at_the_top_of_u32_and_u64() {
+        let mut rec = sample();
+        let stack = rec.wait_hist[0].stack;
+        rec.wait_hist = [(u32::MAX, u64::MAX), (u32::MAX, 1), (63, u64::MAX)]
+            .into_iter()
+            .map(|(bucket, count)| HistEntry {
+                stack,
+                bucket,
+                count,
+            })
+            .collect();
+        let r = build(&rec, 3);
+        let b = &r.wait_histograms[0].buckets;
+        assert_eq!(
+            b.iter()
+                .map(|b| (b.low_ns, b.high_ns, b.count))
+                .collect::<Vec<_>>(),
+            [(1 << 63, u64::MAX, u64::MAX), (1 << 63, u64::MAX, u64::MAX)]
+        );
+        // Full-width bars: count × 40 is done without overflow.
+        let t = to_text(&r, 3);
+        assert_eq!(
+            t.matches(&format!(" {}\n", "#".repeat(40))).count(),
+            2,
             "{t}"
         );
     }

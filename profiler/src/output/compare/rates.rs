@@ -11,6 +11,7 @@ use crate::model::{
     analysis,
     observer::{self, ObserverCost},
     recording::{Recording, SkbDefer},
+    units::SatSum,
 };
 
 /// One CPU's rates; None = the recording could not observe it.
@@ -33,12 +34,12 @@ pub struct Rates {
     pub per_cpu: BTreeMap<u32, CpuRates>,
 }
 
-/// Counts to rates over one recording's length.
+/// Counts to rates over one recording's length (seconds); 0 for a recording of no length.
 #[derive(Clone, Copy)]
-struct PerS(f64);
+pub(super) struct PerS(pub(super) f64);
 
 impl PerS {
-    fn of(self, v: u64) -> f64 {
+    pub(super) fn of(self, v: u64) -> f64 {
         if self.0 > 0.0 { v as f64 / self.0 } else { 0.0 }
     }
 }
@@ -83,8 +84,8 @@ fn lock_totals(
     cpu_wait: &BTreeMap<u32, analysis::CpuWait>,
 ) -> [(Total, Option<f64>); 8] {
     let zone = analysis::zone_totals(waits);
-    let other: u64 = cpu_wait.values().map(|c| c.other_ns).sum();
-    let contentions: u64 = cpu_wait.values().map(|c| c.contentions).sum();
+    let other: u64 = cpu_wait.values().map(|c| c.other_ns).sat_sum();
+    let contentions: u64 = cpu_wait.values().map(|c| c.contentions).sat_sum();
     let ncpus = rec.cpus.len().max(1) as f64;
     let pct_all = |ns: u64| 100.0 * per_s.of(ns) / 1e9 / ncpus;
     let when = |v: f64| obs.locks.then_some(v);
@@ -101,8 +102,8 @@ fn lock_totals(
 }
 
 fn pcp_totals(rec: &Recording, obs: &Observable, per_s: PerS) -> [(Total, Option<f64>); 2] {
-    let refill: u64 = rec.pcp.iter().map(|p| p.refill_pages).sum();
-    let drain: u64 = rec.pcp.iter().map(|p| p.drain_pages).sum();
+    let refill: u64 = rec.pcp.iter().map(|p| p.refill_pages).sat_sum();
+    let drain: u64 = rec.pcp.iter().map(|p| p.drain_pages).sat_sum();
     [
         (Total::PcpRefill, obs.refill.then_some(per_s.of(refill))),
         (Total::PcpDrain, obs.drain.then_some(per_s.of(drain))),
@@ -116,9 +117,9 @@ fn skb_totals(rec: &Recording, obs: &Observable, per_s: PerS) -> [(Total, Option
     // skb_attempt_defer_free calls hand an SKB to its allocating CPU, which frees it later
     // (counted there by consume_skb): they are not frees, so they stay out of these ratios.
     let real_frees = || rec.skb_sites.iter().filter(|s| s.function != DEFER_FN);
-    let frees: u64 = real_frees().map(|s| s.count).sum();
-    let remote: u64 = real_frees().map(|s| s.remote.min(s.count)).sum();
-    let cross: u64 = real_frees().map(|s| s.cross_node.min(s.count)).sum();
+    let frees: u64 = real_frees().map(|s| s.count).sat_sum();
+    let remote: u64 = real_frees().map(|s| s.remote.min(s.count)).sat_sum();
+    let cross: u64 = real_frees().map(|s| s.cross_node.min(s.count)).sat_sum();
     let ok = obs.skb;
     [
         (Total::SkbFrees, ok.then_some(per_s.of(frees))),
@@ -135,10 +136,11 @@ fn skb_totals(rec: &Recording, obs: &Observable, per_s: PerS) -> [(Total, Option
 
 /// The free-method mix: share of calls per free function (hand-offs included).
 fn free_shares(rec: &Recording) -> BTreeMap<String, Option<f64>> {
-    let all_calls: u64 = rec.skb_sites.iter().map(|s| s.count).sum();
+    let all_calls: u64 = rec.skb_sites.iter().map(|s| s.count).sat_sum();
     let mut by_fn: BTreeMap<&str, u64> = BTreeMap::new();
     for s in &rec.skb_sites {
-        *by_fn.entry(s.function.as_str()).or_default() += s.count;
+        let n = by_fn.entry(s.function.as_str()).or_default();
+        *n = n.saturating_add(s.count);
     }
     by_fn
         .into_iter()
@@ -147,7 +149,7 @@ fn free_shares(rec: &Recording) -> BTreeMap<String, Option<f64>> {
 }
 
 fn defer_totals(d: &[SkbDefer], obs: &Observable, per_s: PerS) -> [(Total, Option<f64>); 6] {
-    let sum = |f: fn(&SkbDefer) -> u64| d.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&SkbDefer) -> u64| d.iter().map(f).sat_sum();
     let (calls, deferred, immediate) =
         (sum(|x| x.calls), sum(|x| x.deferred), sum(|x| x.immediate));
     let (od, oc) = (obs.defer, obs.defer_cost);
@@ -157,7 +159,8 @@ fn defer_totals(d: &[SkbDefer], obs: &Observable, per_s: PerS) -> [(Total, Optio
         (Total::DeferImmediate, od.then_some(per_s.of(immediate))),
         (
             Total::DeferDeferredRatio,
-            od.then(|| ratio(deferred, deferred + immediate)).flatten(),
+            od.then(|| ratio(deferred, deferred.saturating_add(immediate)))
+                .flatten(),
         ),
         (
             Total::DeferFlushed,
@@ -192,9 +195,9 @@ fn matrix_totals(rec: &Recording, obs: &Observable) -> [(Total, Option<f64>); 2]
 fn off_diagonal(cells: impl Iterator<Item = (u32, u32, u64)>) -> Option<f64> {
     let (mut all, mut off) = (0u64, 0u64);
     for (alloc, free, n) in cells {
-        all += n;
+        all = all.saturating_add(n);
         if alloc != free {
-            off += n;
+            off = off.saturating_add(n);
         }
     }
     ratio(off, all)

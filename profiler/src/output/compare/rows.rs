@@ -5,7 +5,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
 };
 
-use super::{observable::Observable, pair::Pair};
+use super::{observable::Observable, pair::Pair, rates::PerS};
 use crate::{model::recording::Recording, output::flamegraph::Folded};
 
 /// One SKB free site (free function called from caller), all CPUs summed.
@@ -105,8 +105,8 @@ fn sites(rec: &Recording) -> BTreeMap<(String, String), SiteCount> {
     let mut m: BTreeMap<(String, String), SiteCount> = BTreeMap::new();
     for s in &rec.skb_sites {
         let e = m.entry((s.function.clone(), s.caller.clone())).or_default();
-        e.frees += s.count;
-        e.remote += s.remote.min(s.count);
+        e.frees = e.frees.saturating_add(s.count);
+        e.remote = e.remote.saturating_add(s.remote.min(s.count));
     }
     m
 }
@@ -123,9 +123,10 @@ pub fn site_rows(recs: Pair<&Recording>) -> Vec<SiteRow> {
             let n = counts
                 .as_ref()
                 .map(|c| c.get(k).copied().unwrap_or_default());
-            let frees = recs.zip(observable).zip(n).map(|((rec, ok), n)| {
-                ok.then(|| n.frees as f64 / rec.duration_s().max(f64::MIN_POSITIVE))
-            });
+            let frees = recs
+                .zip(observable)
+                .zip(n)
+                .map(|((rec, ok), n)| ok.then(|| PerS(rec.duration_s()).of(n.frees)));
             SiteRow {
                 function: k.0.clone(),
                 caller: k.1.clone(),
@@ -181,15 +182,14 @@ impl Matrix {
 pub fn cell_rows(m: Pair<Matrix>) -> Vec<CellRow> {
     let mut joined: BTreeMap<(u32, u32), Pair<u64>> = BTreeMap::new();
     for &(k, n) in &m.before.cells {
-        joined.entry(k).or_default().before += n;
+        let e = joined.entry(k).or_default();
+        e.before = e.before.saturating_add(n);
     }
     for &(k, n) in &m.after.cells {
-        joined.entry(k).or_default().after += n;
+        let e = joined.entry(k).or_default();
+        e.after = e.after.saturating_add(n);
     }
-    let rate = |m: &Matrix, n: u64| {
-        m.observable
-            .then(|| n as f64 / m.secs.max(f64::MIN_POSITIVE))
-    };
+    let rate = |m: &Matrix, n: u64| m.observable.then(|| PerS(m.secs).of(n));
     joined
         .into_iter()
         .map(|((alloc_cpu, free_cpu), n)| CellRow {

@@ -11,7 +11,7 @@ use crate::{
     kernel::cpulist::format_cpu_list,
     model::{
         recording::{LossUnit, Recording},
-        units::{fmt_count, fmt_ns, fmt_pct},
+        units::{SatSum, fmt_count, fmt_ns, fmt_pct},
     },
     output::{
         flamegraph::{self as fg, FlameError, FoldOptions, View},
@@ -54,7 +54,7 @@ pub fn report_html(rec: &Recording, top: usize, source: &str) -> Result<String, 
     let pcp = rec
         .pcp
         .iter()
-        .any(|p| p.refill_pages + p.drain_pages > 0)
+        .any(|p| p.refill_pages > 0 || p.drain_pages > 0)
         .then(|| pcp_rows(rec, &groups));
     sections::pcp(
         &mut b,
@@ -122,9 +122,9 @@ fn wait_rows(r: &Report, groups: &[CpuGroup]) -> Vec<BarRow<Segments>> {
         .map(|g| {
             let (mut a, mut f, mut o) = (0u64, 0u64, 0u64);
             for c in g.cpus.iter().filter_map(|c| by_cpu.get(c)) {
-                a += c.zone_lock_wait_ns.alloc;
-                f += c.zone_lock_wait_ns.free;
-                o += c.zone_lock_wait_ns.other;
+                a = a.saturating_add(c.zone_lock_wait_ns.alloc);
+                f = f.saturating_add(c.zone_lock_wait_ns.free);
+                o = o.saturating_add(c.zone_lock_wait_ns.other);
             }
             // Percent of the group's CPU time (mean over its CPUs).
             let pct = |ns: u64| 100.0 * ns as f64 / 1e9 / secs / g.cpus.len().max(1) as f64;
@@ -135,7 +135,7 @@ fn wait_rows(r: &Report, groups: &[CpuGroup]) -> Vec<BarRow<Segments>> {
                     "alloc {} · free {} ({} waited)",
                     fmt_pct(pct(a)),
                     fmt_pct(pct(f)),
-                    fmt_ns(a + f + o)
+                    fmt_ns([a, f, o].into_iter().sat_sum())
                 ),
             }
         })
@@ -156,7 +156,9 @@ fn pcp_rows(rec: &Recording, groups: &[CpuGroup]) -> Vec<BarRow<Segments>> {
                 .cpus
                 .iter()
                 .filter_map(|c| by_cpu.get(c))
-                .fold((0, 0), |(r, d), (a, b)| (r + a, d + b));
+                .fold((0u64, 0u64), |(r, d), (a, b)| {
+                    (r.saturating_add(*a), d.saturating_add(*b))
+                });
             BarRow {
                 label: g.label.clone(),
                 bars: vec![("r", r as f64 / secs), ("d", d as f64 / secs)],

@@ -93,8 +93,9 @@ impl Totals {
     pub fn of(p: &Profile) -> Totals {
         let mut t = Totals::default();
         for s in &p.sample {
-            t.contentions += s.value.first().map_or(0, |&v| v.max(0) as u64);
-            t.delay_ns += s.value.get(1).map_or(0, |&v| v.max(0) as u64);
+            let value = |i: usize| s.value.get(i).map_or(0, |&v| v.max(0) as u64);
+            t.contentions = t.contentions.saturating_add(value(0));
+            t.delay_ns = t.delay_ns.saturating_add(value(1));
         }
         t
     }
@@ -246,10 +247,10 @@ pub fn build(
             zone: cw.zone,
         };
         let e = sums.entry(key).or_default();
-        e.0 += cw.wait.count;
-        e.1 += cw.wait.total_ns;
+        e.0 = e.0.saturating_add(cw.wait.count);
+        e.1 = e.1.saturating_add(cw.wait.total_ns);
     }
-    sums.retain(|_, (n, ns)| *n + *ns > 0);
+    sums.retain(|_, (n, ns)| *n > 0 || *ns > 0);
     if sums.is_empty() {
         let opts = FoldOptions {
             per_cpu: false,
