@@ -84,14 +84,13 @@ pub fn args(c: &Config) -> Vec<OsString> {
     // on an int3 the guest had already retired. One thread runs the vCPUs in turn, so
     // every vCPU sees a patch at once. The vCPUs still interleave (the workloads' CPU
     // pinning keeps its meaning); the guest gets about half the host CPU time.
-    for s in [
-        "-machine",
-        "q35",
-        "-accel",
-        "tcg,thread=single",
-        "-cpu",
-        "max",
-    ] {
+    // ZONEPROF_VM_TCG=multi brings multi-threaded TCG back, only to measure what single
+    // costs (README, "Deterministic VMs"); never for a pass.
+    let accel = match std::env::var("ZONEPROF_VM_TCG").as_deref() {
+        Ok("multi") => "tcg,thread=multi",
+        _ => "tcg,thread=single",
+    };
+    for s in ["-machine", "q35", "-accel", accel, "-cpu", "max"] {
         push(s);
     }
     push("-smp");
