@@ -165,7 +165,7 @@ enum Task {
     /// report and /metrics. Writes target/soak/results.json (docs/soak.md).
     Soak {
         /// Minutes of load.
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(2..=1440))]
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(3..=1440))]
         minutes: u32,
         /// Which zoneprof to soak.
         #[arg(long, value_enum, default_value = "both")]
@@ -496,7 +496,7 @@ mod tests {
             parse(&["soak", "--minutes", "3", "--what", "serve", "--map-entries", "stacks=4"]),
             Some(Task::Soak { minutes: 3, what: soak::What::Serve, map_entries: Some(m), .. }) if m == "stacks=4"
         ));
-        assert!(parse(&["soak", "--minutes", "1"]).is_none());
+        assert!(parse(&["soak", "--minutes", "2"]).is_none());
         assert!(parse(&["soak", "--what", "top"]).is_none());
         assert!(parse(&["bench", "--observer-secs", "2"]).is_none());
         assert!(parse(&["bench", "--rounds", "0"]).is_none());
