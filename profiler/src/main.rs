@@ -105,6 +105,8 @@ struct RecordArgs {
     /// Track one page in N (by a hash of its pfn or struct page address) with --page-flows.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     page_sample: u32,
+    #[command(flatten)]
+    maps: MapEntriesArg,
     /// Command to run while recording; its output passes through unchanged.
     #[arg(last = true)]
     command: Vec<String>,
@@ -139,6 +141,8 @@ struct ServeArgs {
     /// Directory of the rolling recordings (created if missing).
     #[arg(long, requires = "rotate")]
     dir: Option<PathBuf>,
+    #[command(flatten)]
+    maps: MapEntriesArg,
 }
 
 #[derive(Args)]
@@ -153,6 +157,33 @@ struct TopArgs {
     /// Watch only these CPUs, e.g. "0-3,8".
     #[arg(long, value_parser = parse_cpus)]
     cpus: Option<Cpus>,
+    #[command(flatten)]
+    maps: MapEntriesArg,
+}
+
+/// `--map-entries`, shared by the commands that load the probes.
+#[derive(Args)]
+struct MapEntriesArg {
+    /// Entries of the in-kernel aggregation maps, MAP=N (1 to 16777216), comma-separated
+    /// or repeated; maps: lock-stats, stacks, hist, task-wait, zone-cache, skb-matrix,
+    /// skb-sites, page-track, page-matrix. Raise them when a report shows a map-full loss
+    /// (large hosts); the others keep their defaults (README).
+    #[arg(long, value_name = "MAP=N", value_delimiter = ',', value_parser = parse_map_entry)]
+    map_entries: Vec<(&'static str, u32)>,
+}
+
+impl MapEntriesArg {
+    /// The sizes, or the one-line usage error of a map named twice (exit 2).
+    fn sizes(&self) -> Result<zoneprof::kernel::map_entries::MapEntries, ExitCode> {
+        zoneprof::kernel::map_entries::MapEntries::new(&self.map_entries).map_err(|e| {
+            eprintln!("zoneprof: error: --map-entries: {e}");
+            ExitCode::from(2)
+        })
+    }
+}
+
+fn parse_map_entry(s: &str) -> Result<(&'static str, u32), String> {
+    zoneprof::kernel::map_entries::parse_one(s).map_err(|e| e.to_string())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -398,6 +429,10 @@ fn parse_probe(s: &str) -> Result<String, String> {
 }
 
 fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
+    let map_entries = match a.maps.sizes() {
+        Ok(m) => m,
+        Err(code) => return Ok(code),
+    };
     // A read-only or missing output directory fails now, not after the recording (a
     // missing privilege first: it is what the user must fix first).
     zoneprof::kernel::attach::check_privileges()?;
@@ -419,6 +454,7 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
             backend: a.backend.into(),
             only: a.probes,
             pcp: a.pcp.into(),
+            map_entries,
         },
     };
     let out = runtime()?.block_on(session::record(opts))?;
@@ -427,6 +463,10 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
 }
 
 fn cmd_serve(a: ServeArgs) -> Result<ExitCode> {
+    let map_entries = match a.maps.sizes() {
+        Ok(m) => m,
+        Err(code) => return Ok(code),
+    };
     if !a.listen.ip().is_loopback() && !a.allow_remote {
         eprintln!(
             "zoneprof: error: --listen {} is not a loopback address; add --allow-remote to serve the metrics beyond this host",
@@ -442,7 +482,10 @@ fn cmd_serve(a: ServeArgs) -> Result<ExitCode> {
         },
         live: zoneprof::capture::live::LiveOpts {
             cpus: a.cpus.map(|c| c.0),
-            plan: Default::default(),
+            plan: zoneprof::kernel::attach::PlanOpts {
+                map_entries,
+                ..Default::default()
+            },
         },
         rotate: match (a.rotate, a.dir) {
             (Some(every), Some(dir)) if !every.is_zero() => Some(zoneprof::serve::rotate::Rotate {
@@ -462,6 +505,10 @@ fn cmd_serve(a: ServeArgs) -> Result<ExitCode> {
 }
 
 fn cmd_top(a: TopArgs) -> Result<ExitCode> {
+    let map_entries = match a.maps.sizes() {
+        Ok(m) => m,
+        Err(code) => return Ok(code),
+    };
     if a.interval.is_zero() {
         eprintln!("zoneprof: error: --interval must be longer than 0");
         return Ok(ExitCode::from(2));
@@ -471,7 +518,10 @@ fn cmd_top(a: TopArgs) -> Result<ExitCode> {
         once: a.once,
         live: zoneprof::capture::live::LiveOpts {
             cpus: a.cpus.map(|c| c.0),
-            plan: Default::default(),
+            plan: zoneprof::kernel::attach::PlanOpts {
+                map_entries,
+                ..Default::default()
+            },
         },
     };
     runtime()?.block_on(zoneprof::top::top(opts))?;

@@ -14,7 +14,7 @@ mod host;
 mod memory;
 mod observer;
 mod overhead;
-mod parse;
+pub(crate) mod parse;
 mod progcost;
 mod stacks;
 mod stats;

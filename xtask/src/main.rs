@@ -4,6 +4,7 @@ mod bench;
 mod cmd;
 mod fuzz;
 mod setup;
+mod soak;
 mod tasks;
 mod vm;
 mod workspace;
@@ -157,6 +158,25 @@ enum Task {
     /// / bpftrace, in-kernel ns per event, report/compare/flamegraph on a synthetic 640-CPU
     /// recording, map memory at 640 CPUs. Writes docs/benchmarks.md and target/bench/bench.json.
     Bench(BenchArgs),
+    /// Soak (root; a benchmark, not CI): the cross-CPU page and tap reproducers alternately
+    /// for MINUTES under `zoneprof record -d` and/or `zoneprof serve` (scraped every 15 s),
+    /// side by side; each zoneprof's RSS every 10 s must stay flat within 5 % after the
+    /// warm-up, and every kernel loss counter must be reported, equal, in the recording, its
+    /// report and /metrics. Writes target/soak/results.json (docs/soak.md).
+    Soak {
+        /// Minutes of load.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(3..=1440))]
+        minutes: u32,
+        /// Which zoneprof to soak.
+        #[arg(long, value_enum, default_value = "both")]
+        what: soak::What,
+        /// Passed on to zoneprof (e.g. lock-stats=2,stacks=4 to force map-full losses).
+        #[arg(long, value_name = "MAP=N,...")]
+        map_entries: Option<String>,
+        /// Use target/release/zoneprof as it is: no setup, no build.
+        #[arg(long)]
+        no_build: bool,
+    },
     /// Fuzz every parser of untrusted input (recordings, kallsyms, tracefs formats, BTF, CPU
     /// lists, durations, folded stacks, zoneinfo) with cargo-fuzz on nightly, from the seed
     /// corpora in fuzz/corpus; prints executions and crashes per target, fails on any crash.
@@ -346,6 +366,20 @@ fn run(task: Task) -> Result<()> {
         )
         .map(|_| ()),
         Task::VmFetch { kernels } => vm::cli::vm_fetch(&ws, &kernels.kernel, &kernels.bzimage),
+        Task::Soak {
+            minutes,
+            what,
+            map_entries,
+            no_build,
+        } => soak::run(
+            &ws,
+            &soak::Opts {
+                minutes,
+                what,
+                map_entries,
+                no_build,
+            },
+        ),
         Task::Fuzz { seconds, targets } => fuzz::run(&ws, &fuzz::Opts { seconds, targets }),
         Task::Bench(a) => bench::run(
             &ws,
@@ -449,6 +483,21 @@ mod tests {
             Some(Task::Fuzz { seconds: 10, targets }) if targets == ["btf", "units"]
         ));
         assert!(parse(&["fuzz", "--seconds", "0"]).is_none());
+        assert!(matches!(
+            parse(&["soak"]),
+            Some(Task::Soak {
+                minutes: 30,
+                what: soak::What::Both,
+                map_entries: None,
+                no_build: false
+            })
+        ));
+        assert!(matches!(
+            parse(&["soak", "--minutes", "3", "--what", "serve", "--map-entries", "stacks=4"]),
+            Some(Task::Soak { minutes: 3, what: soak::What::Serve, map_entries: Some(m), .. }) if m == "stacks=4"
+        ));
+        assert!(parse(&["soak", "--minutes", "2"]).is_none());
+        assert!(parse(&["soak", "--what", "top"]).is_none());
         assert!(parse(&["bench", "--observer-secs", "2"]).is_none());
         assert!(parse(&["bench", "--rounds", "0"]).is_none());
         assert!(parse(&["bench", "--cost-secs", "2"]).is_none());

@@ -113,7 +113,8 @@ pub(crate) fn prepare(
         None => host.online_cpus.clone(),
     };
     // Read /proc/zoneinfo once, before recording: it takes every zone lock with IRQs off.
-    let settings = host::read_settings();
+    let mut settings = host::read_settings();
+    settings.map_entries = plan_opts.map_entries.effective(plan_opts.page_flows);
 
     // kallsyms is read once: for probe targets now and for symbolizing at the end.
     let ksyms = match Kallsyms::load() {

@@ -19,7 +19,8 @@ use crate::{
 };
 
 /// The compiled eBPF object, built by build.rs (aya-build) and embedded in the binary.
-static EBPF_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
+pub(crate) static EBPF_OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
@@ -116,6 +117,8 @@ pub struct PlanOpts {
     pub only: Option<Vec<String>>,
     /// How PCP pages are counted (`--pcp`).
     pub pcp: PcpMode,
+    /// Sizes of the aggregation maps (`--map-entries`).
+    pub map_entries: super::map_entries::MapEntries,
 }
 
 impl PlanOpts {
@@ -937,6 +940,7 @@ pub fn try_every_method(
         backend: Backend::Auto,
         only: None,
         pcp: PcpMode::Page,
+        map_entries: Default::default(),
     };
     let plan = plan(&opts, ksyms)?;
     let mut btf: Option<Result<aya::Btf, String>> = None;
@@ -1010,10 +1014,10 @@ pub fn load(
         loader.override_global(name, v, true);
     }
     loader.override_global("CPU_FILTER_ON", &cpu_filter_on, true);
-    if !plan.opts.page_flows {
-        // 28 MB at 640 CPUs that only --page-flows uses (measured by cargo xtask bench).
-        loader.map_max_entries("PAGE_TRACK", 1);
-        loader.map_max_entries("PAGE_MATRIX", 1);
+    // Without --page-flows its maps get one entry: 28 MB at 640 CPUs saved (measured by
+    // cargo xtask bench).
+    for (spec, n) in plan.opts.map_entries.loaded(plan.opts.page_flows) {
+        loader.map_max_entries(spec.map, n);
     }
     let mut ebpf = loader
         .load(EBPF_OBJ)
@@ -1389,6 +1393,52 @@ mod tests {
         }
         assert!(rejected.is_empty(), "rejected: {}", rejected.join("\n"));
         assert!(loaded >= 9, "only {loaded} kprobe programs");
+    }
+
+    /// `--map-entries` sizes reach the kernel: each map of the loaded object has the
+    /// entries asked for (the page-flow maps one without `--page-flows`), as the kernel
+    /// reports them.
+    #[test]
+    fn map_entries_size_the_loaded_maps() {
+        if check_privileges().is_err() {
+            let msg = "SKIPPED map_entries_size_the_loaded_maps: needs root (CAP_BPF)";
+            assert!(
+                std::env::var("ZONEPROF_REQUIRE_ROOT_TESTS").as_deref() != Ok("1"),
+                "{msg}"
+            );
+            println!("{msg}");
+            return;
+        }
+        let entries = crate::kernel::map_entries::MapEntries::parse(
+            "lock-stats=4,stacks=8,hist=5,task-wait=6,skb-sites=3,page-track=7,page-matrix=9",
+        )
+        .expect("parses");
+        for page_flows in [false, true] {
+            let opts = PlanOpts {
+                page_flows,
+                page_sample: 64,
+                map_entries: entries.clone(),
+                ..Default::default()
+            };
+            let plan = plan(&opts, None).expect("plans");
+            let ebpf = load(&plan, None, &[], &[]).expect("loads");
+            for (spec, want) in entries.loaded(page_flows) {
+                let info = match ebpf.map(spec.map).expect("in the object") {
+                    aya::maps::Map::HashMap(d) | aya::maps::Map::StackTraceMap(d) => d.info(),
+                    _ => panic!("{}: unexpected map type", spec.map),
+                };
+                let got = info.expect("map info").max_entries();
+                assert_eq!(got, want, "{} with page_flows={page_flows}", spec.name);
+            }
+            let lock = entries
+                .loaded(page_flows)
+                .find(|(s, _)| s.name == "lock-stats");
+            assert_eq!(lock.map(|(_, n)| n), Some(4));
+            let track = entries
+                .loaded(page_flows)
+                .find(|(s, _)| s.name == "page-track");
+            assert_eq!(track.map(|(_, n)| n), Some(if page_flows { 7 } else { 1 }));
+        }
     }
 
     /// On the running kernel, every raw tracepoint form matches its prototype in BTF, so

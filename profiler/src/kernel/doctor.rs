@@ -306,6 +306,7 @@ fn attach_everything(
         only: None,
         // Every PCP probe, batch and per page, so each is tried for real.
         pcp: crate::kernel::probes::PcpMode::Page,
+        map_entries: Default::default(),
     };
     let host = host::host_info().ok();
     let (cpu_node, online) = host

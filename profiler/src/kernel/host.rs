@@ -68,6 +68,10 @@ pub struct Settings {
     pub percpu_pagelist_high_fraction: Option<i64>,
     pub stat_interval: Option<i64>,
     pub pcp: Vec<PcpSetting>,
+    /// zoneprof's own: each aggregation map's size as loaded (`--map-entries`). Empty in
+    /// recordings made before they were kept, and in synthetic ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub map_entries: Vec<crate::kernel::map_entries::MapSize>,
 }
 
 const SYS_CPU: &str = "/sys/devices/system/cpu";
@@ -204,6 +208,7 @@ pub fn read_settings() -> Settings {
         pcp: fs::read_to_string("/proc/zoneinfo")
             .map(|t| parse_zoneinfo(&t))
             .unwrap_or_default(),
+        map_entries: Vec::new(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! What the running kernel offers and how zoneprof hooks into it: event formats (`tracefs`),
 //! struct layouts (`btf`), kernel symbols (`symbolize`), host facts (`host`, `cpulist`), the
-//! probe catalog (`probes`), loading and attaching with per-probe fallback (`attach`), and
-//! the checks of `zoneprof doctor` (`doctor`).
+//! probe catalog (`probes`), loading and attaching with per-probe fallback (`attach`), the
+//! maps' sizes (`map_entries`), and the checks of `zoneprof doctor` (`doctor`).
 pub mod attach;
 pub mod btf;
 pub mod cpulist;
@@ -11,6 +11,7 @@ pub mod cpulist;
 )]
 pub mod doctor;
 pub mod host;
+pub mod map_entries;
 pub mod probes;
 pub mod symbolize;
 pub mod tracefs;

@@ -835,6 +835,7 @@ pub(crate) fn sample() -> Recording {
                 high_min: Some(100),
                 high_max: Some(500),
             }],
+            map_entries: Vec::new(),
         },
         start_unix_ms: 1_764_140_000_000,
         duration_ns: 2_000_000_000,
@@ -1174,6 +1175,26 @@ pub(crate) mod tests {
         let old = Recording::from_bytes(&serde_json::to_vec(&v).expect("json"), Path::new("x"))
             .expect("an old recording loads");
         assert_eq!(old.observer, None);
+    }
+
+    #[test]
+    fn map_sizes_are_kept_and_older_recordings_have_none() {
+        let mut rec = sample();
+        let sizes = crate::kernel::map_entries::MapEntries::parse("lock-stats=4,stacks=8")
+            .expect("parses")
+            .effective(false);
+        rec.settings.map_entries = sizes.clone();
+        let json = serde_json::to_vec(&rec).expect("json");
+        let back = Recording::from_bytes(&json, Path::new("x")).expect("read");
+        assert_eq!(back.settings.map_entries, sizes);
+        let v: serde_json::Value = serde_json::from_slice(&json).expect("json");
+        assert_eq!(v["settings"]["map_entries"][0]["map"], "lock-stats");
+        assert_eq!(v["settings"]["map_entries"][0]["max_entries"], 4);
+        // From before the key existed (and synthetic recordings, which leave it out).
+        let old = serde_json::to_vec(&sample()).expect("json");
+        assert!(!String::from_utf8_lossy(&old).contains("map_entries"));
+        let old = Recording::from_bytes(&old, Path::new("x")).expect("an old recording loads");
+        assert!(old.settings.map_entries.is_empty());
     }
 
     #[test]

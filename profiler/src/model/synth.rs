@@ -156,6 +156,7 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
             percpu_pagelist_high_fraction: Some(0),
             stat_interval: Some(1),
             pcp: host.pcp_settings(),
+            map_entries: Vec::new(),
         },
         start_unix_ms: 1_764_140_000_000 + a.seed * 1_000,
         duration_ns: 30_000_000_000,

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
+    kernel::map_entries::{MapSize, maps_of_loss},
     model::analysis::{self, ClassifiedWait, SideNs},
     model::classify::{LockClass, Side},
     model::observer::{self, ObserverCost},
@@ -37,6 +38,10 @@ pub struct Report {
     pub wait_histograms: Vec<HistRow>,
     pub probes: Vec<ProbeRow>,
     pub losses: Counters,
+    /// Each aggregation map's size as loaded (`--map-entries`); absent for recordings
+    /// that do not say.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub map_entries: Vec<MapSize>,
     pub not_observable: Vec<NotObservable>,
     /// SKB frees per (alloc CPU, free CPU), non-zero cells only.
     pub skb_matrix: Vec<SkbMatrixRow>,
@@ -310,6 +315,7 @@ pub fn build(rec: &Recording, top: usize) -> Report {
             })
             .collect(),
         losses: rec.counters.clone(),
+        map_entries: rec.settings.map_entries.clone(),
         not_observable: not_observable(rec),
         skb_matrix: rec
             .skb_matrix
@@ -913,12 +919,33 @@ fn write_losses(s: &mut String, r: &Report) -> std::fmt::Result {
             LossUnit::Count => fmt_count(n),
             LossUnit::Nanoseconds => fmt_ns(n),
         };
-        writeln!(s, "  {n:>12}  {}", loss.label)?;
+        writeln!(s, "  {n:>12}  {}{}", loss.label, map_hint(loss, r))?;
     }
     if none {
         writeln!(s, "  none")?;
     }
     Ok(())
+}
+
+/// For a map-full loss: the size of the map that filled, and how to raise it.
+fn map_hint(loss: &crate::model::recording::Loss, r: &Report) -> String {
+    // `lost_wait_ns` is the time of the `lock_map_full` entries, already hinted.
+    if loss.unit != LossUnit::Count {
+        return String::new();
+    }
+    let maps = maps_of_loss(loss.key, &r.map_entries);
+    if maps.is_empty() {
+        return String::new();
+    }
+    let sizes: Vec<String> = maps
+        .iter()
+        .map(|m| format!("{} {}", m.map, fmt_count(u64::from(m.max_entries))))
+        .collect();
+    format!(
+        " [{}: raise with --map-entries {}=N]",
+        sizes.join(", "),
+        maps[0].map
+    )
 }
 
 fn write_not_observable(s: &mut String, r: &Report) -> std::fmt::Result {
@@ -1300,6 +1327,47 @@ mod tests {
         let t = to_text(&build(&rec, 5), 5);
         assert!(t.contains("n/a"), "{t}");
         assert!(t.contains("skb_attempt_defer_free"), "{t}");
+    }
+
+    /// A map-full loss names the map that filled, its size and the option that raises
+    /// it, when the recording kept the sizes; the JSON carries the sizes.
+    #[test]
+    fn map_full_losses_name_their_map() {
+        let mut rec = sample();
+        rec.counters.lock_map_full = 12;
+        rec.counters.lost_wait_ns = 3_000;
+        rec.counters.skb_map_full = 7;
+        rec.counters.end_without_begin = 2;
+        let text = to_text(&build(&rec, 3), 3);
+        assert!(!text.contains("--map-entries"), "sizes unknown: {text}");
+        rec.settings.map_entries = crate::kernel::map_entries::MapEntries::parse("lock-stats=4")
+            .expect("parses")
+            .effective(false);
+        let r = build(&rec, 3);
+        let text = to_text(&r, 3);
+        let line = |needle: &str| {
+            text.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no line with {needle}: {text}"))
+                .to_string()
+        };
+        assert_eq!(
+            line("lock-wait map full"),
+            "            12  lock-wait map full (wait kept in lost_wait_ns) \
+             [lock-stats 4: raise with --map-entries lock-stats=N]"
+        );
+        assert!(line("skb").ends_with(
+            "(map full) [skb-matrix 65,536, skb-sites 16,384: raise with --map-entries skb-matrix=N]"
+        ));
+        assert!(!line("not attributed").contains("--map-entries"));
+        assert!(!line("without a begin").contains("--map-entries"));
+        let v: serde_json::Value = serde_json::from_str(&to_json(&r)).expect("json");
+        assert_eq!(v["map_entries"][0]["map"], "lock-stats");
+        assert_eq!(v["map_entries"][0]["max_entries"], 4);
+        assert_eq!(
+            v["map_entries"].as_array().map(Vec::len),
+            Some(crate::kernel::map_entries::MAPS.len())
+        );
     }
 
     /// Every loss counter, set to a distinct value, shows in the text, HTML and JSON views.
