@@ -133,9 +133,13 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
     let run_s = f64::from(opts.minutes) * 60.0;
     let warmup = checks::warmup_s(run_s);
     println!(
-        "==> soak: {} min under {:?}, RSS sampled every {} s (flat within {RSS_LIMIT_PCT} % after a {warmup:.0} s warm-up){}",
+        "==> soak: {} min under {}, RSS sampled every {} s (flat within {RSS_LIMIT_PCT} % after a {warmup:.0} s warm-up){}",
         opts.minutes,
-        opts.what,
+        match opts.what {
+            What::Record => "record",
+            What::Serve => "serve",
+            What::Both => "record and serve side by side",
+        },
         SAMPLE_EVERY.as_secs(),
         opts.map_entries
             .as_deref()
