@@ -61,7 +61,8 @@ enum Cmd {
     /// speedscope, folded stacks, or CSV tables.
     Export(ExportArgs),
     /// Stay attached (needs root) and serve the live aggregates as Prometheus metrics on
-    /// GET /metrics, until SIGINT or SIGTERM detaches the probes.
+    /// GET /metrics, and a pprof of the next N seconds on GET /profile?seconds=N, until
+    /// SIGINT or SIGTERM detaches the probes.
     Serve(ServeArgs),
     /// Watch zone-lock wait, PCP pages and remote SKB frees live, full screen (needs root);
     /// keys: s sort, p pause, q quit. Not a terminal, or --once: one plain snapshot.
@@ -139,6 +140,11 @@ struct ServeArgs {
     /// Directory of the rolling recordings (created if missing).
     #[arg(long, requires = "rotate")]
     dir: Option<PathBuf>,
+    /// Benchmark aid (`cargo xtask bench`): serve this recording, e.g. a synthetic 640-CPU
+    /// one from zoneprof-synth, at its own rates (counts grow with time) instead of
+    /// attaching probes.
+    #[arg(long, hide = true, value_name = "REC", conflicts_with = "cpus")]
+    replay: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -456,6 +462,7 @@ fn cmd_serve(a: ServeArgs) -> Result<ExitCode> {
             }
             (None, _) => None,
         },
+        replay: a.replay,
     };
     runtime()?.block_on(zoneprof::serve::serve(opts))?;
     Ok(ExitCode::SUCCESS)
