@@ -980,6 +980,10 @@ struct ExportArgs {
     /// pprof, folded and speedscope: only these CPUs, e.g. "0-3,8".
     #[arg(long, value_parser = parse_cpus)]
     cpu: Option<Cpus>,
+    /// Export a redacted copy (as `zoneprof redact` writes): no kernel addresses, hostname
+    /// hashed, recording named by its file name only.
+    #[arg(long)]
+    redact: bool,
 }
 
 /// Exits with clap's usage error (status 2, `export`'s usage) for an option the format
@@ -1016,8 +1020,7 @@ fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
         }
         _ => {}
     }
-    let rec = Recording::read(&a.file)?;
-    let source = a.file.display().to_string();
+    let (rec, source) = load(&a.file, a.redact)?;
     let out = &a.output;
     let cpus = a.cpu.map(|c| c.0);
     let opts = fg::FoldOptions {
