@@ -64,6 +64,10 @@ pub struct Replayed {
     pub scrape_ms: Vec<f64>,
     /// `zoneprof_scrape_duration_seconds` of each scrape (snapshot and rendering), ms.
     pub render_ms: Vec<f64>,
+    /// serve's main thread during each scrape (`/proc/PID/schedstat`): on a CPU, and
+    /// runnable but waiting for one, ms. The loop and every handler run on that thread.
+    pub on_cpu_ms: Vec<f64>,
+    pub queued_ms: Vec<f64>,
     /// Size and sample lines of the last exposition.
     pub body_bytes: usize,
     pub series: usize,
@@ -91,6 +95,9 @@ pub struct Window {
     pub wall_s: f64,
     /// serve's utime + stime over the window.
     pub cpu_s: f64,
+    /// Its main thread's time on a CPU over the window (`/proc/PID/schedstat`, in ns where
+    /// utime + stime count 10 ms ticks).
+    pub on_cpu_s: f64,
     pub scrape_ms: Vec<f64>,
 }
 
@@ -185,11 +192,16 @@ fn replay(t: &Tools<'_>, opts: &Opts, log: &mut dyn FnMut(&str)) -> Result<Repla
     get(&server.addr, "/metrics")?;
     let ticks_before = cpu_ticks(server.pid)?;
     let (mut scrape_ms, mut render_ms) = (Vec::new(), Vec::new());
+    let (mut on_cpu_ms, mut queued_ms) = (Vec::new(), Vec::new());
     let mut last = Vec::new();
     for _ in 0..opts.scrapes {
+        let before = sched_ns(server.pid)?;
         let t0 = Instant::now();
         last = get(&server.addr, "/metrics")?;
         scrape_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        let after = sched_ns(server.pid)?;
+        on_cpu_ms.push(after.0.saturating_sub(before.0) as f64 / 1e6);
+        queued_ms.push(after.1.saturating_sub(before.1) as f64 / 1e6);
         if let Some(s) = scrape_duration_s(&String::from_utf8_lossy(&last)) {
             render_ms.push(s * 1e3);
         }
@@ -220,6 +232,8 @@ fn replay(t: &Tools<'_>, opts: &Opts, log: &mut dyn FnMut(&str)) -> Result<Repla
         recording_bytes,
         scrape_ms,
         render_ms,
+        on_cpu_ms,
+        queued_ms,
         body_bytes: last.len(),
         series,
         cpu_s,
@@ -280,6 +294,7 @@ fn live(
         let mut scrape_ms = Vec::new();
         let mut failed = None;
         let ticks_before = cpu_ticks(server.pid)?;
+        let sched_before = sched_ns(server.pid)?;
         let t0 = Instant::now();
         let out = child::run_with(&argv, window + Duration::from_secs(120), |_, elapsed| {
             // Scrapes at 0, 15, 30 … s, all inside the window.
@@ -294,6 +309,7 @@ fn live(
         })?;
         let wall_s = t0.elapsed().as_secs_f64();
         let cpu_s = (cpu_ticks(server.pid)? - ticks_before) as f64 / clk_tck();
+        let on_cpu_s = sched_ns(server.pid)?.0.saturating_sub(sched_before.0) as f64 / 1e9;
         if let Some(e) = failed {
             return Err(e.context(format!("scraping the live serve ({label})")));
         }
@@ -310,6 +326,7 @@ fn live(
             command: child::shown(&argv).replace(&t.zoneprof.display().to_string(), "zoneprof"),
             wall_s,
             cpu_s,
+            on_cpu_s,
             scrape_ms,
         };
         log(&format!(
@@ -561,6 +578,18 @@ pub fn status_kib(status: &str, key: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// (on a CPU, waiting in a run queue), ns, of a `/proc/PID/schedstat` line.
+pub fn schedstat(text: &str) -> Option<(u64, u64)> {
+    let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+    Some((f.next()??, f.next()??))
+}
+
+fn sched_ns(pid: u32) -> Result<(u64, u64)> {
+    let p = format!("/proc/{pid}/schedstat");
+    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?;
+    schedstat(&text).with_context(|| format!("no run times in {p}"))
+}
+
 fn cpu_ticks(pid: u32) -> Result<u64> {
     let p = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?;
@@ -633,6 +662,9 @@ pub fn values(s: &Serve) -> Vec<(&'static str, String)> {
     }
     let (p50, p99) = p50_p99(&r.scrape_ms);
     let (r50, r99) = p50_p99(&r.render_ms);
+    let (c50, c99) = p50_p99(&r.on_cpu_ms);
+    let (q50, q99) = p50_p99(&r.queued_ms);
+    let slow = r.scrape_ms.iter().filter(|&&v| v > SCRAPE_P99_MS).count();
     let per_scrape_ms = r.cpu_s * 1e3 / r.scrape_ms.len().max(1) as f64;
     let replay = format!(
         "| | |\n| --- | --- |\n\
@@ -640,6 +672,9 @@ pub fn values(s: &Serve) -> Vec<(&'static str, String)> {
          | exposition | {} sample lines, {:.0} KB |\n\
          | scrape, client wall (connect to last byte) | p50 {p50:.1} ms, p99 {p99:.1} ms, max {:.1} ms |\n\
          | of which snapshot and rendering (`zoneprof_scrape_duration_seconds`) | p50 {r50:.1} ms, p99 {r99:.1} ms |\n\
+         | serve's thread on a CPU during a scrape (`/proc/PID/schedstat`) | p50 {c50:.1} ms, p99 {c99:.1} ms |\n\
+         | serve's thread runnable but waiting for a CPU during a scrape | p50 {q50:.1} ms, p99 {q99:.1} ms, max {:.1} ms |\n\
+         | scrapes over {SCRAPE_P99_MS:.0} ms | {slow} of {} |\n\
          | serve's CPU per scrape (utime + stime) | {per_scrape_ms:.1} ms, i.e. {:.3} % of one CPU at one scrape per {} s |\n\
          | `GET /profile?seconds={}&view=locks` | answered after {:.2} s, {:.0} KB |\n\
          | RSS after the scrapes and the /profile | {:.1} MB (peak {:.1} MB) |\n",
@@ -647,6 +682,8 @@ pub fn values(s: &Serve) -> Vec<(&'static str, String)> {
         r.series,
         r.body_bytes as f64 / 1e3,
         max(&r.scrape_ms),
+        max(&r.queued_ms),
+        r.scrape_ms.len(),
         per_scrape_ms / 10.0 / SCRAPE_INTERVAL.as_secs_f64(),
         SCRAPE_INTERVAL.as_secs(),
         r.profile.window_s,
@@ -656,17 +693,19 @@ pub fn values(s: &Serve) -> Vec<(&'static str, String)> {
         r.peak_rss_mb,
     );
     let mut cpu = String::from(
-        "| window | command | wall | serve CPU (utime + stime) | % of one CPU | scrapes | scrape p50 |\n\
-         | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| window | command | wall | serve CPU (utime + stime) | % of one CPU | main thread on a CPU (schedstat) | scrapes | scrape p50 |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for w in &s.windows {
         cpu += &format!(
-            "| {} | `{}` | {:.0} s | {:.2} s | {:.3} % | {} | {:.1} ms |\n",
+            "| {} | `{}` | {:.0} s | {:.2} s | {:.3} % | {:.1} ms ({:.4} %) | {} | {:.1} ms |\n",
             w.label,
             w.command,
             w.wall_s,
             w.cpu_s,
             w.pct(),
+            w.on_cpu_s * 1e3,
+            w.on_cpu_s / w.wall_s.max(1e-9) * 100.0,
             w.scrape_ms.len(),
             p50_p99(&w.scrape_ms).0
         );
@@ -710,7 +749,8 @@ pub fn to_json(s: &Serve) -> Value {
             "recording_bytes": r.recording_bytes,
             "scrapes": r.scrape_ms.len(), "scrape_ms": r.scrape_ms,
             "scrape_p50_ms": p50, "scrape_p99_ms": p99,
-            "render_ms": r.render_ms, "body_bytes": r.body_bytes, "series": r.series,
+            "render_ms": r.render_ms, "on_cpu_ms": r.on_cpu_ms, "queued_ms": r.queued_ms,
+            "body_bytes": r.body_bytes, "series": r.series,
             "cpu_s": r.cpu_s,
             "profile": {"window_s": r.profile.window_s, "wall_s": r.profile.wall_s,
                         "bytes": r.profile.bytes},
@@ -722,7 +762,8 @@ pub fn to_json(s: &Serve) -> Value {
             "peak_rss_mb": s.live_peak_rss_mb,
             "windows": s.windows.iter().map(|w| json!({
                 "label": w.label, "command": w.command, "wall_s": w.wall_s,
-                "cpu_s": w.cpu_s, "cpu_pct": w.pct(), "scrape_ms": w.scrape_ms,
+                "cpu_s": w.cpu_s, "cpu_pct": w.pct(), "on_cpu_s": w.on_cpu_s,
+                "scrape_ms": w.scrape_ms,
             })).collect::<Vec<_>>(),
         },
         "targets": s.targets.iter().map(|t| json!({
@@ -754,6 +795,8 @@ pub(crate) mod tests {
                 recording_bytes: 1_300_000,
                 scrape_ms: vec![40.0, 50.0, 60.0, 200.0],
                 render_ms: vec![30.0, 35.0, 40.0, 45.0],
+                on_cpu_ms: vec![15.0, 16.0, 17.0, 18.0],
+                queued_ms: vec![1.0, 2.0, 3.0, 150.0],
                 body_bytes: 420_000,
                 series: 5713,
                 cpu_s: 0.2,
@@ -772,6 +815,7 @@ pub(crate) mod tests {
                     command: "sleep 120".into(),
                     wall_s: 120.0,
                     cpu_s: 0.06,
+                    on_cpu_s: 0.0552,
                     scrape_ms: vec![5.0; 8],
                 },
                 Window {
@@ -779,6 +823,7 @@ pub(crate) mod tests {
                     command: "zoneprof workload cross-cpu-pages".into(),
                     wall_s: 120.0,
                     cpu_s: 1.8,
+                    on_cpu_s: 1.7,
                     scrape_ms: vec![9.0; 8],
                 },
             ],
@@ -823,6 +868,8 @@ pub(crate) mod tests {
         assert!(split_response(b"garbage").is_err());
         let text = "# HELP x\nzoneprof_scrape_duration_seconds 0.056768605\n";
         assert_eq!(scrape_duration_s(text), Some(0.056768605));
+        assert_eq!(schedstat("16542117 86618 12\n"), Some((16_542_117, 86_618)));
+        assert_eq!(schedstat("x 1 2"), None);
         assert_eq!(p50_p99(&[]), (0.0, 0.0));
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
         let (p50, p99) = p50_p99(&v);
@@ -851,8 +898,10 @@ pub(crate) mod tests {
             "| **FAIL** |",
             "load average before 1.00 / 2.00 / 3.00, after unknown",
             "(0 at its start, 1 at its end)",
-            "| idle | `sleep 120` | 120 s | 0.06 s | 0.050 % | 8 | 5.0 ms |",
+            "| idle | `sleep 120` | 120 s | 0.06 s | 0.050 % | 55.2 ms (0.0460 %) | 8 | 5.0 ms |",
             "50.0 ms, i.e. 0.333 % of one CPU at one scrape per 15 s",
+            "| scrapes over 100 ms | 1 of 4 |",
+            "p50 2.5 ms, p99 145.6 ms, max 150.0 ms |",
         ] {
             assert!(doc.contains(want), "{want:?} missing");
         }
