@@ -458,13 +458,14 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
-                if let Some((_, rest)) = line.split_once("serving http://") {
-                    tx.send(rest.split('/').next().unwrap_or_default().to_string())
-                        .ok();
-                }
+                // Kept before the address is sent: whoever gets it may read what serve said.
                 if let Ok(mut l) = log.lock() {
                     l.push_str(&line);
                     l.push('\n');
+                }
+                if let Some((_, rest)) = line.split_once("serving http://") {
+                    tx.send(rest.split('/').next().unwrap_or_default().to_string())
+                        .ok();
                 }
             }
         });
