@@ -61,7 +61,8 @@ enum Cmd {
     /// speedscope, folded stacks, or CSV tables.
     Export(ExportArgs),
     /// Stay attached (needs root) and serve the live aggregates as Prometheus metrics on
-    /// GET /metrics, until SIGINT or SIGTERM detaches the probes.
+    /// GET /metrics, and a pprof of the next N seconds on GET /profile?seconds=N, until
+    /// SIGINT or SIGTERM detaches the probes.
     Serve(ServeArgs),
     /// Watch zone-lock wait, PCP pages and remote SKB frees live, full screen (needs root);
     /// keys: s sort, p pause, q quit. Not a terminal, or --once: one plain snapshot.
@@ -143,6 +144,11 @@ struct ServeArgs {
     dir: Option<PathBuf>,
     #[command(flatten)]
     maps: MapEntriesArg,
+    /// Benchmark aid (`cargo xtask bench`): serve this recording, e.g. a synthetic 640-CPU
+    /// one from zoneprof-synth, at its own rates (counts grow with time) instead of
+    /// attaching probes.
+    #[arg(long, hide = true, value_name = "REC", conflicts_with = "cpus")]
+    replay: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -499,6 +505,7 @@ fn cmd_serve(a: ServeArgs) -> Result<ExitCode> {
             }
             (None, _) => None,
         },
+        replay: a.replay,
     };
     runtime()?.block_on(zoneprof::serve::serve(opts))?;
     Ok(ExitCode::SUCCESS)
@@ -1023,6 +1030,10 @@ struct ExportArgs {
     /// pprof, folded and speedscope: only these CPUs, e.g. "0-3,8".
     #[arg(long, value_parser = parse_cpus)]
     cpu: Option<Cpus>,
+    /// Export a redacted copy (as `zoneprof redact` writes): no kernel addresses, hostname
+    /// hashed, recording named by its file name only.
+    #[arg(long)]
+    redact: bool,
 }
 
 /// Exits with clap's usage error (status 2, `export`'s usage) for an option the format
@@ -1059,8 +1070,7 @@ fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
         }
         _ => {}
     }
-    let rec = Recording::read(&a.file)?;
-    let source = a.file.display().to_string();
+    let (rec, source) = load(&a.file, a.redact)?;
     let out = &a.output;
     let cpus = a.cpu.map(|c| c.0);
     let opts = fg::FoldOptions {

@@ -123,40 +123,9 @@ fn pprof_delay_total_equals_the_report_wait_total() {
     }
 }
 
-fn go() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("go"))
-        .find(|p| p.is_file())
-}
-
-/// `go tool pprof` with a private cache and config (nothing written to $HOME).
-fn go_pprof(go: &Path, home: &Path, args: &[&str]) -> String {
-    let out = Command::new(go)
-        .args(["tool", "pprof", "-symbolize=none"])
-        .args(args)
-        .env("HOME", home)
-        .env("GOCACHE", home.join("gocache"))
-        .env("PPROF_TMPDIR", home)
-        .output()
-        .unwrap_or_else(|e| panic!("running go tool pprof: {e}"));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "go tool pprof {args:?} failed: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
 #[test]
 fn go_tool_pprof_lists_the_zone_lock_takers() {
-    let Some(go) = go() else {
-        let why = "`go` is not on PATH (Debian golang-go; `cargo xtask setup` installs it)";
-        if std::env::var("ZONEPROF_REQUIRE_GO").as_deref() == Ok("1") {
-            panic!("go_tool_pprof_lists_the_zone_lock_takers: {why}, and ZONEPROF_REQUIRE_GO=1");
-        }
-        eprintln!("SKIPPED go_tool_pprof_lists_the_zone_lock_takers: {why}");
+    let Some(go) = common::go_or_skip("go_tool_pprof_lists_the_zone_lock_takers") else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -170,7 +139,7 @@ fn go_tool_pprof_lists_the_zone_lock_takers() {
 
     // Sorted by cumulative delay: the takers (alloc: __rmqueue_pcplist, free:
     // free_pcppages_bulk) carry most of it, above the noise.
-    let top = go_pprof(&go, dir.path(), &["-top", "-cum", "-nodecount=40", f]);
+    let top = common::go_pprof(&go, dir.path(), &["-top", "-cum", "-nodecount=40", f]);
     assert!(top.contains("Type: delay"), "{top}");
     for taker in ["__rmqueue_pcplist", "free_pcppages_bulk"] {
         let line = top
@@ -190,16 +159,16 @@ fn go_tool_pprof_lists_the_zone_lock_takers() {
     let r = report_json(&rec);
     let zone = &r["totals"]["zone_lock_wait_ns"];
     let want = u(&zone["alloc"]) + u(&zone["free"]) + u(&zone["other"]);
-    let top_ns = go_pprof(&go, dir.path(), &["-top", "-unit=ns", "-nodecount=1", f]);
+    let top_ns = common::go_pprof(&go, dir.path(), &["-top", "-unit=ns", "-nodecount=1", f]);
     assert!(
         top_ns.contains(&format!("of {want}ns total")),
         "expected a total of {want}ns:\n{top_ns}"
     );
 
     // The contentions sample type, and the labels.
-    let contentions = go_pprof(&go, dir.path(), &["-top", "-sample_index=contentions", f]);
+    let contentions = common::go_pprof(&go, dir.path(), &["-top", "-sample_index=contentions", f]);
     assert!(contentions.contains("Type: contentions"), "{contentions}");
-    let tags = go_pprof(&go, dir.path(), &["-tags", f]);
+    let tags = common::go_pprof(&go, dir.path(), &["-tags", f]);
     for want in [
         "cpu:",
         "side:",
@@ -211,7 +180,7 @@ fn go_tool_pprof_lists_the_zone_lock_takers() {
         assert!(tags.contains(want), "{want} missing from -tags:\n{tags}");
     }
     // Focusing on the free side leaves the free taker and drops the alloc one.
-    let free = go_pprof(
+    let free = common::go_pprof(
         &go,
         dir.path(),
         &["-top", "-cum", "-nodecount=40", "-tagfocus=side=free", f],

@@ -408,3 +408,104 @@ fn default_output_is_beside_the_recording_and_redacting_twice_is_a_no_op() {
                 .is_some_and(|a| a <= u32::MAX as u64)))
     );
 }
+
+/// The pprof, speedscope and CSV exports of `rec` (with `extra` flags) into `out`, each as
+/// text: the pprof's strings (decompressed) with its numeric addresses in hex, the others
+/// as written.
+fn exports(rec: &Path, extra: &[&str], out: &Path) -> Vec<(String, String)> {
+    use prost::Message as _;
+    use std::io::Read as _;
+    std::fs::create_dir_all(out).expect("mkdir");
+    let r = rec.to_str().expect("utf8");
+    let run = |fmt: &str, view: Option<&str>, o: &Path| {
+        let mut args = vec![
+            "export",
+            r,
+            "--format",
+            fmt,
+            "-o",
+            o.to_str().expect("utf8"),
+        ];
+        if let Some(v) = view {
+            args.extend(["--view", v]);
+        }
+        args.extend_from_slice(extra);
+        zoneprof(&args)
+    };
+    let mut texts = Vec::new();
+    for view in ["zone-wait", "locks"] {
+        let p = out.join(format!("{view}.pb.gz"));
+        let o = run("pprof", Some(view), &p);
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::read(&p).expect("read").as_slice())
+            .read_to_end(&mut raw)
+            .expect("gzip");
+        let prof = zoneprof::output::export::pprof::proto::Profile::decode(raw.as_slice())
+            .expect("profile.proto");
+        let mut text = prof.string_table.join("\n");
+        for l in &prof.location {
+            text += &format!("\n{:#x}", l.address);
+        }
+        texts.push((format!("pprof {view}"), text));
+        texts.push((
+            format!("pprof {view} stderr"),
+            String::from_utf8_lossy(&o.stderr).into(),
+        ));
+    }
+    let p = out.join("r.speedscope.json");
+    run("speedscope", None, &p);
+    texts.push((
+        "speedscope".into(),
+        std::fs::read_to_string(&p).expect("read"),
+    ));
+    let csv = out.join("csv");
+    run("csv", None, &csv);
+    for e in std::fs::read_dir(&csv).expect("csv dir").flatten() {
+        texts.push((
+            format!("csv {:?}", e.file_name()),
+            std::fs::read_to_string(e.path()).expect("read"),
+        ));
+    }
+    texts
+}
+
+#[test]
+fn export_redact_leaves_no_address_or_host_in_pprof_speedscope_or_csv() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Under a directory named after the host: --redact names the recording by file name.
+    let hostdir = dir.path().join(HOST);
+    std::fs::create_dir(&hostdir).expect("mkdir");
+    let orig = common::write_recording(&hostdir, "r.zprof", &recording(HOST, 1));
+
+    let redacted = exports(&orig, &["--redact"], &dir.path().join("red"));
+    for (what, text) in &redacted {
+        assert_clean(what, text);
+    }
+    // Without --redact the same exports do show them (the check above can fail): the JIT
+    // frame's address in pprof and speedscope, the unresolved SKB caller in the CSV, the
+    // host in the pprof's comment and the recording's path.
+    let plain = exports(&orig, &[], &dir.path().join("plain"));
+    let get = |v: &[(String, String)], k: &str| {
+        v.iter()
+            .find(|(w, _)| w == k)
+            .map(|(_, t)| t.clone())
+            .expect(k)
+    };
+    for k in ["pprof locks", "speedscope", "csv \"skb-free-sites.csv\""] {
+        let text = get(&plain, k);
+        assert!(
+            !common::kernel_addresses(&text).is_empty(),
+            "{k} shows no address without --redact"
+        );
+    }
+    assert!(get(&plain, "pprof zone-wait").contains(HOST));
+    // What redaction keeps: the waits, the symbols, the zone, the hashed host.
+    let red_locks = get(&redacted, "pprof locks");
+    assert!(red_locks.contains("sched_tick"), "{red_locks}");
+    assert!(red_locks.contains("node 0 / zone Normal"), "{red_locks}");
+    assert!(red_locks.contains(&zoneprof::model::redact::hashed_host(HOST)));
+    assert_eq!(
+        get(&redacted, "csv \"per-cpu.csv\""),
+        get(&plain, "csv \"per-cpu.csv\"")
+    );
+}

@@ -1,8 +1,9 @@
 //! `cargo xtask bench`: what zoneprof costs. Throughput of the reproducers bare and under
 //! zoneprof, perf and bpftrace (round-robin); in-kernel ns per event of each eBPF program;
 //! time and memory of report/compare/flamegraph on a synthetic 640-CPU recording; kernel
-//! memory of the maps at 640 possible CPUs. Writes `target/bench/bench.json` and
-//! `docs/benchmarks.md`, and judges each target of issue 6.
+//! memory of the maps at 640 possible CPUs; `zoneprof serve`'s scrapes and CPU (`serve`).
+//! Writes `target/bench/bench.json` and `docs/benchmarks.md`, and judges each target of
+//! issues 6 and 12.
 
 mod child;
 #[allow(
@@ -16,6 +17,7 @@ mod observer;
 mod overhead;
 pub(crate) mod parse;
 mod progcost;
+mod serve;
 mod stacks;
 mod stats;
 mod template;
@@ -27,6 +29,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 
 pub use observer::Opts as ObserverOpts;
+pub use serve::Opts as ServeOpts;
 
 use crate::cmd::find_in_path;
 use crate::setup;
@@ -57,6 +60,9 @@ pub struct Opts {
     /// Run only the observer-effect phase and replace only its section of the doc.
     pub only_observer: bool,
     pub observer: observer::Opts,
+    /// Run only the serve phase and replace only its section of the doc.
+    pub only_serve: bool,
+    pub serve: serve::Opts,
 }
 
 /// Everything measured, for the JSON and the doc.
@@ -81,6 +87,8 @@ pub struct Results {
     pub userspace: Option<userspace::Userspace>,
     /// The observer-effect phase (None: perf is missing).
     pub observer: Option<observer::Observer>,
+    /// The serve phase (None: left out with the throughput runs).
+    pub serve: Option<serve::Serve>,
     pub targets: Vec<Target>,
     pub elapsed_s: f64,
     pub phase_s: Vec<(String, f64)>,
@@ -203,28 +211,28 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
     if opts.only_observer {
         return run_observer_only(ws, opts, &zoneprof, &bench_dir, &scratch);
     }
+    if opts.only_serve {
+        let tools = serve::Tools {
+            zoneprof: &zoneprof,
+            synth: &synth,
+            fixtures: &fixtures_dir(ws, opts)?,
+            scratch: &scratch,
+        };
+        return run_serve_only(ws, opts, &tools, &bench_dir);
+    }
     // The doc's prose and span markers are the template: check it before measuring.
     let template_path = match &opts.doc {
         Some(d) if d.is_file() => d.clone(),
         _ => ws.root.join("docs/benchmarks.md"),
     };
-    let spans = [doc::SPANS, doc::OBSERVER_SPANS].concat();
+    let spans = [doc::SPANS, doc::OBSERVER_SPANS, serve::SERVE_SPANS].concat();
     read_template(&template_path, &spans)?;
     let host = host::facts();
     if host.online_cpus < 2 {
         bail!("the reproducers need two online CPUs");
     }
     let cpus = (0, 1);
-    let fixtures = match &opts.fixtures {
-        Some(f) => f.clone(),
-        None => host::first_existing(&[
-            ws.root.join("shared/fixtures/contention"),
-            ws.root.join("../shared/fixtures/contention"),
-        ])
-        .context(
-            "no shared/fixtures/contention beside or inside the workspace: pass --fixtures DIR",
-        )?,
-    };
+    let fixtures = fixtures_dir(ws, opts)?;
 
     let perf = which("perf");
     let bpftrace = which("bpftrace");
@@ -360,6 +368,30 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
         _ => None,
     };
 
+    // 2c. serve: scrapes of a replayed 640-CPU host, CPU idle and under the reproducer.
+    // Left out with the throughput runs: its CPU windows are minutes long.
+    let serve = if opts.skip_overhead {
+        None
+    } else {
+        println!(
+            "==> bench: zoneprof serve (scrapes at {} CPUs, CPU at a 15 s scrape interval)",
+            opts.serve.cpus
+        );
+        let t = Instant::now();
+        let s = serve::run(
+            &serve::Tools {
+                zoneprof: &zoneprof,
+                synth: &synth,
+                fixtures: &fixtures,
+                scratch: &scratch,
+            },
+            &opts.serve,
+            &mut |s| log(s),
+        )?;
+        phase_s.push(("serve".to_string(), t.elapsed().as_secs_f64()));
+        Some(s)
+    };
+
     // 3. Map memory.
     let all_defs = memory::maps();
     let defs: Vec<memory::MapDef> = all_defs
@@ -442,6 +474,7 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
         memory: mem,
         userspace: Some(userspace),
         observer,
+        serve,
         targets: Vec::new(),
         elapsed_s: 0.0,
         phase_s,
@@ -486,6 +519,9 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
     }
     if let Some(o) = &res.observer {
         print_observer_targets(o);
+    }
+    if let Some(s) = &res.serve {
+        serve::print_targets(s);
     }
     println!(
         "==> bench: done in {:.0} s; wrote {} and {}",
@@ -553,6 +589,62 @@ fn run_observer_only(
     println!(
         "==> bench: observer effect done in {:.0} s; wrote {} and the observer section of {}",
         o.elapsed_s,
+        json_path.display(),
+        doc_path.display()
+    );
+    Ok(())
+}
+
+/// `--fixtures`, or `shared/fixtures/contention` inside or beside the workspace.
+fn fixtures_dir(ws: &Workspace, opts: &Opts) -> Result<PathBuf> {
+    match &opts.fixtures {
+        Some(f) => Ok(f.clone()),
+        None => host::first_existing(&[
+            ws.root.join("shared/fixtures/contention"),
+            ws.root.join("../shared/fixtures/contention"),
+        ])
+        .context(
+            "no shared/fixtures/contention beside or inside the workspace: pass --fixtures DIR",
+        ),
+    }
+}
+
+/// `--only-serve`: the serve phase alone. Its JSON goes to target/bench/serve.json, and only
+/// its section of the doc is replaced.
+fn run_serve_only(
+    ws: &Workspace,
+    opts: &Opts,
+    tools: &serve::Tools<'_>,
+    bench_dir: &std::path::Path,
+) -> Result<()> {
+    let doc_path = opts
+        .doc
+        .clone()
+        .unwrap_or_else(|| ws.root.join("docs/benchmarks.md"));
+    read_template(&doc_path, serve::SERVE_SPANS)?;
+    if host::facts().online_cpus < 2 {
+        bail!("the reproducer needs two online CPUs");
+    }
+    println!(
+        "==> bench: zoneprof serve only ({} scrapes at {} CPUs; {} s idle and {} s under cross-cpu-pages, scraped every 15 s)",
+        opts.serve.scrapes, opts.serve.cpus, opts.serve.window_secs, opts.serve.window_secs
+    );
+    let s = serve::run(tools, &opts.serve, &mut |s| log(s))?;
+    let json_path = bench_dir.join("serve.json");
+    let json = serde_json::to_string_pretty(&serve::to_json(&s))
+        .context("serializing the serve results")?;
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    // Read again: the prose may have been edited while the bench ran.
+    let old_doc = read_template(&doc_path, serve::SERVE_SPANS)?;
+    let filled = template::fill(&old_doc, &serve::values(&s))
+        .with_context(|| format!("filling {}", doc_path.display()))?;
+    std::fs::write(&doc_path, filled).with_context(|| format!("writing {}", doc_path.display()))?;
+    std::fs::remove_dir_all(tools.scratch).ok();
+    serve::print_targets(&s);
+    println!(
+        "==> bench: serve done in {:.0} s; wrote {} and the serve section of {}",
+        s.elapsed_s,
         json_path.display(),
         doc_path.display()
     );

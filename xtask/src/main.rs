@@ -156,7 +156,8 @@ enum Task {
     },
     /// Measure zoneprof's cost (root): reproducer throughput bare / under zoneprof / perf lock
     /// / bpftrace, in-kernel ns per event, report/compare/flamegraph on a synthetic 640-CPU
-    /// recording, map memory at 640 CPUs. Writes docs/benchmarks.md and target/bench/bench.json.
+    /// recording, map memory at 640 CPUs, serve's scrapes at 640 CPUs and its CPU. Writes
+    /// docs/benchmarks.md and target/bench/bench.json.
     Bench(BenchArgs),
     /// Soak (root; a benchmark, not CI): the cross-CPU page and tap reproducers alternately
     /// for MINUTES under `zoneprof record -d` and/or `zoneprof serve` (scraped every 15 s),
@@ -226,8 +227,19 @@ struct BenchArgs {
     doc: Option<PathBuf>,
     /// Run only the observer-effect phase (perf sampling of the refill and drain paths) and
     /// replace only its section of the doc; results in target/bench/observer.json.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "only_serve")]
     only_observer: bool,
+    /// Run only the serve phase (scrape time and RSS at --cpus replayed CPUs, serve's CPU
+    /// idle and under cross-cpu-pages at a 15 s scrape interval) and replace only its
+    /// section of the doc; results in target/bench/serve.json.
+    #[arg(long)]
+    only_serve: bool,
+    /// Scrapes of the replayed --cpus host (serve phase).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(10..=10_000))]
+    serve_scrapes: u32,
+    /// Seconds of each serve CPU window, idle and under cross-cpu-pages (scraped every 15 s).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(15..=3600))]
+    serve_secs: u32,
     /// Runs of each observer-effect variant, round-robin.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
     observer_rounds: u32,
@@ -385,6 +397,12 @@ fn run(task: Task) -> Result<()> {
             &ws,
             &bench::Opts {
                 only_observer: a.only_observer,
+                only_serve: a.only_serve,
+                serve: bench::ServeOpts {
+                    scrapes: a.serve_scrapes,
+                    window_secs: a.serve_secs,
+                    cpus: a.cpus,
+                },
                 observer: bench::ObserverOpts {
                     rounds: a.observer_rounds,
                     secs: a.observer_secs,
@@ -498,6 +516,25 @@ mod tests {
         ));
         assert!(parse(&["soak", "--minutes", "2"]).is_none());
         assert!(parse(&["soak", "--what", "top"]).is_none());
+        assert!(matches!(
+            parse(&["bench", "--only-serve", "--serve-secs", "30"]),
+            Some(Task::Bench(BenchArgs {
+                only_serve: true,
+                serve_scrapes: 200,
+                serve_secs: 30,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            parse(&["bench"]),
+            Some(Task::Bench(BenchArgs {
+                only_serve: false,
+                serve_secs: 120,
+                ..
+            }))
+        ));
+        assert!(parse(&["bench", "--only-serve", "--only-observer"]).is_none());
+        assert!(parse(&["bench", "--serve-secs", "5"]).is_none());
         assert!(parse(&["bench", "--observer-secs", "2"]).is_none());
         assert!(parse(&["bench", "--rounds", "0"]).is_none());
         assert!(parse(&["bench", "--cost-secs", "2"]).is_none());

@@ -38,22 +38,45 @@ pub fn trigger_label(t: FreeTrigger) -> &'static str {
     }
 }
 
+/// The class each stack's frames give, by stack number. One kept across snapshots of one
+/// live session (whose stack table only grows, so a number keeps its stack) classifies each
+/// stack once per session instead of once per snapshot (`serve`'s scrapes).
+#[derive(Debug, Default, Clone)]
+pub struct StackClasses(Vec<Option<LockClass>>);
+
+impl StackClasses {
+    /// The class the frames of stack `s` of `rec` give.
+    pub fn of(&mut self, rec: &Recording, s: u32) -> LockClass {
+        let classify = || classify::classify(&rec.stack_frames(s)).class;
+        if self.0.len() < rec.stacks.len() {
+            self.0.resize(rec.stacks.len(), None);
+        }
+        match self.0.get_mut(s as usize) {
+            Some(c) if (s as usize) < rec.stacks.len() => c.get_or_insert_with(classify).clone(),
+            // Beyond the stack table (validation rules it out): no frames to cache.
+            _ => classify(),
+        }
+    }
+}
+
 /// Classifies every wait of `rec`. Each distinct stack is classified once.
 pub fn classify_waits(rec: &Recording) -> Vec<ClassifiedWait<'_>> {
+    classify_waits_with(rec, &mut StackClasses::default())
+}
+
+/// [`classify_waits`] with the stack classes of earlier snapshots of the same session.
+pub fn classify_waits_with<'a>(
+    rec: &'a Recording,
+    classes: &mut StackClasses,
+) -> Vec<ClassifiedWait<'a>> {
     // Indexed by stack number: a map lookup per wait cost a quarter of this function on a
     // 640-CPU recording (125,000 waits over 50,000 stacks).
-    let mut cache: Vec<Option<LockClass>> = vec![None; rec.stacks.len()];
     rec.lock_waits
         .iter()
         .map(|w| {
             let zone = rec.zone_by_addr(w.lock_addr).map(|z| z.label());
-            let classify = |s: u32| classify::classify(&rec.stack_frames(s)).class;
             let from_stack = match w.stack {
-                Some(s) => match cache.get_mut(s as usize) {
-                    Some(c) => c.get_or_insert_with(|| classify(s)).clone(),
-                    // Beyond the stack table (validation rules it out): no frames to cache.
-                    None => classify(s),
-                },
+                Some(s) => classes.of(rec, s),
                 None => LockClass::Unknown,
             };
             // The address proof wins over the stack: a proven zone lock is a zone lock even
@@ -130,4 +153,42 @@ pub fn zone_totals(waits: &[ClassifiedWait<'_>]) -> SideNs {
         s.add(&cw.class, cw.wait.total_ns);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::recording::sample;
+
+    fn classes(waits: &[ClassifiedWait<'_>]) -> Vec<(String, Option<String>)> {
+        waits
+            .iter()
+            .map(|c| (c.class.label(), c.zone.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn kept_stack_classes_give_what_a_fresh_classification_gives() {
+        let rec = sample();
+        let mut kept = StackClasses::default();
+        let first = classes(&classify_waits_with(&rec, &mut kept));
+        assert_eq!(first, classes(&classify_waits(&rec)));
+        // A later snapshot of the session: one more stack, of another class.
+        let mut later = rec.clone();
+        let rq = later
+            .lock_waits
+            .iter()
+            .find(|w| classify_waits(&rec)[0].wait.stack != w.stack)
+            .and_then(|w| w.stack)
+            .expect("a second stack");
+        later.stacks.push(later.stacks[rq as usize].clone());
+        later.lock_waits.push(LockWait {
+            stack: Some(later.stacks.len() as u32 - 1),
+            ..later.lock_waits[0].clone()
+        });
+        let again = classes(&classify_waits_with(&later, &mut kept));
+        assert_eq!(again, classes(&classify_waits(&later)));
+        // Beyond the table: classified (as unknown), not cached, no panic.
+        assert_eq!(kept.of(&rec, 10_000), LockClass::Unknown);
+    }
 }

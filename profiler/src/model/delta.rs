@@ -5,6 +5,9 @@
 //! the same in both; the result carries the later snapshot's tables, probes and labels.
 //! Rows whose counts did not move are dropped. Maxima cannot be subtracted: a row's
 //! `max_ns` is the largest wait since attach.
+//!
+//! [`scaled`] is the other arithmetic on every count of a recording: all of them times a
+//! factor (`serve --replay`, which plays a recording's rates back as a growing session).
 use std::collections::HashMap;
 
 use crate::model::recording::{
@@ -51,7 +54,7 @@ pub fn delta(prev: &Recording, cur: &Recording) -> Result<Recording, DeltaError>
             &prev.pcp,
             &cur.pcp,
             |p| p.cpu,
-            cpu_pages,
+            |c, p| cpu_pages(c, p, u64::saturating_sub),
             |p| {
                 *p != CpuPages {
                     cpu: p.cpu,
@@ -59,7 +62,7 @@ pub fn delta(prev: &Recording, cur: &Recording) -> Result<Recording, DeltaError>
                 }
             },
         ),
-        counters: counters(&prev.counters, &cur.counters),
+        counters: counters(&cur.counters, &prev.counters, u64::saturating_sub),
         skb_matrix: rows(
             &prev.skb_matrix,
             &cur.skb_matrix,
@@ -86,7 +89,7 @@ pub fn delta(prev: &Recording, cur: &Recording) -> Result<Recording, DeltaError>
             &prev.skb_defer,
             &cur.skb_defer,
             |d| d.cpu,
-            skb_defer,
+            |c, p| skb_defer(c, p, u64::saturating_sub),
             |d| {
                 *d != SkbDefer {
                     cpu: d.cpu,
@@ -114,6 +117,56 @@ pub fn delta(prev: &Recording, cur: &Recording) -> Result<Recording, DeltaError>
         },
         ..cur.clone()
     })
+}
+
+/// `rec` with every count times `num / den` (rounded down, so a count never shrinks as
+/// `num` grows) and its duration `duration_ns`: the recording of a session that ran
+/// `num / den` times as long at the same rates. Maxima (`max_ns`) and labels are kept.
+/// `den` 0 is taken as 1.
+pub fn scaled(rec: &Recording, num: u64, den: u64, duration_ns: u64) -> Recording {
+    let den = u128::from(den.max(1));
+    let k = |v: &mut u64| {
+        *v = u64::try_from(u128::from(*v) * u128::from(num) / den).unwrap_or(u64::MAX);
+    };
+    // The row helpers combine two rows; here both are the one row.
+    let f = |v: u64, _: u64| {
+        let mut v = v;
+        k(&mut v);
+        v
+    };
+    let mut r = rec.clone();
+    r.duration_ns = duration_ns;
+    for w in &mut r.lock_waits {
+        k(&mut w.count);
+        k(&mut w.total_ns);
+    }
+    r.wait_hist.iter_mut().for_each(|h| k(&mut h.count));
+    for p in &mut r.pcp {
+        *p = cpu_pages(p, p, f);
+    }
+    r.counters = counters(&r.counters, &r.counters, f);
+    r.skb_matrix.iter_mut().for_each(|c| k(&mut c.count));
+    for s in &mut r.skb_sites {
+        k(&mut s.count);
+        k(&mut s.remote);
+        k(&mut s.cross_node);
+    }
+    for d in &mut r.skb_defer {
+        *d = skb_defer(d, d, f);
+    }
+    r.page_matrix.iter_mut().for_each(|c| k(&mut c.pages));
+    if let Some(t) = &mut r.page_tracking {
+        t.pages_by_order.iter_mut().for_each(k);
+        t.lifetime_hist.iter_mut().for_each(|(_, n)| k(n));
+        k(&mut t.map_full);
+    }
+    if let Some(o) = &mut r.observer {
+        for p in &mut o.programs {
+            k(&mut p.runs);
+            k(&mut p.run_ns);
+        }
+    }
+    r
 }
 
 /// The rows of `cur` less the row of `prev` with the same key (none: all of it), kept when
@@ -152,8 +205,8 @@ fn lock_waits(prev: &[LockWait], cur: &[LockWait]) -> Vec<LockWait> {
     out
 }
 
-fn cpu_pages(c: &CpuPages, p: &CpuPages) -> CpuPages {
-    let d = |a: u64, b: u64| a.saturating_sub(b);
+/// `f(cur, prev)` of every count of a row (`u64::saturating_sub` for a delta).
+fn cpu_pages(c: &CpuPages, p: &CpuPages, d: impl Fn(u64, u64) -> u64) -> CpuPages {
     CpuPages {
         cpu: c.cpu,
         refill_events: d(c.refill_events, p.refill_events),
@@ -171,8 +224,7 @@ fn cpu_pages(c: &CpuPages, p: &CpuPages) -> CpuPages {
     }
 }
 
-fn skb_defer(c: &SkbDefer, p: &SkbDefer) -> SkbDefer {
-    let d = |a: u64, b: u64| a.saturating_sub(b);
+fn skb_defer(c: &SkbDefer, p: &SkbDefer, d: impl Fn(u64, u64) -> u64) -> SkbDefer {
     SkbDefer {
         cpu: c.cpu,
         calls: d(c.calls, p.calls),
@@ -183,8 +235,7 @@ fn skb_defer(c: &SkbDefer, p: &SkbDefer) -> SkbDefer {
     }
 }
 
-fn counters(p: &Counters, c: &Counters) -> Counters {
-    let d = |a: u64, b: u64| a.saturating_sub(b);
+fn counters(c: &Counters, p: &Counters, d: impl Fn(u64, u64) -> u64) -> Counters {
     Counters {
         contention_begin: d(c.contention_begin, p.contention_begin),
         contention_end: d(c.contention_end, p.contention_end),
@@ -330,8 +381,8 @@ mod tests {
     #[test]
     fn every_counter_and_page_field_is_subtracted() {
         let (c, _) = distinct_counters();
-        assert_eq!(counters(&Counters::default(), &c), c);
-        assert_eq!(counters(&c, &c), Counters::default());
+        assert_eq!(counters(&c, &Counters::default(), u64::saturating_sub), c);
+        assert_eq!(counters(&c, &c, u64::saturating_sub), Counters::default());
         let mut v = serde_json::to_value(CpuPages::default()).expect("json");
         if let Some(o) = v.as_object_mut() {
             for (i, (_, x)) in o.iter_mut().enumerate() {
@@ -343,8 +394,8 @@ mod tests {
             cpu: p.cpu,
             ..Default::default()
         };
-        assert_eq!(cpu_pages(&p, &zero), p);
-        assert_eq!(cpu_pages(&p, &p), zero);
+        assert_eq!(cpu_pages(&p, &zero, u64::saturating_sub), p);
+        assert_eq!(cpu_pages(&p, &p, u64::saturating_sub), zero);
         let d = SkbDefer {
             cpu: 3,
             calls: 1,
@@ -357,8 +408,8 @@ mod tests {
             cpu: 3,
             ..Default::default()
         };
-        assert_eq!(skb_defer(&d, &z), d);
-        assert_eq!(skb_defer(&d, &d), z);
+        assert_eq!(skb_defer(&d, &z, u64::saturating_sub), d);
+        assert_eq!(skb_defer(&d, &d, u64::saturating_sub), z);
     }
 
     #[test]
@@ -373,5 +424,53 @@ mod tests {
         let mut older = prev.clone();
         older.duration_ns -= 1;
         assert_eq!(delta(&prev, &older), Err(DeltaError::WrongOrder));
+    }
+
+    #[test]
+    fn scaled_multiplies_every_count_and_keeps_maxima_and_tables() {
+        let rec = sample();
+        let s = scaled(&rec, 3, 2, 7);
+        assert_eq!(s.duration_ns, 7);
+        for (a, b) in rec.lock_waits.iter().zip(&s.lock_waits) {
+            assert_eq!(
+                (b.count, b.total_ns, b.max_ns),
+                (a.count * 3 / 2, a.total_ns * 3 / 2, a.max_ns)
+            );
+        }
+        assert_eq!(s.wait_hist[0].count, rec.wait_hist[0].count * 3 / 2);
+        assert_eq!(s.pcp[0].refill_pages, rec.pcp[0].refill_pages * 3 / 2);
+        assert_eq!(s.skb_matrix[0].count, rec.skb_matrix[0].count * 3 / 2);
+        assert_eq!(
+            (&s.stacks, &s.frames, &s.zones),
+            (&rec.stacks, &rec.frames, &rec.zones)
+        );
+        // Every counter is scaled: one left out would keep its value.
+        let (c, values) = distinct_counters();
+        let r = Recording {
+            counters: c,
+            ..rec.clone()
+        };
+        let got = serde_json::to_value(scaled(&r, 3, 1, 1).counters).expect("json");
+        for (key, v) in values {
+            assert_eq!(got[&key], serde_json::json!(v * 3), "{key}");
+        }
+        // Zero times: every count is 0; no overflow past u64::MAX.
+        let z = scaled(&rec, 0, 1, 0);
+        assert!(z.lock_waits.iter().all(|w| w.count == 0 && w.total_ns == 0));
+        let mut big = rec.clone();
+        big.lock_waits[0].total_ns = u64::MAX;
+        assert_eq!(scaled(&big, 2, 1, 1).lock_waits[0].total_ns, u64::MAX);
+    }
+
+    #[test]
+    fn the_delta_of_two_scalings_is_the_scaling_of_the_difference() {
+        let rec = sample();
+        let d = delta(&scaled(&rec, 1, 1, 1_000), &scaled(&rec, 3, 1, 3_000)).expect("delta");
+        assert_eq!(d.duration_ns, 2_000);
+        let want = scaled(&rec, 2, 1, 2_000);
+        assert_eq!(d.pcp, want.pcp);
+        assert_eq!(d.counters, want.counters);
+        let total = |r: &Recording| r.lock_waits.iter().map(|w| w.total_ns).sum::<u64>();
+        assert_eq!(total(&d), total(&want));
     }
 }

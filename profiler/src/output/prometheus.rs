@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use crate::model::{
     analysis,
-    classify::{self, Side},
+    classify::Side,
     recording::{CpuPages, LOSSES, LossUnit, PcpCount, PcpMethod, Recording},
 };
 
@@ -40,6 +40,8 @@ pub struct Exposition {
     opts: MetricsOpts,
     /// (function, caller) of the SKB sites with series of their own, at most `skb_sites`.
     sites: BTreeSet<(String, String)>,
+    /// The class of each stack of the session, classified at its first scrape.
+    classes: analysis::StackClasses,
 }
 
 impl Exposition {
@@ -47,6 +49,7 @@ impl Exposition {
         Exposition {
             opts,
             sites: BTreeSet::new(),
+            classes: analysis::StackClasses::default(),
         }
     }
 
@@ -57,7 +60,7 @@ impl Exposition {
             per_cpu: self.opts.per_cpu,
         };
         info(&mut w, rec);
-        zone_lock(&mut w, rec);
+        zone_lock(&mut w, rec, &mut self.classes);
         pcp(&mut w, rec);
         self.skb(&mut w, rec);
         losses(&mut w, rec);
@@ -192,21 +195,30 @@ fn side_name(side: Option<Side>) -> &'static str {
     }
 }
 
-fn zone_lock(w: &mut Writer, rec: &Recording) {
-    let waits = analysis::classify_waits(rec);
+fn zone_lock(w: &mut Writer, rec: &Recording, classes: &mut analysis::StackClasses) {
+    let waits = analysis::classify_waits_with(rec, classes);
     let per_cpu = w.per_cpu;
+    // The (node, zone) labels of each lock address, made once: not two strings per wait.
+    let mut zone_labels: HashMap<u64, (String, String)> = HashMap::new();
+    for cw in waits.iter().filter(|cw| cw.class.is_zone()) {
+        zone_labels.entry(cw.wait.lock_addr).or_insert_with(|| {
+            match rec.zone_by_addr(cw.wait.lock_addr) {
+                Some(z) => (z.node.to_string(), z.name.clone()),
+                None => (UNKNOWN.to_string(), UNKNOWN.to_string()),
+            }
+        });
+    }
     // (cpu, node, zone, side) -> (ns, contentions); the cpu is 0 when summed over CPUs.
-    let mut zone: BTreeMap<(u32, String, String, &str), (u64, u64)> = BTreeMap::new();
+    let mut zone: BTreeMap<(u32, &str, &str, &str), (u64, u64)> = BTreeMap::new();
     let mut other: BTreeMap<u32, u64> = BTreeMap::new();
     // Sums of the zone-lock waits by the side their stack says: the histograms' _sum.
     let mut side_sum: HashMap<Side, u64> = HashMap::new();
     for cw in &waits {
         let cpu = if per_cpu { cw.wait.cpu } else { 0 };
         if cw.class.is_zone() {
-            let (node, zone_name) = match rec.zone_by_addr(cw.wait.lock_addr) {
-                Some(z) => (z.node.to_string(), z.name.clone()),
-                None => (UNKNOWN.to_string(), UNKNOWN.to_string()),
-            };
+            let (node, zone_name) = zone_labels
+                .get(&cw.wait.lock_addr)
+                .map_or((UNKNOWN, UNKNOWN), |(n, z)| (n.as_str(), z.as_str()));
             let e = zone
                 .entry((cpu, node, zone_name, side_name(cw.class.side())))
                 .or_default();
@@ -238,7 +250,7 @@ fn zone_lock(w: &mut Writer, rec: &Recording) {
             if per_cpu {
                 labels.push(("cpu", cpu.as_str()));
             }
-            labels.extend([("node", node.as_str()), ("zone", zone_name), ("side", side)]);
+            labels.extend([("node", *node), ("zone", *zone_name), ("side", *side)]);
             let v = if value == 0 {
                 Value::Seconds(*ns)
             } else {
@@ -257,7 +269,7 @@ fn zone_lock(w: &mut Writer, rec: &Recording) {
         other.into_iter(),
         Value::Seconds,
     );
-    wait_histograms(w, rec, &side_sum);
+    wait_histograms(w, rec, &side_sum, classes);
 }
 
 /// Labels of zone locks the kernel did not prove to be a zone's (their stack says so).
@@ -266,21 +278,18 @@ const UNKNOWN: &str = "unknown";
 /// The wait histogram of each side, from the in-kernel log2 buckets: bucket b holds waits
 /// in [2^b, 2^(b+1)) ns, so its upper bound `le` is 2^(b+1) ns (a wait of exactly 2^k ns
 /// is counted in the bucket above); the last bucket is open (+Inf).
-fn wait_histograms(w: &mut Writer, rec: &Recording, side_sum: &HashMap<Side, u64>) {
+fn wait_histograms(
+    w: &mut Writer,
+    rec: &Recording,
+    side_sum: &HashMap<Side, u64>,
+    classes: &mut analysis::StackClasses,
+) {
     const NAME: &str = "zoneprof_zone_lock_wait_duration_seconds";
     let nb = profiler_common::HIST_BUCKETS as usize;
-    // Each stack classified once.
-    let mut side_of: Vec<Option<Option<Side>>> = vec![None; rec.stacks.len()];
     let mut buckets: [Vec<u64>; 2] = [vec![0; nb], vec![0; nb]];
     for h in &rec.wait_hist {
         let Some(s) = h.stack else { continue };
-        let side = match side_of.get_mut(s as usize) {
-            Some(c) => {
-                *c.get_or_insert_with(|| classify::classify(&rec.stack_frames(s)).class.side())
-            }
-            None => None,
-        };
-        let i = match side {
+        let i = match classes.of(rec, s).side() {
             Some(Side::Alloc) => 0,
             Some(Side::Free) => 1,
             None => continue,

@@ -190,3 +190,42 @@ pub fn kernel_addresses(text: &str) -> Vec<String> {
     }
     found
 }
+
+/// `go` on PATH (Debian golang-go, installed by `cargo xtask setup`), or None after saying
+/// `test` is skipped; under ZONEPROF_REQUIRE_GO=1 (`cargo xtask test` as root) a missing
+/// `go` fails the test instead.
+pub fn go_or_skip(test: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("go"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        let why = "`go` is not on PATH (Debian golang-go; `cargo xtask setup` installs it)";
+        if std::env::var("ZONEPROF_REQUIRE_GO").as_deref() == Ok("1") {
+            panic!("{test}: {why}, and ZONEPROF_REQUIRE_GO=1");
+        }
+        eprintln!("SKIPPED {test}: {why}");
+    }
+    found
+}
+
+/// `go tool pprof` with a private cache and config under `home` (nothing written to $HOME);
+/// its stdout, after checking it succeeded.
+pub fn go_pprof(go: &Path, home: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(go)
+        .args(["tool", "pprof", "-symbolize=none"])
+        .args(args)
+        .env("HOME", home)
+        .env("GOCACHE", home.join("gocache"))
+        .env("PPROF_TMPDIR", home)
+        .output()
+        .unwrap_or_else(|e| panic!("running go tool pprof: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "go tool pprof {args:?} failed: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}

@@ -378,6 +378,7 @@ pub fn to_json(r: &Results) -> Value {
         "map_memory": memory,
         "userspace": userspace,
         "observer_effect": r.observer.as_ref().map(super::observer::to_json),
+        "serve": r.serve.as_ref().map(super::serve::to_json),
         "targets": r.targets.iter().map(|t| json!({
             "what": t.what, "limit": t.limit, "measured": t.measured, "met": t.met,
         })).collect::<Vec<_>>(),
@@ -485,6 +486,9 @@ pub fn values(r: &Results) -> Vec<(&'static str, String)> {
     v.extend(memory_values(r));
     if let Some(u) = &r.userspace {
         v.extend(userspace_values(u, r.opts.reps));
+    }
+    if let Some(s) = &r.serve {
+        v.extend(super::serve::values(s));
     }
     if let Some(o) = &r.observer {
         v.extend(observer_values(o));
@@ -1432,6 +1436,8 @@ mod tests {
             doc: None,
             only_observer: false,
             observer: crate::bench::observer::tests::observer("page", vec![]).opts,
+            only_serve: false,
+            serve: crate::bench::serve::tests::serve().opts,
         };
         let mut r = Results {
             host: crate::bench::host::HostFacts {
@@ -1460,6 +1466,7 @@ mod tests {
             cells,
             costs,
             memory,
+            serve: Some(crate::bench::serve::tests::serve()),
             userspace: Some(Userspace {
                 spec: SynthSpec {
                     cpus: 640,
@@ -1547,11 +1554,15 @@ mod tests {
 
     #[test]
     fn values_fill_exactly_the_listed_spans_and_the_doc_has_them_all() {
-        let all = [SPANS, OBSERVER_SPANS].concat();
+        let serve = crate::bench::serve::SERVE_SPANS;
+        let all = [SPANS, OBSERVER_SPANS, serve].concat();
         let mut want = all.clone();
         want.sort_unstable();
         let got = names(&values(&results()));
-        assert_eq!(got, want, "values() and SPANS + OBSERVER_SPANS differ");
+        assert_eq!(
+            got, want,
+            "values() and SPANS + OBSERVER_SPANS + SERVE_SPANS differ"
+        );
         let o = crate::bench::observer::tests::observer("page", vec![]);
         let mut obs = OBSERVER_SPANS.to_vec();
         obs.sort_unstable();
@@ -1623,12 +1634,15 @@ mod tests {
     fn a_run_without_observer_or_throughput_keeps_the_last_observer_section() {
         let mut r = results();
         r.observer = None;
+        r.serve = None;
         r.cells.clear();
         let doc = crate::bench::template::fill(DOC, &values(&r)).expect("fill");
         assert_eq!(
             contents(&doc, OBSERVER_SPANS),
             contents(DOC, OBSERVER_SPANS)
         );
+        let serve = crate::bench::serve::SERVE_SPANS;
+        assert_eq!(contents(&doc, serve), contents(DOC, serve));
         assert!(doc.contains("Not measured in this run (`--skip-overhead`)."));
         assert_eq!(prose(&doc), prose(DOC));
     }

@@ -13,7 +13,7 @@ pub struct Summary {
 }
 
 /// Quantile `q` in [0, 1] of sorted, non-empty `v` (type 7: linear interpolation).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = pos.ceil() as usize;

@@ -222,6 +222,32 @@ pub fn build(
     cpus: Option<&[u32]>,
     source: &str,
 ) -> Result<Profile, ExportError> {
+    let (p, empty) = build_any(rec, view, cpus, source)?;
+    match empty {
+        Some(why) => Err(ExportError::NoData(why)),
+        None => Ok(p),
+    }
+}
+
+/// As [`build`], but a recording without a wait in the view is a profile without samples
+/// whose comment says why: what a quiet interval of a live session is (`serve`'s
+/// `/profile`), not an error.
+pub fn build_allow_empty(
+    rec: &Recording,
+    view: View,
+    cpus: Option<&[u32]>,
+    source: &str,
+) -> Result<Profile, ExportError> {
+    build_any(rec, view, cpus, source).map(|(p, _)| p)
+}
+
+/// The profile, and why it has no samples when it has none.
+fn build_any(
+    rec: &Recording,
+    view: View,
+    cpus: Option<&[u32]>,
+    source: &str,
+) -> Result<(Profile, Option<String>), ExportError> {
     if !supports(view) {
         return Err(ExportError::Unsupported(format!(
             "pprof exports lock waits; the {} view is not one (use speedscope, folded or csv)",
@@ -251,13 +277,13 @@ pub fn build(
         e.1 = e.1.saturating_add(cw.wait.total_ns);
     }
     sums.retain(|_, (n, ns)| *n > 0 || *ns > 0);
-    if sums.is_empty() {
+    let empty = sums.is_empty().then(|| {
         let opts = FoldOptions {
             per_cpu: false,
             cpus: cpus.map(<[u32]>::to_vec),
         };
-        return Err(ExportError::NoData(fg::no_data_reason(rec, view, &opts)));
-    }
+        fg::no_data_reason(rec, view, &opts)
+    });
 
     let mut t = Tables::new(rec.frames.len());
     let vt = |t: &mut Tables, ty: &str, unit: &str| ValueType {
@@ -311,7 +337,7 @@ pub fn build(
         ..Default::default()
     }];
     let meta = fg::Meta::of(rec, source);
-    let comment = vec![
+    let mut comment = vec![
         t.string(&format!(
             "zoneprof {} export of {source}",
             env!("CARGO_PKG_VERSION")
@@ -319,7 +345,10 @@ pub fn build(
         t.string(&format!("{}: {}", view.describe(), meta.describe())),
         t.string("Line numbers are offsets into the function (sym+0xoff)"),
     ];
-    Ok(Profile {
+    if let Some(why) = &empty {
+        comment.push(t.string(&format!("No samples: {why}")));
+    }
+    let p = Profile {
         sample_type,
         sample: samples,
         mapping,
@@ -334,7 +363,8 @@ pub fn build(
         period: 1,
         comment,
         default_sample_type,
-    })
+    };
+    Ok((p, empty))
 }
 
 fn str_label(t: &mut Tables, key: i64, value: &str) -> Label {
@@ -534,6 +564,21 @@ mod tests {
         assert!(err.to_string().contains("on CPUs 1"), "{err}");
         let err = build(&rec, View::Pages, None, "t").unwrap_err();
         assert!(matches!(err, ExportError::Unsupported(_)), "{err}");
+        // Allowed empty: no samples, the same reason in a comment; still a valid profile.
+        let p = build_allow_empty(&rec, View::ZoneAlloc, Some(&[1]), "t").expect("empty");
+        assert!(p.sample.is_empty());
+        assert_eq!(s(&p, p.default_sample_type), "delay");
+        let why = p.comment.last().map(|&i| s(&p, i)).expect("comment");
+        assert!(
+            why.starts_with("No samples: ") && why.contains("on CPUs 1"),
+            "{why}"
+        );
+        let full = build_allow_empty(&rec, View::ZoneWait, None, "t").expect("profile");
+        assert_eq!(
+            full,
+            build(&rec, View::ZoneWait, None, "t").expect("profile")
+        );
+        assert!(build_allow_empty(&rec, View::Pages, None, "t").is_err());
     }
 
     #[test]
