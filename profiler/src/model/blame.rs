@@ -100,6 +100,9 @@ pub struct Blame {
 /// (weight, samples) of one flow cell.
 type Flows = BTreeMap<(u32, u32), (u64, u64)>;
 
+/// Per CPU, its flow cells along one axis: (pair, weight).
+type Lines = BTreeMap<u32, Vec<((u32, u32), u64)>>;
+
 /// The flow matrix the weights come from, and its source: page flows first.
 fn flows(rec: &Recording) -> Option<(Source, Option<u32>, Flows)> {
     let mut m = Flows::new();
@@ -171,8 +174,7 @@ pub fn attribute(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> Blame {
     b.samples = flows.values().map(|&(_, s)| s).sat_sum();
     // Each CPU's row (where its pages were freed) and column (where the pages freed on it
     // were allocated), built once: (pair, weight).
-    let mut rows: BTreeMap<u32, Vec<((u32, u32), u64)>> = BTreeMap::new();
-    let mut cols: BTreeMap<u32, Vec<((u32, u32), u64)>> = BTreeMap::new();
+    let (mut rows, mut cols) = (Lines::new(), Lines::new());
     for (&k, &(w, _)) in &flows {
         rows.entry(k.0).or_default().push((k, w));
         cols.entry(k.1).or_default().push((k, w));
@@ -267,7 +269,7 @@ impl Blame {
             return "no zone-lock wait to attribute".to_string();
         }
         let (Some(source), Some(x)) = (self.source, self.explained_pct()) else {
-            return "zone-lock wait not attributed to CPU pairs: this recording has no page \
+            return "no CPU pairs to attribute zone-lock wait to: this recording has no page \
                     flows (record with --page-flows) and no SKB matrix"
                 .to_string();
         };

@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use super::{base64, esc, groups::CpuGroup};
-use crate::{model::units::fmt_count, output::compare::Pair};
+use crate::output::compare::Pair;
 
 /// One recording's view, or both recordings' side by side.
 pub(super) enum Shown<T> {
@@ -133,8 +133,15 @@ pub(super) fn legend(out: &mut String, items: &[(&str, &str)]) {
 pub(super) type Cells = Vec<(u32, u32, f64)>;
 
 /// A heatmap of alloc-CPU (rows) × free-CPU (columns) cells, CPUs grouped as `groups`.
-/// `max` sets the colour scale (shared by before/after maps).
-pub(super) fn heatmap(out: &mut String, cells: &Cells, groups: &[CpuGroup], max: f64, unit: &str) {
+/// `max` sets the colour scale (shared by before/after maps); `fmt` writes a value with
+/// its unit.
+pub(super) fn heatmap(
+    out: &mut String,
+    cells: &Cells,
+    groups: &[CpuGroup],
+    max: f64,
+    fmt: &dyn Fn(f64) -> String,
+) {
     let gi: BTreeMap<u32, usize> = groups
         .iter()
         .enumerate()
@@ -167,11 +174,10 @@ pub(super) fn heatmap(out: &mut String, cells: &Cells, groups: &[CpuGroup], max:
             let diag = if x == y { " class=\"diag\"" } else { "" };
             let _ = write!(
                 out,
-                "<td{diag} style=\"background:rgba(200,40,40,{alpha:.3})\" title=\"alloc {} → free {}: {} {}\"></td>",
+                "<td{diag} style=\"background:rgba(200,40,40,{alpha:.3})\" title=\"alloc {} → free {}: {}\"></td>",
                 esc(&gx.label),
                 esc(&gy.label),
-                fmt_count(v.round() as u64),
-                esc(unit)
+                esc(&fmt(v))
             );
         }
         out.push_str("</tr>");
@@ -180,9 +186,8 @@ pub(super) fn heatmap(out: &mut String, cells: &Cells, groups: &[CpuGroup], max:
     if outside > 0.0 {
         let _ = write!(
             out,
-            "<p class=\"note\">{} {} on CPUs outside this map not shown.</p>",
-            fmt_count(outside.round() as u64),
-            esc(unit)
+            "<p class=\"note\">{} on CPUs outside this map not shown.</p>",
+            esc(&fmt(outside))
         );
     }
 }
