@@ -179,7 +179,7 @@ fn blame(b: &mut String, r: &Report, groups: &[CpuGroup], top: usize) {
     let s = &r.zone_wait_blame_summary;
     let view = sections::Blame {
         headline: &s.headline,
-        basis: s.basis.as_deref(),
+        basis: s.basis.clone(),
         cells: r
             .zone_wait_blame
             .iter()

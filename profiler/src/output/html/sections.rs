@@ -103,7 +103,7 @@ pub(super) fn matrices(out: &mut String, matrices: &[Matrix], groups: &[CpuGroup
 /// the wait (or wait rate) per (alloc CPU, free CPU) pair.
 pub(super) struct Blame<'a> {
     pub headline: &'a str,
-    pub basis: Option<&'a str>,
+    pub basis: Option<String>,
     pub cells: Cells,
 }
 
@@ -128,7 +128,7 @@ pub(super) fn blame(
                 .fold(0.0, f64::max);
             views.draw(out, "h3", |out, v| {
                 let _ = write!(out, "<p class=\"headline\">{}</p>", esc(v.headline));
-                if let Some(basis) = v.basis {
+                if let Some(basis) = &v.basis {
                     let _ = write!(out, "<p class=\"note\">{}</p>", esc(basis));
                 }
                 if !v.cells.is_empty() {
