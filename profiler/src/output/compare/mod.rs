@@ -1,7 +1,7 @@
 //! `zoneprof compare BEFORE AFTER`: every headline of two recordings side by side, normalised
 //! per second of recording, each one's zone-lock wait blamed on (alloc CPU, free CPU) pairs
-//! (`blame`), a verdict in words that only states what the data shows, the stacks that grew
-//! and shrank most, and differential flamegraphs both ways.
+//! (`blame`), a verdict in words that only states what moved materially (`verdict`), the
+//! stacks that grew and shrank most, and differential flamegraphs both ways.
 //!
 //! The model is typed ([`Pair`]s of rates keyed by [`Total`], [`CpuMetric`] and CPU
 //! number); the JSON document, a contract (docs/compare-json.md), is laid out only when
@@ -10,6 +10,7 @@
 mod blame;
 mod flames;
 mod json;
+mod material;
 mod metrics;
 mod observable;
 mod pair;
@@ -30,7 +31,7 @@ pub use metrics::{CpuMetric, MetricKey, MetricRow, Total, Unit};
 pub use observable::Observable;
 pub use pair::{Pair, Side};
 pub use rates::{CpuRates, Rates};
-pub use rows::{CellRow, SiteRow, StackDelta};
+pub use rows::{CellRow, SiteRow, StackDelta, StackMoves, is_zone_stack};
 pub use text::{observer_lines, to_text};
 pub use verdict::short_stack;
 
@@ -86,6 +87,10 @@ pub struct Comparison {
     pub page_matrix: Vec<CellRow>,
     pub stacks_grew: Vec<StackDelta>,
     pub stacks_shrank: Vec<StackDelta>,
+    /// The zone-lock stack that shrank most and the one that grew most (the verdict puts
+    /// zone-lock first; the lists above may hold other locks only).
+    pub zone_stack_shrank: Option<StackDelta>,
+    pub zone_stack_grew: Option<StackDelta>,
     /// Differential flamegraph files written, when asked for.
     pub flamegraphs: Vec<String>,
 }
@@ -105,7 +110,7 @@ pub fn compare(recs: Pair<&Recording>, files: Pair<&str>, top: usize) -> Compari
         .unzip();
     let (rates, cost_blame) = rates_cost_blame.unzip();
     let (observer_cost, blame) = cost_blame.unzip();
-    let (grew, shrank) = rows::stack_deltas(folded.as_ref(), top);
+    let moves = rows::stack_deltas(folded.as_ref(), top);
     let mut c = Comparison {
         recordings: recs.zip(files).map(|(r, f)| RecInfo::of(r, f)),
         warnings: warnings::warnings(recs),
@@ -117,8 +122,10 @@ pub fn compare(recs: Pair<&Recording>, files: Pair<&str>, top: usize) -> Compari
         skb_sites: rows::site_rows(recs),
         skb_matrix: rows::cell_rows(recs.map(rows::Matrix::skb)),
         page_matrix: rows::cell_rows(recs.map(rows::Matrix::pages)),
-        stacks_grew: grew,
-        stacks_shrank: shrank,
+        stacks_grew: moves.grew,
+        stacks_shrank: moves.shrank,
+        zone_stack_shrank: moves.zone_shrank,
+        zone_stack_grew: moves.zone_grew,
         flamegraphs: Vec::new(),
     };
     c.verdict = verdict::verdict(&c);

@@ -53,6 +53,12 @@ impl Rates {
         self.totals[t as usize]
     }
 
+    /// Sets one total (tests of the rules that read them).
+    #[cfg(test)]
+    pub(super) fn set(&mut self, t: Total, v: Option<f64>) {
+        self.totals[t as usize] = v;
+    }
+
     /// The rates of one recording whose waits are `waits`, and its observer cost.
     pub fn of(rec: &Recording, waits: &[analysis::ClassifiedWait<'_>]) -> (Rates, ObserverCost) {
         let obs = Observable::of(rec);
