@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use super::{
     esc,
     groups::CpuGroup,
-    widgets::{BarRow, Bars, Cells, Shown, bar_rows, heatmap, kv_table, legend},
+    widgets::{BarRow, Bars, Cells, Scale, Shown, bar_rows, heatmap, kv_table, legend},
 };
 use crate::{
     kernel::cpulist::format_cpu_list,
@@ -90,7 +90,7 @@ pub(super) fn matrices(out: &mut String, matrices: &[Matrix], groups: &[CpuGroup
             let _ = write!(out, "<h3>{}</h3>", esc(m.title));
             let fmt = |v: f64| format!("{} {}", fmt_count(v.round() as u64), m.unit);
             m.cells.draw(out, "b", |out, cells| {
-                heatmap(out, cells, groups, max, &fmt)
+                heatmap(out, cells, groups, (max, Scale::Log), &fmt)
             });
         }
         if matrices.is_empty() {
@@ -132,7 +132,8 @@ pub(super) fn blame(
                     let _ = write!(out, "<p class=\"note\">{}</p>", esc(basis));
                 }
                 if !v.cells.is_empty() {
-                    heatmap(out, &v.cells, groups, max, fmt);
+                    // Linear: each cell's part of one wait.
+                    heatmap(out, &v.cells, groups, (max, Scale::Linear), fmt);
                 }
             });
             more(out);
