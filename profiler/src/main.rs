@@ -943,6 +943,10 @@ fn print_demo_summary<'a>(
     for v in &c.verdict {
         println!("  - {v}");
     }
+    println!("\nWho and why: zone-lock wait by (alloc CPU → free CPU)");
+    for (side, b) in c.blame.sides.sides() {
+        println!("  {:<6}: {}", side.label(), b.headline);
+    }
     println!("\nFiles in {}:", dir.display());
     for p in files {
         println!("  {}", p.display());

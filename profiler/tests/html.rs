@@ -348,13 +348,14 @@ fn html_on_640_cpus_groups_rows() {
         })
         .collect();
     let html = zoneprof::output::html::report_html(&rec, 10, "big.zprof").expect("html");
-    // 40 groups of 16 for the wait bars and the PCP bars, a 40x40 heatmap.
+    // 40 groups of 16 for the wait bars and the PCP bars; two 40x40 heatmaps: the SKB
+    // matrix, and the zone-lock wait blamed on CPU pairs (weighted by that matrix).
     assert_eq!(html.matches("class=\"bar-row\"").count(), 80);
     assert!(html.contains("cpu 624-639"));
-    assert!(
+    assert_eq!(
         html.matches("<td style=\"background:rgba").count()
-            + html.matches("<td class=\"diag\"").count()
-            == 1600
+            + html.matches("<td class=\"diag\"").count(),
+        2 * 1600
     );
     assert!(html.len() < 3_000_000, "HTML is {} bytes", html.len());
     let dir = tempfile::tempdir().expect("tempdir");

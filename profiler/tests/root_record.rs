@@ -908,6 +908,94 @@ fn page_flows_show_pages_moving_from_alloc_cpu_to_free_cpu() {
     assert_eq!(r["page_tracking"]["sample_one_in"], 64);
 }
 
+/// Zone-lock wait blamed on CPU pairs by the page flows (model/blame.rs): on the
+/// cross-CPU reproducer the 0 -> 1 pair explains it, on the same-CPU one cross-CPU frees
+/// explain (almost) none of it. Other activity on the host adds flows of its own (a
+/// reproducer of a parallel test run most of all), so this is a loaded-host flake risk.
+#[test]
+fn blame_puts_cross_cpu_wait_on_the_cross_pair() {
+    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    if skip("blame_puts_cross_cpu_wait_on_the_cross_pair") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workload = |same: bool| {
+        let mut w = vec![
+            "workload",
+            "cross-cpu-pages",
+            "--alloc-cpus",
+            "0",
+            "--free-cpus",
+            "1",
+            "-d",
+            "2s",
+        ];
+        if same {
+            w.push("--same-cpu");
+        }
+        w
+    };
+    let cross = record_workload(dir.path(), "cross", &["--page-flows"], &workload(false));
+    let same = record_workload(dir.path(), "same", &["--page-flows"], &workload(true));
+    let (rc, rs) = (report_json(&cross), report_json(&same));
+    let (bc, bs) = (
+        &rc["zone_wait_blame_summary"],
+        &rs["zone_wait_blame_summary"],
+    );
+    eprintln!(
+        "cross-CPU: {}\nsame-CPU: {}",
+        bc["headline"], bs["headline"]
+    );
+    assert_eq!(bc["source"], "page_flows", "{bc}");
+    assert_eq!(bs["source"], "page_flows", "{bs}");
+    let explained = bc["explained_pct"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no zone-lock wait attributed on the cross-CPU run: {bc}"));
+    assert!(
+        explained >= 90.0,
+        "cross-CPU: only {explained:.1} % explained by cross-CPU frees: {bc}"
+    );
+    assert_eq!(
+        (&bc["top_pair"]["alloc_cpu"], &bc["top_pair"]["free_cpu"]),
+        (&Value::from(0), &Value::from(1)),
+        "{bc}"
+    );
+    // Every attributed pair has samples behind it, and the cells add up to the totals.
+    let cells = rc["zone_wait_blame"].as_array().expect("zone_wait_blame");
+    assert!(cells.iter().all(|c| u(&c["samples"]) > 0), "{cells:?}");
+    let cross_ns: u64 = cells
+        .iter()
+        .filter(|c| c["alloc_cpu"] != c["free_cpu"])
+        .map(|c| u(&c["wait_ns"]))
+        .sum();
+    assert_eq!(cross_ns, u(&bc["cross_cpu_wait_ns"]));
+    // Same-CPU: at most 10 % explained, or no zone-lock wait to explain at all.
+    match bs["explained_pct"].as_f64() {
+        Some(x) => assert!(x <= 10.0, "same-CPU: {x:.1} % explained: {bs}"),
+        None => assert_eq!(u(&bs["zone_lock_wait_ns"]), 0, "{bs}"),
+    }
+    // compare follows the cross run's top pair into the same-CPU run.
+    let out = run(&[
+        "compare",
+        "--format",
+        "json",
+        &cross.to_string_lossy(),
+        &same.to_string_lossy(),
+    ]);
+    let c: Value = serde_json::from_slice(&out.stdout).expect("compare JSON");
+    let b = &c["zone_wait_blame"];
+    assert_eq!(b["pair"]["alloc_cpu"], 0, "{b}");
+    assert_eq!(b["pair"]["free_cpu"], 1, "{b}");
+    let after = b["after"]["pair_share_pct"].as_f64().unwrap_or(0.0);
+    assert!(after <= 10.0, "pair 0 -> 1 after: {after:.1} %: {b}");
+    let text =
+        String::from_utf8_lossy(&run(&["report", &cross.to_string_lossy()]).stdout).into_owned();
+    assert!(
+        text.contains("of zone-lock wait is explained by pages freed away from their allocating CPU; top pair 0 → 1"),
+        "{text}"
+    );
+}
+
 #[test]
 fn demo_writes_recordings_compare_reports_and_flamegraphs() {
     let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
@@ -954,4 +1042,16 @@ fn demo_writes_recordings_compare_reports_and_flamegraphs() {
         "refills on CPU 0 should fall by > 80 %: {b} -> {a}"
     );
     assert!(stdout.contains("compare.html"), "{stdout}");
+    // Each side's blame headline, in the summary and in the comparison.
+    assert!(
+        stdout.contains("Who and why: zone-lock wait by (alloc CPU → free CPU)"),
+        "{stdout}"
+    );
+    for side in ["before", "after"] {
+        assert!(
+            c["zone_wait_blame"][side]["headline"].is_string(),
+            "{}",
+            c["zone_wait_blame"]
+        );
+    }
 }

@@ -4,11 +4,12 @@ use serde::{Serialize, Serializer};
 
 use super::{
     COMPARE_FORMAT, COMPARE_VERSION, Comparison, RecInfo,
+    blame::{BlameComparison, BlameSide},
     metrics::{MetricRow, Unit},
     pair::Pair,
     rows::{CellRow, SiteRow, StackDelta},
 };
-use crate::model::{observer::ObserverCost, recording::PcpMethod};
+use crate::model::{blame::Source, observer::ObserverCost, recording::PcpMethod};
 
 #[derive(Serialize)]
 struct Document<'a> {
@@ -24,6 +25,7 @@ struct Document<'a> {
     skb_sites: Vec<Site<'a>>,
     skb_matrix: Vec<Cell>,
     page_matrix: Vec<Cell>,
+    zone_wait_blame: Blame<'a>,
     stacks_grew: Vec<Stack<'a>>,
     stacks_shrank: Vec<Stack<'a>>,
     flamegraphs: &'a [String],
@@ -94,6 +96,87 @@ impl From<&CellRow> for Cell {
 }
 
 #[derive(Serialize)]
+struct CpuPair {
+    alloc_cpu: u32,
+    free_cpu: u32,
+}
+
+fn cpu_pair(p: Option<(u32, u32)>) -> Option<CpuPair> {
+    p.map(|(alloc_cpu, free_cpu)| CpuPair {
+        alloc_cpu,
+        free_cpu,
+    })
+}
+
+#[derive(Serialize)]
+struct BlameOne<'a> {
+    source: Option<Source>,
+    sample_one_in: Option<u32>,
+    headline: &'a str,
+    explained_pct: Option<f64>,
+    cross_cpu_wait_ns_per_s: Option<f64>,
+    top_pair: Option<CpuPair>,
+    top_pair_share_pct: Option<f64>,
+    /// The followed pair's share (`zone_wait_blame.pair`).
+    pair_share_pct: Option<f64>,
+    samples: u64,
+}
+
+impl<'a> BlameOne<'a> {
+    fn of(s: &'a BlameSide, pair_share_pct: Option<f64>) -> Self {
+        BlameOne {
+            source: s.source,
+            sample_one_in: s.sample_one_in,
+            headline: &s.headline,
+            explained_pct: s.explained_pct,
+            cross_cpu_wait_ns_per_s: s.cross_cpu_ns_per_s,
+            top_pair: cpu_pair(s.top_pair),
+            top_pair_share_pct: s.top_pair_share_pct,
+            pair_share_pct,
+            samples: s.samples,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct BlameCell {
+    alloc_cpu: u32,
+    free_cpu: u32,
+    before_ns_per_s: Option<f64>,
+    after_ns_per_s: Option<f64>,
+}
+
+impl From<&CellRow> for BlameCell {
+    fn from(c: &CellRow) -> Self {
+        BlameCell {
+            alloc_cpu: c.alloc_cpu,
+            free_cpu: c.free_cpu,
+            before_ns_per_s: c.per_s.before,
+            after_ns_per_s: c.per_s.after,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Blame<'a> {
+    pair: Option<CpuPair>,
+    before: BlameOne<'a>,
+    after: BlameOne<'a>,
+    cells: Vec<BlameCell>,
+}
+
+impl<'a> From<&'a BlameComparison> for Blame<'a> {
+    fn from(b: &'a BlameComparison) -> Self {
+        Blame {
+            pair: cpu_pair(b.pair),
+            before: BlameOne::of(&b.sides.before, b.pair_share_pct.before),
+            after: BlameOne::of(&b.sides.after, b.pair_share_pct.after),
+            cells: all(&b.cells),
+        }
+    }
+}
+
+#[derive(Serialize)]
 struct Stack<'a> {
     stack: &'a str,
     before_ns_per_s: f64,
@@ -131,6 +214,7 @@ impl Serialize for Comparison {
             skb_sites: all(&self.skb_sites),
             skb_matrix: all(&self.skb_matrix),
             page_matrix: all(&self.page_matrix),
+            zone_wait_blame: Blame::from(&self.blame),
             stacks_grew: all(&self.stacks_grew),
             stacks_shrank: all(&self.stacks_shrank),
             flamegraphs: &self.flamegraphs,

@@ -1,13 +1,16 @@
 //! `zoneprof compare BEFORE AFTER`: every headline of two recordings side by side, normalised
-//! per second of recording, a verdict in words that only states what the data shows, the
+//! per second of recording, each one's zone-lock wait blamed on (alloc CPU, free CPU) pairs
+//! (`blame`), a verdict in words that only states what moved materially (`verdict`), the
 //! stacks that grew and shrank most, and differential flamegraphs both ways.
 //!
 //! The model is typed ([`Pair`]s of rates keyed by [`Total`], [`CpuMetric`] and CPU
 //! number); the JSON document, a contract (docs/compare-json.md), is laid out only when
 //! serialised (`json`). A value a recording cannot show (its probe did not attach) is
 //! `None` here and `null` there, never 0.
+mod blame;
 mod flames;
 mod json;
+mod material;
 mod metrics;
 mod observable;
 mod pair;
@@ -21,18 +24,22 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use blame::{BlameComparison, BlameSide};
 pub use flames::{DiffFlamegraph, Direction, diff_flamegraphs, folded_per_s, write_flamegraphs};
 pub use json::to_json;
 pub use metrics::{CpuMetric, MetricKey, MetricRow, Total, Unit};
 pub use observable::Observable;
 pub use pair::{Pair, Side};
 pub use rates::{CpuRates, Rates};
-pub use rows::{CellRow, SiteRow, StackDelta};
+pub use rows::{CellRow, SiteRow, StackDelta, StackMoves, is_zone_stack};
 pub use text::{observer_lines, to_text};
 pub use verdict::short_stack;
 
 use crate::{
-    model::{observer::ObserverCost, recording::PcpMethod, recording::Recording},
+    model::{
+        analysis, blame as model_blame, observer::ObserverCost, recording::PcpMethod,
+        recording::Recording,
+    },
     output::flamegraph::View,
 };
 
@@ -73,11 +80,17 @@ pub struct Comparison {
     /// What each recording's own programs added under zone->lock.
     pub observer_cost: Pair<ObserverCost>,
     pub rates: Pair<Rates>,
+    /// Each recording's zone-lock wait attributed to (alloc CPU, free CPU) pairs.
+    pub blame: BlameComparison,
     pub skb_sites: Vec<SiteRow>,
     pub skb_matrix: Vec<CellRow>,
     pub page_matrix: Vec<CellRow>,
     pub stacks_grew: Vec<StackDelta>,
     pub stacks_shrank: Vec<StackDelta>,
+    /// The zone-lock stack that shrank most and the one that grew most (the verdict puts
+    /// zone-lock first; the lists above may hold other locks only).
+    pub zone_stack_shrank: Option<StackDelta>,
+    pub zone_stack_grew: Option<StackDelta>,
     /// Differential flamegraph files written, when asked for.
     pub flamegraphs: Vec<String>,
 }
@@ -85,12 +98,19 @@ pub struct Comparison {
 /// Builds the comparison of `recs` (read from `files`). `top` bounds the grew/shrank stack
 /// lists.
 pub fn compare(recs: Pair<&Recording>, files: Pair<&str>, top: usize) -> Comparison {
-    // The rates and stacks of one recording do not depend on the other's: one thread each.
-    let (rates_and_cost, folded) = recs
-        .par_map(|r| (Rates::of(r), folded_per_s(r, View::Locks)))
+    // The rates, blame and stacks of one recording do not depend on the other's: one
+    // thread each, classifying its waits once.
+    let (rates_cost_blame, folded) = recs
+        .par_map(|r| {
+            let waits = analysis::classify_waits(r);
+            let (rates, cost) = Rates::of(r, &waits);
+            let blame = model_blame::attribute(r, &waits);
+            ((rates, (cost, blame)), folded_per_s(r, View::Locks))
+        })
         .unzip();
-    let (rates, observer_cost) = rates_and_cost.unzip();
-    let (grew, shrank) = rows::stack_deltas(folded.as_ref(), top);
+    let (rates, cost_blame) = rates_cost_blame.unzip();
+    let (observer_cost, blame) = cost_blame.unzip();
+    let moves = rows::stack_deltas(folded.as_ref(), top);
     let mut c = Comparison {
         recordings: recs.zip(files).map(|(r, f)| RecInfo::of(r, f)),
         warnings: warnings::warnings(recs),
@@ -98,11 +118,14 @@ pub fn compare(recs: Pair<&Recording>, files: Pair<&str>, top: usize) -> Compari
         pcp_method: recs.map(|r| PcpMethod::of(&r.probes)),
         observer_cost,
         rates,
+        blame: blame::compare(blame.as_ref(), recs.map(|r| r.duration_s())),
         skb_sites: rows::site_rows(recs),
         skb_matrix: rows::cell_rows(recs.map(rows::Matrix::skb)),
         page_matrix: rows::cell_rows(recs.map(rows::Matrix::pages)),
-        stacks_grew: grew,
-        stacks_shrank: shrank,
+        stacks_grew: moves.grew,
+        stacks_shrank: moves.shrank,
+        zone_stack_shrank: moves.zone_shrank,
+        zone_stack_grew: moves.zone_grew,
         flamegraphs: Vec::new(),
     };
     c.verdict = verdict::verdict(&c);

@@ -53,15 +53,20 @@ impl Rates {
         self.totals[t as usize]
     }
 
-    /// The rates of one recording, and its observer cost (from the same classified waits).
-    pub fn of(rec: &Recording) -> (Rates, ObserverCost) {
+    /// Sets one total (tests of the rules that read them).
+    #[cfg(test)]
+    pub(super) fn set(&mut self, t: Total, v: Option<f64>) {
+        self.totals[t as usize] = v;
+    }
+
+    /// The rates of one recording whose waits are `waits`, and its observer cost.
+    pub fn of(rec: &Recording, waits: &[analysis::ClassifiedWait<'_>]) -> (Rates, ObserverCost) {
         let obs = Observable::of(rec);
         let per_s = PerS(rec.duration_s());
-        let waits = analysis::classify_waits(rec);
-        let cost = observer::cost(rec, &waits);
-        let cpu_wait = analysis::per_cpu_wait(&waits);
+        let cost = observer::cost(rec, waits);
+        let cpu_wait = analysis::per_cpu_wait(waits);
         let mut r = Rates::default();
-        let totals = lock_totals(rec, &obs, per_s, &waits, &cpu_wait)
+        let totals = lock_totals(rec, &obs, per_s, waits, &cpu_wait)
             .into_iter()
             .chain(pcp_totals(rec, &obs, per_s))
             .chain(skb_totals(rec, &obs, per_s))

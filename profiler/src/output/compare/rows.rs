@@ -43,28 +43,41 @@ impl StackDelta {
     }
 }
 
-/// The `top` stacks that grew most and that shrank most, BEFORE to AFTER.
-pub fn stack_deltas(f: Pair<&Folded>, top: usize) -> (Vec<StackDelta>, Vec<StackDelta>) {
+/// Lock-wait stacks that changed, BEFORE to AFTER.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StackMoves {
+    /// The `top` stacks that grew most and that shrank most (all locks).
+    pub grew: Vec<StackDelta>,
+    pub shrank: Vec<StackDelta>,
+    /// The zone-lock stack that grew most and the one that shrank most, even when other
+    /// locks' stacks fill the lists above.
+    pub zone_grew: Option<StackDelta>,
+    pub zone_shrank: Option<StackDelta>,
+}
+
+/// A folded lock stack (View::Locks) whose lock is a zone lock: its first frame is the
+/// class, `[zone->lock …]`.
+pub fn is_zone_stack(stack: &str) -> bool {
+    stack.starts_with("[zone->lock")
+}
+
+/// The stacks that grew and shrank most: `top` each over all locks, and the zone lock's.
+pub fn stack_deltas(f: Pair<&Folded>, top: usize) -> StackMoves {
     let all = join_stacks(f);
     let change = |r: &(&str, Pair<f64>)| r.1.delta();
     let row = |r: &(&str, Pair<f64>)| StackDelta {
         stack: r.0.to_string(),
         ns_per_s: r.1,
     };
-    let shrank: Vec<StackDelta> = all
-        .iter()
-        .filter(|r| change(r) < 0.0)
-        .take(top)
-        .map(row)
-        .collect();
-    let grew: Vec<StackDelta> = all
-        .iter()
-        .rev()
-        .filter(|r| change(r) > 0.0)
-        .take(top)
-        .map(row)
-        .collect();
-    (grew, shrank)
+    let shrinking = || all.iter().filter(|r| change(r) < 0.0);
+    let growing = || all.iter().rev().filter(|r| change(r) > 0.0);
+    let zone = |r: &&(&str, Pair<f64>)| is_zone_stack(r.0);
+    StackMoves {
+        shrank: shrinking().take(top).map(row).collect(),
+        grew: growing().take(top).map(row).collect(),
+        zone_shrank: shrinking().find(zone).map(row),
+        zone_grew: growing().find(zone).map(row),
+    }
 }
 
 /// Every stack of either side with both values, ordered by change (stable: equal changes

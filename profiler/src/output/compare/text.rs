@@ -44,6 +44,7 @@ fn fmt_change(v: Pair<Option<f64>>) -> String {
 fn write_text(s: &mut String, c: &Comparison) -> Result {
     header(s, c)?;
     headlines(s, c)?;
+    blame(s, c)?;
     per_cpu(s, c)?;
     skb_sites(s, c)?;
     matrices(s, c)?;
@@ -102,6 +103,40 @@ fn headlines(s: &mut String, c: &Comparison) -> Result {
             unit.fmt(m.values.before),
             unit.fmt(m.values.after),
             fmt_change(m.values)
+        )?;
+    }
+    Ok(())
+}
+
+/// Each side's blame headline, then the explained share and the followed pair's share.
+fn blame(s: &mut String, c: &Comparison) -> Result {
+    let b = &c.blame;
+    writeln!(s, "\nZone-lock wait by (alloc CPU → free CPU)")?;
+    for (side, one) in b.sides.sides() {
+        write!(s, "  {:<6}: {}", side.label(), one.headline)?;
+        match one.source {
+            Some(src) if one.explained_pct.is_some() => {
+                writeln!(s, " (weights: {})", src.describe(one.sample_one_in))?
+            }
+            _ => writeln!(s)?,
+        }
+    }
+    let pct = |v: Option<f64>| v.map_or("n/a".to_string(), fmt_pct);
+    let explained = b.sides.as_ref().map(|x| x.explained_pct);
+    writeln!(
+        s,
+        "  {:<34} {:>8} → {:>8}",
+        "explained by cross-CPU frees",
+        pct(explained.before),
+        pct(explained.after)
+    )?;
+    if let Some((a, f)) = b.pair {
+        writeln!(
+            s,
+            "  {:<34} {:>8} → {:>8}  of zone-lock wait",
+            format!("pair {a} → {f}"),
+            pct(b.pair_share_pct.before),
+            pct(b.pair_share_pct.after)
         )?;
     }
     Ok(())

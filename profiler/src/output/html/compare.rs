@@ -6,7 +6,9 @@ use super::{
     HtmlError, esc,
     groups::{CpuGroup, all_cpus, group_cpus},
     page, sections,
-    widgets::{BarRow, Cells, Segments, Shown, Td, details, num, table, td_class, titled_flame},
+    widgets::{
+        BarRow, Cells, Segments, Shown, Td, details, num, table, td, td_class, titled_flame,
+    },
 };
 use crate::{
     model::{
@@ -42,6 +44,7 @@ pub fn compare_html(
         &[("a", "alloc side"), ("f", "free side")],
         &wait_rows(c, &groups),
     );
+    blame(&mut b, c, &groups);
     flamegraphs(&mut b, recs)?;
     matrices(&mut b, c, &groups);
     let pcp = c
@@ -206,6 +209,46 @@ fn pcp_rows(c: &Comparison, groups: &[CpuGroup]) -> Vec<BarRow<Pair<Segments>>> 
             }
         })
         .collect()
+}
+
+/// Each side's blame headline and heatmap (ns/s on one scale), then the explained share and
+/// the followed pair's share before and after.
+fn blame(b: &mut String, c: &Comparison, groups: &[CpuGroup]) {
+    let bl = &c.blame;
+    let view = |side: Side| {
+        let one = bl.sides.get(side);
+        sections::Blame {
+            headline: &one.headline,
+            basis: one
+                .source
+                .filter(|_| one.explained_pct.is_some())
+                .map(|s| format!("weights: {}", s.describe(one.sample_one_in))),
+            cells: bl
+                .cells
+                .iter()
+                .filter_map(|r| r.per_s.get(side).map(|v| (r.alloc_cpu, r.free_cpu, v)))
+                .collect(),
+        }
+    };
+    let fmt = |v: f64| format!("{}/s", fmt_ns(v.round() as u64));
+    let views = Pair::new(view(Side::Before), view(Side::After));
+    sections::blame(b, Shown::Two(views), groups, &fmt, |b| {
+        let pct = |v: Option<f64>| num(&v.map_or("n/a".to_string(), fmt_pct));
+        let explained = bl.sides.as_ref().map(|x| x.explained_pct);
+        let mut rows = vec![vec![
+            td("explained by cross-CPU frees"),
+            pct(explained.before),
+            pct(explained.after),
+        ]];
+        if let Some((a, f)) = bl.pair {
+            rows.push(vec![
+                td(&format!("pair {a} → {f}: share of zone-lock wait")),
+                pct(bl.pair_share_pct.before),
+                pct(bl.pair_share_pct.after),
+            ]);
+        }
+        table(b, &["", "before", "after"], rows);
+    });
 }
 
 /// The zone-lock differential flamegraphs, or the all-locks ones when there are none.

@@ -10,6 +10,7 @@ use super::{
 use crate::{
     kernel::cpulist::format_cpu_list,
     model::{
+        blame,
         recording::{LossUnit, Recording},
         units::{SatSum, fmt_count, fmt_ns, fmt_pct},
     },
@@ -49,6 +50,7 @@ pub fn report_html(rec: &Recording, top: usize, source: &str) -> Result<String, 
         ],
         &wait_rows(&r, &groups),
     );
+    blame(&mut b, &r, &groups, top);
     flamegraphs(&mut b, rec, source)?;
     matrices(&mut b, rec, &groups);
     let pcp = rec
@@ -170,6 +172,54 @@ fn pcp_rows(rec: &Recording, groups: &[CpuGroup]) -> Vec<BarRow<Segments>> {
             }
         })
         .collect()
+}
+
+/// The blame headline and heatmap, and the pairs with the most wait.
+fn blame(b: &mut String, r: &Report, groups: &[CpuGroup], top: usize) {
+    let s = &r.zone_wait_blame_summary;
+    let view = sections::Blame {
+        headline: &s.headline,
+        basis: s.basis.clone(),
+        cells: r
+            .zone_wait_blame
+            .iter()
+            .map(|c| (c.alloc_cpu, c.free_cpu, c.wait_ns as f64))
+            .collect(),
+    };
+    let fmt = |v: f64| fmt_ns(v.round() as u64);
+    sections::blame(b, Shown::One(view), groups, &fmt, |b| {
+        if r.zone_wait_blame.is_empty() {
+            return;
+        }
+        let _ = write!(b, "<h3>Pairs with the most zone-lock wait</h3>");
+        let rows = r.zone_wait_blame.iter().take(top).map(|c| {
+            let share = 100.0 * c.wait_ns as f64 / s.zone_lock_wait_ns.max(1) as f64;
+            let mut samples = fmt_count(c.samples);
+            if c.samples < blame::FEW_SAMPLES {
+                samples.push_str(" (few)");
+            }
+            vec![
+                td(&format!("{} → {}", c.alloc_cpu, c.free_cpu)),
+                num(&fmt_ns(c.wait_ns)),
+                num(&fmt_pct(share)),
+                num(&fmt_ns(c.alloc_side_ns)),
+                num(&fmt_ns(c.free_side_ns)),
+                num(&samples),
+            ]
+        });
+        table(
+            b,
+            &[
+                "alloc → free CPU",
+                "wait",
+                "share",
+                "alloc side",
+                "free side",
+                "samples",
+            ],
+            rows,
+        );
+    });
 }
 
 /// Zone-lock wait, all locks, and SKB frees when there are any.

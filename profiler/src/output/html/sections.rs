@@ -5,9 +5,12 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use super::{
     esc,
     groups::CpuGroup,
-    widgets::{BarRow, Bars, Cells, Shown, bar_rows, heatmap, kv_table, legend},
+    widgets::{BarRow, Bars, Cells, Scale, Shown, bar_rows, heatmap, kv_table, legend},
 };
-use crate::{kernel::cpulist::format_cpu_list, model::recording::Recording};
+use crate::{
+    kernel::cpulist::format_cpu_list,
+    model::{recording::Recording, units::fmt_count},
+};
 
 /// `<section id="ID">`, its `<h2>` (trusted HTML; none when empty), what `body` writes.
 pub(super) fn section<R>(
@@ -85,14 +88,57 @@ pub(super) fn matrices(out: &mut String, matrices: &[Matrix], groups: &[CpuGroup
         for m in matrices {
             let max = m.cells.iter().flatten().map(|c| c.2).fold(0.0, f64::max);
             let _ = write!(out, "<h3>{}</h3>", esc(m.title));
+            let fmt = |v: f64| format!("{} {}", fmt_count(v.round() as u64), m.unit);
             m.cells.draw(out, "b", |out, cells| {
-                heatmap(out, cells, groups, max, m.unit)
+                heatmap(out, cells, groups, (max, Scale::Log), &fmt)
             });
         }
         if matrices.is_empty() {
             out.push_str(none);
         }
     });
+}
+
+/// One recording's zone-lock wait blame: its headline, where the weights came from, and
+/// the wait (or wait rate) per (alloc CPU, free CPU) pair.
+pub(super) struct Blame<'a> {
+    pub headline: &'a str,
+    pub basis: Option<String>,
+    pub cells: Cells,
+}
+
+/// "Who and why": each recording's blame headline and heatmap (before and after on one
+/// colour scale), then what `more` writes (the report's pair table, the comparison's).
+pub(super) fn blame(
+    out: &mut String,
+    views: Shown<Blame<'_>>,
+    groups: &[CpuGroup],
+    fmt: &dyn Fn(f64) -> String,
+    more: impl FnOnce(&mut String),
+) {
+    section(
+        out,
+        "blame",
+        "Who and why: zone-lock wait by alloc CPU × free CPU",
+        |out| {
+            let max = views
+                .iter()
+                .flat_map(|v| &v.cells)
+                .map(|c| c.2)
+                .fold(0.0, f64::max);
+            views.draw(out, "h3", |out, v| {
+                let _ = write!(out, "<p class=\"headline\">{}</p>", esc(v.headline));
+                if let Some(basis) = &v.basis {
+                    let _ = write!(out, "<p class=\"note\">{}</p>", esc(basis));
+                }
+                if !v.cells.is_empty() {
+                    // Linear: each cell's part of one wait.
+                    heatmap(out, &v.cells, groups, (max, Scale::Linear), fmt);
+                }
+            });
+            more(out);
+        },
+    );
 }
 
 /// Host and kernel facts of each recording.

@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use super::{base64, esc, groups::CpuGroup};
-use crate::{model::units::fmt_count, output::compare::Pair};
+use crate::output::compare::Pair;
 
 /// One recording's view, or both recordings' side by side.
 pub(super) enum Shown<T> {
@@ -132,9 +132,40 @@ pub(super) fn legend(out: &mut String, items: &[(&str, &str)]) {
 /// (alloc CPU, free CPU, value) cells of one matrix.
 pub(super) type Cells = Vec<(u32, u32, f64)>;
 
+/// How a heatmap maps a value to colour.
+#[derive(Clone, Copy)]
+pub(super) enum Scale {
+    /// Log: one cell with 1000x the traffic of another is still visible (SKB and page
+    /// matrices, which span orders of magnitude).
+    Log,
+    /// Linear: the colour is the cell's part of the largest (shares of one wait).
+    Linear,
+}
+
+impl Scale {
+    /// The cell's opacity: 0 for nothing, from 0.08 up to 1 at `max`.
+    fn alpha(self, v: f64, max: f64) -> f64 {
+        if v <= 0.0 || max <= 0.0 {
+            return 0.0;
+        }
+        let x = match self {
+            Scale::Log => (1.0 + v).ln() / (1.0 + max).ln(),
+            Scale::Linear => v / max,
+        };
+        (0.08 + 0.92 * x).min(1.0)
+    }
+}
+
 /// A heatmap of alloc-CPU (rows) × free-CPU (columns) cells, CPUs grouped as `groups`.
-/// `max` sets the colour scale (shared by before/after maps).
-pub(super) fn heatmap(out: &mut String, cells: &Cells, groups: &[CpuGroup], max: f64, unit: &str) {
+/// `max` sets the colour scale (shared by before/after maps); `fmt` writes a value with
+/// its unit.
+pub(super) fn heatmap(
+    out: &mut String,
+    cells: &Cells,
+    groups: &[CpuGroup],
+    (max, scale): (f64, Scale),
+    fmt: &dyn Fn(f64) -> String,
+) {
     let gi: BTreeMap<u32, usize> = groups
         .iter()
         .enumerate()
@@ -158,20 +189,14 @@ pub(super) fn heatmap(out: &mut String, cells: &Cells, groups: &[CpuGroup], max:
         let _ = write!(out, "<tr>{}", head(gx));
         for (y, gy) in groups.iter().enumerate() {
             let v = grid.get(&(x, y)).copied().unwrap_or(0.0);
-            // Log scale: one cell with 1000x the traffic of another is still visible.
-            let alpha = if v > 0.0 && max > 0.0 {
-                (0.08 + 0.92 * ((1.0 + v).ln() / (1.0 + max).ln())).min(1.0)
-            } else {
-                0.0
-            };
+            let alpha = scale.alpha(v, max);
             let diag = if x == y { " class=\"diag\"" } else { "" };
             let _ = write!(
                 out,
-                "<td{diag} style=\"background:rgba(200,40,40,{alpha:.3})\" title=\"alloc {} → free {}: {} {}\"></td>",
+                "<td{diag} style=\"background:rgba(200,40,40,{alpha:.3})\" title=\"alloc {} → free {}: {}\"></td>",
                 esc(&gx.label),
                 esc(&gy.label),
-                fmt_count(v.round() as u64),
-                esc(unit)
+                esc(&fmt(v))
             );
         }
         out.push_str("</tr>");
@@ -180,9 +205,8 @@ pub(super) fn heatmap(out: &mut String, cells: &Cells, groups: &[CpuGroup], max:
     if outside > 0.0 {
         let _ = write!(
             out,
-            "<p class=\"note\">{} {} on CPUs outside this map not shown.</p>",
-            fmt_count(outside.round() as u64),
-            esc(unit)
+            "<p class=\"note\">{} on CPUs outside this map not shown.</p>",
+            esc(&fmt(outside))
         );
     }
 }
@@ -298,6 +322,16 @@ pub(super) fn titled_flame(out: &mut String, heading: &str, svg: &[u8], title: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scales_map_values_to_opacity() {
+        assert_eq!(Scale::Linear.alpha(0.0, 10.0), 0.0);
+        assert_eq!(Scale::Log.alpha(5.0, 0.0), 0.0);
+        assert!((Scale::Linear.alpha(10.0, 10.0) - 1.0).abs() < 1e-12);
+        // A 3 % cell: faint on the linear scale, strong on the log scale.
+        assert!(Scale::Linear.alpha(101.5e3, 3.5e6) < 0.15);
+        assert!(Scale::Log.alpha(101.5e3, 3.5e6) > 0.7);
+    }
 
     #[test]
     fn svg_height_is_read_from_the_root_element() {
