@@ -6,6 +6,7 @@ use zoneprof::model::units::{fmt_bytes, fmt_count, fmt_ns, fmt_pct, fmt_rate_gbs
 
 fuzz_target!(|data: &[u8]| {
     if data.len() >= 16 {
+        // Both slices are 8 bytes: data holds at least 16.
         let a = u64::from_le_bytes(data[..8].try_into().unwrap());
         let b = f64::from_le_bytes(data[8..16].try_into().unwrap());
         let _ = (

@@ -25,46 +25,8 @@ use zoneprof::{
     output::{compare, html},
 };
 
-fn golden_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/views"))
-}
-
-/// Compares `actual` with the golden file, or rewrites it under ZONEPROF_BLESS=1.
 fn check_golden(file: &str, actual: &str) {
-    let path = golden_dir().join(file);
-    if std::env::var("ZONEPROF_BLESS").as_deref() == Ok("1") {
-        std::fs::create_dir_all(golden_dir()).expect("mkdir golden");
-        std::fs::write(&path, actual).expect("write golden");
-        eprintln!("blessed {}", path.display());
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with ZONEPROF_BLESS=1 to create it",
-            path.display()
-        )
-    });
-    if expected != actual {
-        let first_diff = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or(expected.lines().count().min(actual.lines().count()));
-        let at = |t: &str| {
-            t.lines()
-                .nth(first_diff)
-                .map(|l| l.chars().take(400).collect::<String>())
-        };
-        panic!(
-            "{file} differs from the golden file at line {} (expected {} lines, got {}):\n  \
-             expected: {:?}\n  actual:   {:?}\nrerun with ZONEPROF_BLESS=1 if the change is intended",
-            first_diff + 1,
-            expected.lines().count(),
-            actual.lines().count(),
-            at(&expected),
-            at(actual),
-        );
-    }
+    common::check_golden(&format!("views/{file}"), actual);
 }
 
 fn fnv1a64(data: &[u8]) -> u64 {

@@ -14,7 +14,6 @@ mod common;
 
 use std::{
     io::Write,
-    path::PathBuf,
     process::{Command, Stdio},
 };
 
@@ -190,40 +189,8 @@ fn snapshot() -> Recording {
     rec
 }
 
-fn golden_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/metrics"))
-}
-
 fn check_golden(file: &str, actual: &str) {
-    let path = golden_dir().join(file);
-    if std::env::var("ZONEPROF_BLESS").as_deref() == Ok("1") {
-        std::fs::create_dir_all(golden_dir()).expect("mkdir golden");
-        std::fs::write(&path, actual).expect("write golden");
-        eprintln!("blessed {}", path.display());
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with ZONEPROF_BLESS=1 to create it",
-            path.display()
-        )
-    });
-    if expected != actual {
-        let n = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or(expected.lines().count().min(actual.lines().count()));
-        panic!(
-            "{file} differs from the golden file at line {} (expected {} lines, got {}):\n  \
-             expected: {:?}\n  actual:   {:?}\nrerun with ZONEPROF_BLESS=1 if the change is intended",
-            n + 1,
-            expected.lines().count(),
-            actual.lines().count(),
-            expected.lines().nth(n),
-            actual.lines().nth(n),
-        );
-    }
+    common::check_golden(&format!("metrics/{file}"), actual);
 }
 
 /// `promtool check metrics` on `text`: its complaints, or None when promtool is missing.

@@ -338,30 +338,11 @@ fn redacted_folded_stacks_match_golden_files() {
             view,
             "--folded",
         ]);
-        check_golden(
+        common::check_golden(
             &format!("redacted.{view}.folded"),
             &String::from_utf8_lossy(&out.stdout),
         );
     }
-}
-
-fn check_golden(file: &str, actual: &str) {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden")).join(file);
-    if std::env::var("ZONEPROF_BLESS").as_deref() == Ok("1") {
-        std::fs::write(&path, actual).expect("write golden");
-        eprintln!("blessed {}", path.display());
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with ZONEPROF_BLESS=1 to create it",
-            path.display()
-        )
-    });
-    assert_eq!(
-        actual, expected,
-        "{file} differs; ZONEPROF_BLESS=1 if intended"
-    );
 }
 
 #[test]

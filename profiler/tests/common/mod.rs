@@ -23,11 +23,13 @@ pub fn golden_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"))
 }
 
-/// Compares `actual` with the golden file `file`, or rewrites it under ZONEPROF_BLESS=1.
+/// Compares `actual` with the golden file `file` (a path under tests/golden), or rewrites it
+/// under ZONEPROF_BLESS=1.
 pub fn check_golden(file: &str, actual: &str) {
     let path = golden_dir().join(file);
     if std::env::var("ZONEPROF_BLESS").as_deref() == Ok("1") {
-        std::fs::create_dir_all(golden_dir()).expect("mkdir golden");
+        std::fs::create_dir_all(path.parent().expect("golden file in a directory"))
+            .expect("mkdir golden");
         std::fs::write(&path, actual).expect("write golden");
         eprintln!("blessed {}", path.display());
         return;
@@ -44,14 +46,20 @@ pub fn check_golden(file: &str, actual: &str) {
             .zip(actual.lines())
             .position(|(a, b)| a != b)
             .unwrap_or(expected.lines().count().min(actual.lines().count()));
+        // HTML lines can be long: show the start of each.
+        let at = |t: &str| {
+            t.lines()
+                .nth(first_diff)
+                .map(|l| l.chars().take(400).collect::<String>())
+        };
         panic!(
             "{file} differs from the golden file at line {} (expected {} lines, got {}):\n  \
              expected: {:?}\n  actual:   {:?}\nrerun with ZONEPROF_BLESS=1 if the change is intended",
             first_diff + 1,
             expected.lines().count(),
             actual.lines().count(),
-            expected.lines().nth(first_diff),
-            actual.lines().nth(first_diff),
+            at(&expected),
+            at(actual),
         );
     }
 }
