@@ -124,10 +124,13 @@ pub mod counter {
     pub const BULK_FREE_UNMATCHED: u32 = 32;
     /// `pcp->count` unreadable, or a batch whose count moved the wrong way: not counted.
     pub const PCP_COUNT_ERRORS: u32 = 33;
-    pub const COUNT: u32 = 34;
+    /// Task-name map full (`--tasks`): that task's waits and frees are still counted under
+    /// its thread id, without its name, process or cgroup.
+    pub const TASK_INFO_FULL: u32 = 34;
+    pub const COUNT: u32 = 35;
 }
 
-/// Key of the in-kernel lock-wait aggregation: one entry per (lock, stack, CPU).
+/// Key of the in-kernel lock-wait aggregation: one entry per (lock, stack, CPU, task).
 /// The CPU in the key also means no two CPUs update one entry at the same time.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -136,6 +139,30 @@ pub struct LockKey {
     /// Kernel stack id in `STACKS`, or negative errno when the stack could not be taken.
     pub stack_id: i32,
     pub cpu: u32,
+    /// Thread id of the waiter with `--tasks`, else [`NO_TASK`]. In the key rather than in
+    /// a second map: `contention_end` runs with the lock held, and one update there (a
+    /// few bytes more to hash) costs less than two.
+    pub tid: u32,
+    pub _pad: u32,
+}
+
+/// `tid` of keys recorded without `--tasks`.
+pub const NO_TASK: u32 = u32::MAX;
+
+/// Entries of the task-name map (`--tasks`): threads seen waiting or freeing SKBs.
+pub const TASK_INFO_ENTRIES: u32 = 16384;
+
+/// Who a thread id was when zoneprof first saw it wait or free an SKB (`--tasks`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// Process (thread group) id.
+    pub tgid: u32,
+    pub _pad: u32,
+    /// cgroup v2 id (the inode number of its directory in the cgroup2 mount).
+    pub cgroup_id: u64,
+    /// `comm`, NUL-padded.
+    pub comm: [u8; 16],
 }
 
 /// Wait statistics of one [`LockKey`].
@@ -410,6 +437,9 @@ pub struct SkbSiteKey {
     pub location: u64,
     pub func: u32,
     pub cpu: u32,
+    /// Thread id of the freeing task with `--tasks`, else [`NO_TASK`].
+    pub tid: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]
@@ -463,10 +493,12 @@ mod user {
     unsafe impl aya::Pod for FuncRange {}
     // SAFETY: as above.
     unsafe impl aya::Pod for PcpCall {}
+    unsafe impl aya::Pod for TaskInfo {}
 }
 
 const _: () = {
-    assert!(core::mem::size_of::<LockKey>() == 16);
+    assert!(core::mem::size_of::<LockKey>() == 24);
+    assert!(core::mem::size_of::<TaskInfo>() == 32);
     assert!(core::mem::size_of::<LockVal>() == 32);
     assert!(core::mem::size_of::<HistKey>() == 8);
     assert!(core::mem::size_of::<SpinFrame>() == 32);
@@ -478,7 +510,7 @@ const _: () = {
     assert!(core::mem::size_of::<PcpCall>() == 24);
     assert!(core::mem::size_of::<FuncRange>() == 16);
     assert!(core::mem::size_of::<CallStack>() == 8 + 24 * MAX_SPIN_NEST);
-    assert!(core::mem::size_of::<SkbSiteKey>() == 16);
+    assert!(core::mem::size_of::<SkbSiteKey>() == 24);
     assert!(core::mem::size_of::<SkbSiteVal>() == 32);
     assert!(core::mem::size_of::<PageAlloc>() == 16);
 };

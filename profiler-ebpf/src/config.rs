@@ -60,6 +60,8 @@ globals! {
     /// `offsetof(struct per_cpu_pages, count)` from BTF: the PCP batch hooks count pages
     /// by how `pcp->count` moves across the call.
     PCP_COUNT_OFF: u32 = ABSENT;
+    /// 1 with `--tasks`: keys carry the thread id and `TASKS` names the threads.
+    TASKS_ON: u32 = 0;
     /// 1 when `CPU_FILTER` restricts which CPUs are recorded.
     CPU_FILTER_ON: u32 = 0;
 }

@@ -18,6 +18,7 @@ use profiler_common::{
 use crate::{
     config, helpers,
     maps::{self, BPF_ANY, BPF_NOEXIST},
+    task,
 };
 
 const EEXIST: i32 = 17;
@@ -68,6 +69,7 @@ pub fn on_begin<C: StackIdContext>(ctx: &C, lock: u64, flags: u32) {
 
     // What contention_end would otherwise look up with the lock held.
     let flags = flags | zone_mark(lock);
+    task::note();
 
     if is_spin(flags) {
         let stack_id = capture_stack(ctx);
@@ -183,6 +185,8 @@ fn record(lock: u64, cpu: u32, wait: u64, marked: u32, stack_id: i32) {
         lock_addr: lock,
         stack_id,
         cpu,
+        tid: task::key_tid(),
+        _pad: 0,
     };
     match maps::get_or_insert_zeroed(&maps::LOCK_STATS, &key) {
         Some(v) => {

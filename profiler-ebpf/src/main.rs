@@ -17,6 +17,7 @@ mod maps;
 mod page;
 mod pageflow;
 mod skb;
+mod task;
 
 use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, raw_tracepoint, tracepoint},

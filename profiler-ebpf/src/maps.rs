@@ -26,6 +26,10 @@ pub static SPIN_STACK: PerCpuArray<SpinStack> = PerCpuArray::with_max_entries(1,
 #[map]
 pub static TASK_WAIT: HashMap<u32, TaskWait> = HashMap::with_max_entries(TASK_WAIT_ENTRIES, 0);
 
+/// Thread id -> process, cgroup and comm, noted at first sight (`--tasks`).
+#[map]
+pub static TASKS: HashMap<u32, TaskInfo> = HashMap::with_max_entries(TASK_INFO_ENTRIES, 0);
+
 /// Contended lock address -> is it a zone lock, and which.
 #[map]
 pub static ZONE_CACHE: HashMap<u64, ZoneInfo> = HashMap::with_max_entries(ZONE_CACHE_ENTRIES, 0);

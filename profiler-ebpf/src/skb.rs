@@ -46,10 +46,13 @@ pub fn on_free(skb: u64, func: u32, location: u64, in_matrix: bool) {
 
     let remote = known && alloc_cpu != cpu;
     let cross_node = remote && maps::node_of(alloc_cpu) != maps::node_of(cpu);
+    crate::task::note();
     let key = SkbSiteKey {
         location,
         func,
         cpu,
+        tid: crate::task::key_tid(),
+        _pad: 0,
     };
     let Some(v) = maps::get_or_insert_zeroed(&maps::SKB_SITES, &key) else {
         maps::count(counter::SKB_MAP_FULL, 1);

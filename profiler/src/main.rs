@@ -87,6 +87,10 @@ struct RecordArgs {
     /// matrix, lifetimes, orders). Costs a program run on every page alloc and free.
     #[arg(long)]
     page_flows: bool,
+    /// Also key lock waits and SKB frees by thread, and name each thread's process and
+    /// cgroup: for `report --by task|cgroup` and `flamegraph --per-task|--per-cgroup`.
+    #[arg(long)]
+    tasks: bool,
     /// Attach with this method only (auto: each probe's preferred method that works, e.g.
     /// raw tracepoint, then tracepoint for kernel events; tracepoint, then fentry, then
     /// kprobe for SKB frees). tracepoint means classic tracepoints only.
@@ -252,6 +256,24 @@ enum ReportFormat {
     Html,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ByArg {
+    Cpu,
+    Task,
+    Cgroup,
+}
+
+impl From<ByArg> for zoneprof::model::tasks::By {
+    fn from(b: ByArg) -> Self {
+        use zoneprof::model::tasks::By;
+        match b {
+            ByArg::Cpu => By::Cpu,
+            ByArg::Task => By::Task,
+            ByArg::Cgroup => By::Cgroup,
+        }
+    }
+}
+
 #[derive(Args)]
 struct ReportArgs {
     /// Recording written by `zoneprof record`.
@@ -261,6 +283,10 @@ struct ReportArgs {
     /// Rows in the top-stacks and top-locks tables.
     #[arg(long, default_value_t = 10)]
     top: usize,
+    /// Break lock wait down by CPU, by thread (with its SKB frees) or by cgroup; task and
+    /// cgroup need a recording made with `record --tasks`. JSON always holds all three.
+    #[arg(long, value_enum, default_value = "cpu")]
+    by: ByArg,
     /// Output file. Default: stdout; for html, <recording stem>.html beside the recording.
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -461,6 +487,7 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
             only: a.probes,
             pcp: a.pcp.into(),
             map_entries,
+            tasks: a.tasks,
         },
     };
     let out = runtime()?.block_on(session::record(opts))?;
@@ -645,10 +672,15 @@ fn cmd_redact(a: RedactArgs) -> Result<ExitCode> {
 
 fn cmd_report(a: ReportArgs) -> Result<ExitCode> {
     let (rec, source) = load(&a.file, a.redact)?;
+    let by = a.by.into();
+    if let Err(e) = zoneprof::model::tasks::check(&rec, by) {
+        eprintln!("zoneprof: error: {}: {e}", a.file.display());
+        return Ok(ExitCode::from(2));
+    }
     let doc = match a.format {
-        ReportFormat::Text => report::to_text(&report::build(&rec, a.top), a.top),
+        ReportFormat::Text => report::to_text_by(&report::build(&rec, a.top), a.top, by),
         ReportFormat::Json => report::to_json(&report::build(&rec, a.top)) + "\n",
-        ReportFormat::Html => zoneprof::output::html::report_html(&rec, a.top, &source)?,
+        ReportFormat::Html => zoneprof::output::html::report_html_by(&rec, a.top, &source, by)?,
     };
     let output = match a.format {
         ReportFormat::Html => Some(a.output.unwrap_or_else(|| a.file.with_extension("html"))),
@@ -978,6 +1010,12 @@ struct FlamegraphArgs {
     /// One root frame per CPU (`cpuN`).
     #[arg(long)]
     per_cpu: bool,
+    /// One root frame per thread (`comm-tid`); needs a recording made with `record --tasks`.
+    #[arg(long, conflicts_with = "per_cgroup")]
+    per_task: bool,
+    /// One root frame per cgroup (its path); needs a recording made with `record --tasks`.
+    #[arg(long)]
+    per_cgroup: bool,
     /// Write folded stacks (`frame;frame;... count`, root first) instead of SVG.
     #[arg(long)]
     folded: bool,
@@ -990,9 +1028,23 @@ struct FlamegraphArgs {
 fn cmd_flamegraph(a: FlamegraphArgs) -> Result<ExitCode> {
     use zoneprof::output::flamegraph as fg;
     let (rec, source) = load(&a.file, a.redact)?;
+    let by = match (a.per_task, a.per_cgroup) {
+        (true, _) => zoneprof::model::tasks::By::Task,
+        (_, true) => zoneprof::model::tasks::By::Cgroup,
+        _ => zoneprof::model::tasks::By::Cpu,
+    };
+    if let Err(e) = zoneprof::model::tasks::check(&rec, by) {
+        eprintln!("zoneprof: error: {}: {e}", a.file.display());
+        return Ok(ExitCode::from(2));
+    }
     let opts = fg::FoldOptions {
         per_cpu: a.per_cpu,
         cpus: a.cpu.map(|c| c.0),
+        roots: match by {
+            zoneprof::model::tasks::By::Task => Some(fg::TaskRoots::per_task(&rec)),
+            zoneprof::model::tasks::By::Cgroup => Some(fg::TaskRoots::per_cgroup(&rec)),
+            zoneprof::model::tasks::By::Cpu => None,
+        },
     };
     let flame = fg::build(&rec, a.view, &opts, &source)?;
     let bytes = if a.folded {
@@ -1080,6 +1132,7 @@ fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
     let opts = fg::FoldOptions {
         per_cpu: a.per_cpu,
         cpus: cpus.clone(),
+        roots: None,
     };
     let view = a.view.unwrap_or(View::ZoneWait);
     let what = match a.format {

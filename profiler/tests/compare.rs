@@ -129,6 +129,7 @@ fn with_pages_and_skb(mut r: Recording, refill0: u64, drain1: u64, remote: u64) 
         count: 1000,
         remote,
         cross_node: 0,
+        tid: None,
     }];
     r
 }
@@ -193,6 +194,7 @@ fn handoff_to_skb_attempt_defer_free_reads_as_moved_not_as_remote() {
         count,
         remote,
         cross_node: 0,
+        tid: None,
     };
     let skb_probes = |r: &mut Recording| {
         for (name, target) in [

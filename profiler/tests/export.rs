@@ -225,6 +225,7 @@ fn speedscope_file_validates_against_its_schema() {
         count: 100,
         remote: 98,
         cross_node: 0,
+        tid: None,
     }];
     rec.pcp = vec![zoneprof::model::recording::CpuPages {
         cpu: 0,

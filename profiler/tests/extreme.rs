@@ -184,6 +184,7 @@ fn every_view(name: &str, rec: &Recording) -> Value {
             let opts = FoldOptions {
                 per_cpu,
                 cpus: None,
+                roots: None,
             };
             // An empty view is a one-line error, not a failure of this test.
             if let Ok(flame) = fg::build(rec, view, &opts, name) {
@@ -205,6 +206,7 @@ fn every_view(name: &str, rec: &Recording) -> Value {
         let opts = FoldOptions {
             per_cpu,
             cpus: None,
+            roots: None,
         };
         let e = export::speedscope::build(rec, export::speedscope::ALL_VIEWS, &opts, name)
             .unwrap_or_else(|e| panic!("{name}: speedscope: {e}"));

@@ -59,6 +59,7 @@ fn folded_views_match_golden_files() {
             &FoldOptions {
                 per_cpu: true,
                 cpus: None,
+                roots: None,
             },
         );
         check_golden(
@@ -174,6 +175,7 @@ fn cross_cpu_fixture_splits_sides_by_cpu() {
         &FoldOptions {
             per_cpu: false,
             cpus: Some(vec![0]),
+            roots: None,
         },
     );
     assert_eq!(f.total(), alloc[&0]);
@@ -327,6 +329,7 @@ fn cli_skb_and_page_views_draw_recorded_tables() {
         count: 100,
         remote: 98,
         cross_node: 0,
+        tid: None,
     }];
     rec.pcp = vec![zoneprof::model::recording::CpuPages {
         cpu: 0,

@@ -115,6 +115,7 @@ fn with_tables(mut r: Recording, cross: bool) -> Recording {
             count: 8_000_000,
             remote: if cross { 7_900_000 } else { 100_000 },
             cross_node: if cross { 1_000 } else { 0 },
+            tid: None,
         },
         SkbSite {
             function: "kfree_skb".into(),
@@ -123,6 +124,7 @@ fn with_tables(mut r: Recording, cross: bool) -> Recording {
             count: if cross { 5_000 } else { 90_000 },
             remote: 40,
             cross_node: 0,
+            tid: None,
         },
     ];
     r.zones = vec![ZoneLabel {
@@ -238,6 +240,7 @@ fn handoff_with_other_locks_only() {
         count,
         remote,
         cross_node: 0,
+        tid: None,
     };
     let skb_probes = |r: &mut Recording| {
         for (name, target) in [

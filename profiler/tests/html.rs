@@ -111,6 +111,7 @@ fn with_tables(mut r: Recording, cross: bool) -> Recording {
         count: 8_000_000,
         remote: if cross { 7_900_000 } else { 100_000 },
         cross_node: 0,
+        tid: None,
     }];
     r
 }

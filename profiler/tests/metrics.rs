@@ -66,6 +66,7 @@ fn snapshot() -> Recording {
         count,
         total_ns,
         max_ns: total_ns / 4,
+        tid: None,
     };
     rec.lock_waits = vec![
         w(alloc, 0, ZONE, 1200, 36_000_000),
@@ -149,6 +150,7 @@ fn snapshot() -> Recording {
         count,
         remote,
         cross_node: 0,
+        tid: None,
     };
     rec.skb_sites = vec![
         site("tun_do_read", 1, 40_000, 39_990),

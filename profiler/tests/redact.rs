@@ -70,6 +70,7 @@ fn recording(host: &str, scale: u64) -> Recording {
             count: 40,
             remote: 39,
             cross_node: 0,
+            tid: None,
         },
         SkbSite {
             function: "kfree_skb".into(),
@@ -78,6 +79,7 @@ fn recording(host: &str, scale: u64) -> Recording {
             count: 10,
             remote: 2,
             cross_node: 0,
+            tid: None,
         },
     ];
     r.command = Some(zoneprof::model::recording::CommandInfo {

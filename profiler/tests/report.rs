@@ -66,6 +66,8 @@ fn empty(host: HostInfo) -> Recording {
         page_matrix: vec![],
         page_tracking: None,
         observer: None,
+        tasks: Vec::new(),
+        cgroups: Vec::new(),
     }
 }
 
@@ -93,6 +95,7 @@ fn wait(stack: Option<u32>, cpu: u32, lock_addr: u64, count: u64, total_ns: u64)
         count,
         total_ns,
         max_ns: total_ns / count.max(1) * 3,
+        tid: None,
     }
 }
 
@@ -317,6 +320,7 @@ fn rich() -> Recording {
         count,
         remote,
         cross_node,
+        tid: None,
     };
     rec.skb_sites = vec![
         site("consume_skb", "tun_do_read+0x5b", 1, 900_000, 880_000, 0),

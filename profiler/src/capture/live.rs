@@ -86,6 +86,8 @@ impl Live {
             skb,
             page_matrix,
             page_tracking,
+            tasks,
+            cgroups,
         } = session::read_tables(&self.prep, &mut self.resolver)?;
         let (frames, stacks) = self.resolver.tables();
         let p = &self.prep;
@@ -115,6 +117,8 @@ impl Live {
             page_matrix,
             page_tracking,
             observer: Some(observer),
+            tasks,
+            cgroups,
         };
         Ok(Snapshot { rec, taken })
     }

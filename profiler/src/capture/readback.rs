@@ -5,14 +5,15 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, StackTraceMap},
 };
 use profiler_common::{
-    CpuPairKey, HistKey, LockKey, LockVal, PageCounters, SkbSiteKey, SkbSiteVal, ZoneInfo, counter,
+    CpuPairKey, HistKey, LockKey, LockVal, NO_TASK, PageCounters, SkbSiteKey, SkbSiteVal,
+    TaskInfo as KernelTask, ZoneInfo, counter,
 };
 
 use crate::{
     kernel::symbolize::Kallsyms,
     model::recording::{
-        Counters, CpuPages, HistEntry, LockWait, PageCell, PageTracking, PcpCount, PcpMethod,
-        SkbCell, SkbDefer, SkbSite, StackInterner, ZoneLabel,
+        CgroupInfo, Counters, CpuPages, HistEntry, LockWait, PageCell, PageTracking, PcpCount,
+        PcpMethod, SkbCell, SkbDefer, SkbSite, StackInterner, TaskInfo, ZoneLabel,
     },
 };
 
@@ -76,6 +77,7 @@ pub fn counters_from(raw: &[u64; counter::COUNT as usize]) -> Counters {
         rmqueue_unmatched: c(counter::RMQUEUE_UNMATCHED),
         bulk_free_unmatched: c(counter::BULK_FREE_UNMATCHED),
         pcp_count_errors: c(counter::PCP_COUNT_ERRORS),
+        task_info_full: c(counter::TASK_INFO_FULL),
     }
 }
 
@@ -283,6 +285,7 @@ fn read_lock_waits(
             count: v.count,
             total_ns: v.total_ns,
             max_ns: v.max_ns,
+            tid: task_of(k.tid),
         });
     }
     Ok(lock_waits)
@@ -362,7 +365,8 @@ pub fn read_skb_tables(ebpf: &Ebpf, ksyms: Option<&Kallsyms>) -> Result<SkbTable
     matrix.sort_by_key(|c| (c.alloc_cpu, c.free_cpu));
 
     // Merge call sites by caller symbol: offsets inside one caller are one site.
-    let mut merged: std::collections::BTreeMap<(u32, String, u32), SkbSite> = Default::default();
+    let mut merged: std::collections::BTreeMap<(u32, String, u32, u32), SkbSite> =
+        Default::default();
     for item in sites_map.iter() {
         let (k, v) = item.map_err(map_err("SKB_SITES"))?;
         let function = profiler_common::skb_func::NAMES
@@ -371,7 +375,7 @@ pub fn read_skb_tables(ebpf: &Ebpf, ksyms: Option<&Kallsyms>) -> Result<SkbTable
             .unwrap_or("?");
         let caller = caller_name(ksyms, k.location);
         let e = merged
-            .entry((k.func, caller.clone(), k.cpu))
+            .entry((k.func, caller.clone(), k.cpu, k.tid))
             .or_insert_with(|| SkbSite {
                 function: function.into(),
                 caller,
@@ -379,6 +383,7 @@ pub fn read_skb_tables(ebpf: &Ebpf, ksyms: Option<&Kallsyms>) -> Result<SkbTable
                 count: 0,
                 remote: 0,
                 cross_node: 0,
+                tid: task_of(k.tid),
             });
         e.count += v.count;
         e.remote += v.remote;
@@ -423,6 +428,45 @@ pub fn read_skb_tables(ebpf: &Ebpf, ksyms: Option<&Kallsyms>) -> Result<SkbTable
 
 /// Symbol of a call site, without offset; "unknown" without one (before 6.3,
 /// `consume_skb` had no `location`).
+/// A key's thread id: None for keys made without `--tasks`.
+fn task_of(tid: u32) -> Option<u32> {
+    (tid != NO_TASK).then_some(tid)
+}
+
+/// The threads `--tasks` named, by tid, and their cgroups with paths resolved now (a
+/// cgroup gone by now keeps its id, without a path).
+pub fn read_tasks(ebpf: &Ebpf) -> Result<(Vec<TaskInfo>, Vec<CgroupInfo>), AggregateError> {
+    let m: HashMap<&MapData, u32, KernelTask> =
+        HashMap::try_from(get_map(ebpf, "TASKS")?).map_err(map_err("TASKS"))?;
+    let mut tasks = Vec::new();
+    for item in m.iter() {
+        let (tid, t) = item.map_err(map_err("TASKS"))?;
+        tasks.push(task_info(tid, &t));
+    }
+    tasks.sort_by_key(|t| t.tid);
+    let ids: std::collections::BTreeSet<u64> = tasks.iter().filter_map(|t| t.cgroup_id).collect();
+    let mut paths = crate::kernel::cgroup::host_paths(&ids);
+    let cgroups = ids
+        .into_iter()
+        .map(|id| CgroupInfo {
+            id,
+            path: paths.remove(&id),
+        })
+        .collect();
+    Ok((tasks, cgroups))
+}
+
+fn task_info(tid: u32, t: &KernelTask) -> TaskInfo {
+    let end = t.comm.iter().position(|&b| b == 0).unwrap_or(t.comm.len());
+    TaskInfo {
+        tid,
+        pid: t.tgid,
+        comm: String::from_utf8_lossy(&t.comm[..end]).into_owned(),
+        // 0: the kernel had no cgroup v2 id for it.
+        cgroup_id: (t.cgroup_id != 0).then_some(t.cgroup_id),
+    }
+}
+
 fn caller_name(ksyms: Option<&Kallsyms>, addr: u64) -> String {
     if addr == 0 {
         return "unknown".into();

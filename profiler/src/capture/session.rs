@@ -17,8 +17,8 @@ use crate::{
     kernel::host,
     kernel::symbolize::Kallsyms,
     model::recording::{
-        CommandInfo, Counters, CpuPages, DispatchCost, FORMAT_NAME, FORMAT_VERSION, ObserverStats,
-        PageCell, PageTracking, ProgramRunStats, Recording,
+        CgroupInfo, CommandInfo, Counters, CpuPages, DispatchCost, FORMAT_NAME, FORMAT_VERSION,
+        ObserverStats, PageCell, PageTracking, ProgramRunStats, Recording, TaskInfo,
     },
     model::{observer, units},
 };
@@ -114,7 +114,10 @@ pub(crate) fn prepare(
     };
     // Read /proc/zoneinfo once, before recording: it takes every zone lock with IRQs off.
     let mut settings = host::read_settings();
-    settings.map_entries = plan_opts.map_entries.effective(plan_opts.page_flows);
+    settings.map_entries = plan_opts
+        .map_entries
+        .effective(plan_opts.page_flows, plan_opts.tasks);
+    settings.tasks = plan_opts.tasks;
 
     // kallsyms is read once: for probe targets now and for symbolizing at the end.
     let ksyms = match Kallsyms::load() {
@@ -302,6 +305,8 @@ fn read_back(opts: &RecordOpts, prep: Prepared, window: Window) -> Result<Record
         skb,
         page_matrix,
         page_tracking,
+        tasks,
+        cgroups,
     } = read_tables(&prep, &mut resolver)?;
     (lock.frames, lock.stacks) = resolver.finish();
     let tables = lock;
@@ -351,6 +356,8 @@ fn read_back(opts: &RecordOpts, prep: Prepared, window: Window) -> Result<Record
         page_matrix,
         page_tracking,
         observer: Some(observer),
+        tasks,
+        cgroups,
     };
     Ok(recording)
 }
@@ -364,6 +371,8 @@ pub(crate) struct Tables {
     pub(crate) skb: readback::SkbTables,
     pub(crate) page_matrix: Vec<PageCell>,
     pub(crate) page_tracking: Option<PageTracking>,
+    pub(crate) tasks: Vec<TaskInfo>,
+    pub(crate) cgroups: Vec<CgroupInfo>,
 }
 
 pub(crate) fn read_tables(
@@ -387,12 +396,19 @@ pub(crate) fn read_tables(
     } else {
         (Vec::new(), None)
     };
+    let (tasks, cgroups) = if prep.plan.opts.tasks {
+        readback::read_tasks(ebpf)?
+    } else {
+        (Vec::new(), Vec::new())
+    };
     Ok(Tables {
         counters,
         lock,
         skb,
         page_matrix,
         page_tracking,
+        tasks,
+        cgroups,
     })
 }
 

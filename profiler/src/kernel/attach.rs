@@ -119,6 +119,8 @@ pub struct PlanOpts {
     pub pcp: PcpMode,
     /// Sizes of the aggregation maps (`--map-entries`).
     pub map_entries: super::map_entries::MapEntries,
+    /// Key lock waits and SKB frees by thread too, and name the threads (`--tasks`).
+    pub tasks: bool,
 }
 
 impl PlanOpts {
@@ -411,6 +413,7 @@ fn kernel_globals(
     globals: &mut Globals,
 ) -> (Option<String>, Option<String>) {
     globals.set("PAGE_SAMPLE", opts.page_sample.max(1));
+    globals.set("TASKS_ON", u32::from(opts.tasks));
     let defer_max = std::fs::read_to_string("/proc/sys/net/core/skb_defer_max")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok());
@@ -941,6 +944,7 @@ pub fn try_every_method(
         only: None,
         pcp: PcpMode::Page,
         map_entries: Default::default(),
+        tasks: true,
     };
     let plan = plan(&opts, ksyms)?;
     let mut btf: Option<Result<aya::Btf, String>> = None;
@@ -1016,7 +1020,11 @@ pub fn load(
     loader.override_global("CPU_FILTER_ON", &cpu_filter_on, true);
     // Without --page-flows its maps get one entry: 28 MB at 640 CPUs saved (measured by
     // cargo xtask bench).
-    for (spec, n) in plan.opts.map_entries.loaded(plan.opts.page_flows) {
+    for (spec, n) in plan
+        .opts
+        .map_entries
+        .loaded(plan.opts.page_flows, plan.opts.tasks)
+    {
         loader.map_max_entries(spec.map, n);
     }
     let mut ebpf = loader
@@ -1410,19 +1418,22 @@ mod tests {
             return;
         }
         let entries = crate::kernel::map_entries::MapEntries::parse(
-            "lock-stats=4,stacks=8,hist=5,task-wait=6,skb-sites=3,page-track=7,page-matrix=9",
+            "lock-stats=4,stacks=8,hist=5,task-wait=6,skb-sites=3,page-track=7,page-matrix=9,tasks=10",
         )
         .expect("parses");
         for page_flows in [false, true] {
+            // Tasks follow page flows here: both ways of each are loaded once.
+            let tasks = page_flows;
             let opts = PlanOpts {
                 page_flows,
+                tasks,
                 page_sample: 64,
                 map_entries: entries.clone(),
                 ..Default::default()
             };
             let plan = plan(&opts, None).expect("plans");
             let ebpf = load(&plan, None, &[], &[]).expect("loads");
-            for (spec, want) in entries.loaded(page_flows) {
+            for (spec, want) in entries.loaded(page_flows, tasks) {
                 let info = match ebpf.map(spec.map).expect("in the object") {
                     aya::maps::Map::HashMap(d) | aya::maps::Map::StackTraceMap(d) => d.info(),
                     _ => panic!("{}: unexpected map type", spec.map),
@@ -1431,13 +1442,17 @@ mod tests {
                 assert_eq!(got, want, "{} with page_flows={page_flows}", spec.name);
             }
             let lock = entries
-                .loaded(page_flows)
+                .loaded(page_flows, tasks)
                 .find(|(s, _)| s.name == "lock-stats");
             assert_eq!(lock.map(|(_, n)| n), Some(4));
             let track = entries
-                .loaded(page_flows)
+                .loaded(page_flows, tasks)
                 .find(|(s, _)| s.name == "page-track");
             assert_eq!(track.map(|(_, n)| n), Some(if page_flows { 7 } else { 1 }));
+            let names = entries
+                .loaded(page_flows, tasks)
+                .find(|(s, _)| s.name == "tasks");
+            assert_eq!(names.map(|(_, n)| n), Some(if tasks { 10 } else { 1 }));
         }
     }
 

@@ -307,6 +307,8 @@ fn attach_everything(
         // Every PCP probe, batch and per page, so each is tried for real.
         pcp: crate::kernel::probes::PcpMode::Page,
         map_entries: Default::default(),
+        // Keys by thread too: the doctor loads what --tasks loads.
+        tasks: true,
     };
     let host = host::host_info().ok();
     let (cpu_node, online) = host

@@ -72,6 +72,9 @@ pub struct Settings {
     /// recordings made before they were kept, and in synthetic ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub map_entries: Vec<crate::kernel::map_entries::MapSize>,
+    /// zoneprof's own: lock waits and SKB frees were keyed by thread too (`--tasks`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tasks: bool,
 }
 
 const SYS_CPU: &str = "/sys/devices/system/cpu";
@@ -209,6 +212,7 @@ pub fn read_settings() -> Settings {
             .map(|t| parse_zoneinfo(&t))
             .unwrap_or_default(),
         map_entries: Vec::new(),
+        tasks: false,
     }
 }
 

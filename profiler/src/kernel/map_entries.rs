@@ -74,6 +74,13 @@ pub const MAPS: &[MapSpec] = &[
         losses: &["skb_map_full"],
     },
     MapSpec {
+        name: "tasks",
+        map: "TASKS",
+        default: pc::TASK_INFO_ENTRIES,
+        entry: "thread seen waiting or freeing SKBs: its process, cgroup and name (--tasks)",
+        losses: &["task_info_full"],
+    },
+    MapSpec {
         name: "page-track",
         map: "PAGE_TRACK",
         default: pc::PAGE_TRACK_ENTRIES,
@@ -98,6 +105,8 @@ pub const MAX_ENTRIES: u32 = 1 << 24;
 /// The maps sized only when `--page-flows` is on: otherwise they get one entry, as no
 /// program writes them (28 MB at 640 CPUs saved).
 const PAGE_FLOW_MAPS: [&str; 2] = ["page-track", "page-matrix"];
+/// The map sized only with `--tasks`.
+const TASK_MAPS: [&str; 1] = ["tasks"];
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum MapEntriesError {
@@ -168,15 +177,22 @@ impl MapEntries {
     }
 
     /// What each map is loaded with: the override, else the default; the page-flow maps
-    /// get one entry when `page_flows` is off. In [`MAPS`] order.
-    pub fn loaded(&self, page_flows: bool) -> impl Iterator<Item = (&'static MapSpec, u32)> {
+    /// get one entry when `page_flows` is off, the task map when `tasks` is. In [`MAPS`]
+    /// order.
+    pub fn loaded(
+        &self,
+        page_flows: bool,
+        tasks: bool,
+    ) -> impl Iterator<Item = (&'static MapSpec, u32)> {
         MAPS.iter().map(move |m| {
             let asked = self
                 .overrides
                 .iter()
                 .find(|(n, _)| *n == m.name)
                 .map_or(m.default, |&(_, v)| v);
-            if !page_flows && PAGE_FLOW_MAPS.contains(&m.name) {
+            if (!page_flows && PAGE_FLOW_MAPS.contains(&m.name))
+                || (!tasks && TASK_MAPS.contains(&m.name))
+            {
                 (m, 1)
             } else {
                 (m, asked)
@@ -185,8 +201,8 @@ impl MapEntries {
     }
 
     /// [`Self::loaded`] as the recording keeps it.
-    pub fn effective(&self, page_flows: bool) -> Vec<MapSize> {
-        self.loaded(page_flows)
+    pub fn effective(&self, page_flows: bool, tasks: bool) -> Vec<MapSize> {
+        self.loaded(page_flows, tasks)
             .map(|(m, max_entries)| MapSize {
                 map: m.name.to_string(),
                 max_entries,
@@ -218,7 +234,7 @@ mod tests {
     #[test]
     fn parses_pairs_and_keeps_defaults() {
         let e = MapEntries::parse("lock-stats=4,stacks=8, hist = 16").unwrap();
-        let eff = e.effective(true);
+        let eff = e.effective(true, true);
         let get = |n: &str| eff.iter().find(|s| s.map == n).unwrap().max_entries;
         assert_eq!(get("lock-stats"), 4);
         assert_eq!(get("stacks"), 8);
@@ -228,7 +244,7 @@ mod tests {
         assert_eq!(eff.len(), MAPS.len());
         assert_eq!(
             MapEntries::parse(&format!("stacks={MAX_ENTRIES}"))
-                .map(|e| e.effective(true)[1].max_entries),
+                .map(|e| e.effective(true, true)[1].max_entries),
             Ok(MAX_ENTRIES)
         );
     }
@@ -236,12 +252,24 @@ mod tests {
     #[test]
     fn page_flow_maps_take_one_entry_without_page_flows() {
         let e = MapEntries::parse("page-track=1000").unwrap();
-        let off = e.effective(false);
-        let on = e.effective(true);
+        let off = e.effective(false, false);
+        let on = e.effective(true, true);
         let get = |v: &[MapSize], n: &str| v.iter().find(|s| s.map == n).unwrap().max_entries;
         assert_eq!((get(&off, "page-track"), get(&off, "page-matrix")), (1, 1));
         assert_eq!(get(&on, "page-track"), 1000);
         assert_eq!(get(&on, "page-matrix"), pc::PAGE_MATRIX_ENTRIES);
+    }
+
+    #[test]
+    fn the_task_map_takes_one_entry_without_tasks() {
+        let e = MapEntries::parse("tasks=100").unwrap();
+        let get = |v: &[MapSize]| v.iter().find(|s| s.map == "tasks").unwrap().max_entries;
+        assert_eq!(get(&e.effective(true, false)), 1);
+        assert_eq!(get(&e.effective(false, true)), 100);
+        assert_eq!(
+            get(&MapEntries::default().effective(false, true)),
+            pc::TASK_INFO_ENTRIES
+        );
     }
 
     #[test]
@@ -304,7 +332,9 @@ mod tests {
 
     #[test]
     fn losses_name_their_maps() {
-        let sizes = MapEntries::parse("skb-sites=2").unwrap().effective(false);
+        let sizes = MapEntries::parse("skb-sites=2")
+            .unwrap()
+            .effective(false, false);
         let skb: Vec<(&str, u32)> = maps_of_loss("skb_map_full", &sizes)
             .into_iter()
             .map(|s| (s.map.as_str(), s.max_entries))

@@ -4,6 +4,7 @@
 //! maps' sizes (`map_entries`), and the checks of `zoneprof doctor` (`doctor`).
 pub mod attach;
 pub mod btf;
+pub mod cgroup;
 pub mod cpulist;
 #[allow(
     clippy::let_underscore_must_use,

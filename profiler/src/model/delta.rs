@@ -76,7 +76,7 @@ pub fn delta(prev: &Recording, cur: &Recording) -> Result<Recording, DeltaError>
         skb_sites: rows(
             &prev.skb_sites,
             &cur.skb_sites,
-            |s| (s.function.clone(), s.caller.clone(), s.cpu),
+            |s| (s.function.clone(), s.caller.clone(), s.cpu, s.tid),
             |c, p| SkbSite {
                 count: c.count.saturating_sub(p.count),
                 remote: c.remote.saturating_sub(p.remote),
@@ -192,7 +192,7 @@ fn lock_waits(prev: &[LockWait], cur: &[LockWait]) -> Vec<LockWait> {
     let mut out = rows(
         prev,
         cur,
-        |w| (w.stack, w.stack_error, w.cpu, w.lock_addr),
+        |w| (w.stack, w.stack_error, w.cpu, w.lock_addr, w.tid),
         |c, p| LockWait {
             count: c.count.saturating_sub(p.count),
             total_ns: c.total_ns.saturating_sub(p.total_ns),
@@ -263,6 +263,7 @@ fn counters(c: &Counters, p: &Counters, d: impl Fn(u64, u64) -> u64) -> Counters
         rmqueue_unmatched: d(c.rmqueue_unmatched, p.rmqueue_unmatched),
         bulk_free_unmatched: d(c.bulk_free_unmatched, p.bulk_free_unmatched),
         pcp_count_errors: d(c.pcp_count_errors, p.pcp_count_errors),
+        task_info_full: d(c.task_info_full, p.task_info_full),
     }
 }
 
@@ -347,8 +348,8 @@ mod tests {
                 .lock_waits
                 .iter()
                 .find(|x| {
-                    (x.stack, x.stack_error, x.cpu, x.lock_addr)
-                        == (w.stack, w.stack_error, w.cpu, w.lock_addr)
+                    (x.stack, x.stack_error, x.cpu, x.lock_addr, x.tid)
+                        == (w.stack, w.stack_error, w.cpu, w.lock_addr, w.tid)
                 })
                 .expect("row kept");
             assert_eq!((got.count, got.total_ns), (w.count, w.total_ns));

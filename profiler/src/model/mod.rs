@@ -4,7 +4,7 @@
 //! zoneprof's own cost under zone->lock (`observer`), human units (`units`), synthetic
 //! recordings of large hosts for the benchmark (`synth`, with the `synth` feature only), the
 //! redacted copy of a recording that can be shared (`redact`), and the interval between two
-//! live snapshots (`delta`).
+//! live snapshots (`delta`), and lock waits and SKB frees per thread and cgroup (`tasks`).
 pub mod analysis;
 pub mod blame;
 pub mod classify;
@@ -14,4 +14,5 @@ pub mod recording;
 pub mod redact;
 #[cfg(feature = "synth")]
 pub mod synth;
+pub mod tasks;
 pub mod units;

@@ -162,6 +162,9 @@ pub struct LockWait {
     pub count: u64,
     pub total_ns: u64,
     pub max_ns: u64,
+    /// Thread id of the waiter (`record --tasks`; see `Recording::tasks`); absent without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<u32>,
 }
 
 /// Log2 histogram bucket of waits from one stack: waits in [2^bucket, 2^(bucket+1)) ns.
@@ -327,6 +330,11 @@ pub const LOSSES: &[Loss] = &[
         "PCP batches not counted (pcp->count unreadable or inconsistent)",
         |c| c.pcp_count_errors,
     ),
+    loss(
+        "task_info_full",
+        "threads left unnamed (task-name map full)",
+        |c| c.task_info_full,
+    ),
 ];
 
 /// `Counters` fields that are not losses: what was seen, and cross-checks. With
@@ -398,6 +406,9 @@ pub struct Counters {
     /// PCP batches not counted: `pcp->count` unreadable or moved the wrong way.
     #[serde(default)]
     pub pcp_count_errors: u64,
+    /// Threads left unnamed (`--tasks`): the task-name map was full.
+    #[serde(default)]
+    pub task_info_full: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -444,6 +455,12 @@ pub struct Recording {
     /// recordings made before zoneprof measured it.
     #[serde(default)]
     pub observer: Option<ObserverStats>,
+    /// The threads of `LockWait::tid` and `SkbSite::tid` (`record --tasks`), by tid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskInfo>,
+    /// The cgroups of `tasks`, by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroups: Vec<CgroupInfo>,
 }
 
 /// Run counts and run time of zoneprof's programs over the recording, from the kernel's
@@ -518,6 +535,30 @@ pub struct SkbSite {
     pub remote: u64,
     /// Freed on another NUMA node than the allocating CPU's.
     pub cross_node: u64,
+    /// Thread id of the freeing task (`record --tasks`); absent without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<u32>,
+}
+
+/// Who a thread was when zoneprof first saw it (`record --tasks`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// Thread id, as in `LockWait::tid` and `SkbSite::tid`.
+    pub tid: u32,
+    /// Process (thread group) id.
+    pub pid: u32,
+    /// The thread's name (`comm`), e.g. `vhost-1234` or `ksoftirqd/3`.
+    pub comm: String,
+    /// cgroup v2 id; None when the kernel gave none.
+    pub cgroup_id: Option<u64>,
+}
+
+/// A cgroup v2 id and its path under the cgroup2 mount, e.g. `/machine.slice/vm1.scope`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CgroupInfo {
+    pub id: u64,
+    /// None when the cgroup was gone (or unreadable) when the recording was read back.
+    pub path: Option<String>,
 }
 
 /// `skb_attempt_defer_free` on one CPU, and the flush/IPI cost it caused.
@@ -806,6 +847,7 @@ pub(crate) fn sample() -> Recording {
         count: 10,
         total_ns,
         max_ns: total_ns / 5,
+        tid: None,
     };
     Recording {
         format: FORMAT_NAME.into(),
@@ -836,6 +878,7 @@ pub(crate) fn sample() -> Recording {
                 high_max: Some(500),
             }],
             map_entries: Vec::new(),
+            tasks: false,
         },
         start_unix_ms: 1_764_140_000_000,
         duration_ns: 2_000_000_000,
@@ -901,6 +944,8 @@ pub(crate) fn sample() -> Recording {
         page_matrix: vec![],
         page_tracking: None,
         observer: None,
+        tasks: Vec::new(),
+        cgroups: Vec::new(),
     }
 }
 
@@ -1182,7 +1227,7 @@ pub(crate) mod tests {
         let mut rec = sample();
         let sizes = crate::kernel::map_entries::MapEntries::parse("lock-stats=4,stacks=8")
             .expect("parses")
-            .effective(false);
+            .effective(false, false);
         rec.settings.map_entries = sizes.clone();
         let json = serde_json::to_vec(&rec).expect("json");
         let back = Recording::from_bytes(&json, Path::new("x")).expect("read");

@@ -268,6 +268,7 @@ mod tests {
             count: 2,
             total_ns: 100,
             max_ns: 60,
+            tid: None,
         };
         Recording {
             format: crate::model::recording::FORMAT_NAME.into(),
@@ -329,11 +330,14 @@ mod tests {
                 count: 3,
                 remote: 1,
                 cross_node: 0,
+                tid: None,
             }],
             skb_defer: vec![],
             page_matrix: vec![],
             page_tracking: None,
             observer: None,
+            tasks: Vec::new(),
+            cgroups: Vec::new(),
         }
     }
 

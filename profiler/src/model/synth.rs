@@ -157,6 +157,7 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
             stat_interval: Some(1),
             pcp: host.pcp_settings(),
             map_entries: Vec::new(),
+            tasks: false,
         },
         start_unix_ms: 1_764_140_000_000 + a.seed * 1_000,
         duration_ns: 30_000_000_000,
@@ -183,6 +184,8 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
         }),
         // Synthetic: no program ran.
         observer: None,
+        tasks: Vec::new(),
+        cgroups: Vec::new(),
     })
 }
 
@@ -343,6 +346,7 @@ fn lock_tables(
                 count,
                 total_ns: scale(count * avg),
                 max_ns: scale(avg * (2 + rng.below(20))),
+                tid: None,
             });
         }
         for _ in 0..2 {
@@ -363,6 +367,7 @@ fn lock_tables(
             count: 3,
             total_ns: scale(30_000),
             max_ns: scale(20_000),
+            tid: None,
         });
     }
     (lock_waits, wait_hist)
@@ -422,6 +427,7 @@ fn skb_sites(rng: &mut Rng, cpus: &[u32]) -> Vec<SkbSite> {
                 count,
                 remote,
                 cross_node: remote / 3,
+                tid: None,
             });
         }
     }

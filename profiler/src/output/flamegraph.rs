@@ -120,6 +120,8 @@ impl View {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WeightedStack {
     pub cpu: Option<u32>,
+    /// Thread id (recordings made with `--tasks`), for `--per-task` and `--per-cgroup`.
+    pub tid: Option<u32>,
     /// Leaf first, as recordings store stacks (for lock waits: the slowpath first). Shared:
     /// a 640-CPU recording repeats one stack on many (CPU, lock) entries, and one frame name
     /// in many stacks.
@@ -154,6 +156,7 @@ pub fn lock_stacks(rec: &Recording) -> Vec<WeightedStack> {
         .filter(|cw| cw.wait.total_ns > 0)
         .map(|cw| WeightedStack {
             cpu: Some(cw.wait.cpu),
+            tid: cw.wait.tid,
             frames_leaf_first: frames
                 .entry(cw.wait.stack)
                 .or_insert_with(|| match cw.wait.stack {
@@ -194,6 +197,7 @@ pub fn lock_stacks_from_folded(
         let class = classify::classify(&refs).class;
         out.push(WeightedStack {
             cpu: f.cpu,
+            tid: None,
             frames_leaf_first: leaf_first.into(),
             class: Some(class),
             value: f.value,
@@ -222,6 +226,7 @@ pub fn skb_free_stacks(rec: &Recording) -> Vec<WeightedStack> {
             if v > 0 {
                 out.push(WeightedStack {
                     cpu: Some(s.cpu),
+                    tid: s.tid,
                     frames_leaf_first: Arc::from([
                         Arc::from(label),
                         Arc::from(s.function.as_str()),
@@ -249,6 +254,7 @@ pub fn page_stacks(rec: &Recording) -> Vec<WeightedStack> {
             if v > 0 {
                 out.push(WeightedStack {
                     cpu: Some(p.cpu),
+                    tid: None,
                     frames_leaf_first: Arc::from([
                         Arc::from(format!("cpu{}", p.cpu)),
                         Arc::from(label),
@@ -262,6 +268,7 @@ pub fn page_stacks(rec: &Recording) -> Vec<WeightedStack> {
     for c in rec.page_matrix.iter().filter(|c| c.pages > 0) {
         out.push(WeightedStack {
             cpu: Some(c.alloc_cpu),
+            tid: None,
             frames_leaf_first: Arc::from([
                 Arc::from(format!("freed on cpu{}", c.free_cpu)),
                 Arc::from(format!("alloc cpu{}", c.alloc_cpu)),
@@ -293,6 +300,62 @@ pub struct FoldOptions {
     pub per_cpu: bool,
     /// Keep only these CPUs (stacks without a CPU are dropped when set).
     pub cpus: Option<Vec<u32>>,
+    /// A root frame per thread or per cgroup (`--per-task`, `--per-cgroup`), above
+    /// `cpuN` when both are asked for.
+    pub roots: Option<TaskRoots>,
+}
+
+/// Root frames naming each stack's thread (`comm-tid`) or its cgroup, by thread id.
+#[derive(Debug, Clone)]
+pub struct TaskRoots {
+    labels: HashMap<u32, Arc<str>>,
+    /// Stacks without a thread id.
+    none: Arc<str>,
+    /// `thread` or `cgroup`, for the subtitle.
+    what: &'static str,
+}
+
+impl TaskRoots {
+    /// `comm-tid` of every thread of `rec`'s lock waits and SKB sites.
+    pub fn per_task(rec: &Recording) -> TaskRoots {
+        let names = crate::model::tasks::Names::of(rec);
+        TaskRoots::build(rec, "thread", |tid| names.label(tid).frame())
+    }
+
+    /// The cgroup path of every such thread (one frame per cgroup).
+    pub fn per_cgroup(rec: &Recording) -> TaskRoots {
+        let names = crate::model::tasks::Names::of(rec);
+        TaskRoots::build(rec, "cgroup", |tid| names.label(tid).cgroup_name())
+    }
+
+    fn build(rec: &Recording, what: &'static str, name: impl Fn(u32) -> String) -> TaskRoots {
+        let tids = rec
+            .lock_waits
+            .iter()
+            .filter_map(|w| w.tid)
+            .chain(rec.skb_sites.iter().filter_map(|s| s.tid));
+        // One allocation per distinct name: fold groups lines by it.
+        let mut shared: HashMap<String, Arc<str>> = HashMap::new();
+        let mut labels = HashMap::new();
+        for tid in tids {
+            labels.entry(tid).or_insert_with(|| {
+                let n = display_frame(&name(tid));
+                shared
+                    .entry(n.clone())
+                    .or_insert_with(|| Arc::from(n))
+                    .clone()
+            });
+        }
+        TaskRoots {
+            labels,
+            none: Arc::from("[no thread]"),
+            what,
+        }
+    }
+
+    fn label(&self, tid: Option<u32>) -> &Arc<str> {
+        tid.and_then(|t| self.labels.get(&t)).unwrap_or(&self.none)
+    }
 }
 
 /// Folded stacks, root first, merged and sorted (deterministic output for diffs and goldens).
@@ -396,6 +459,10 @@ pub fn fold(stacks: &[WeightedStack], opts: &FoldOptions) -> Folded {
             continue;
         }
         let key = LineKey {
+            task: opts
+                .roots
+                .as_ref()
+                .map(|r| Arc::as_ptr(r.label(s.tid)) as *const u8 as usize),
             root: opts.per_cpu.then_some(s.cpu),
             frames: (
                 s.frames_leaf_first.as_ptr() as usize,
@@ -424,6 +491,9 @@ pub fn fold(stacks: &[WeightedStack], opts: &FoldOptions) -> Folded {
     let mut line = Line::default();
     for (LineKey { root, class, .. }, s, value) in groups {
         line.clear();
+        if let Some(r) = &opts.roots {
+            line.push(r.label(s.tid));
+        }
         let cpu_frame = root.flatten().map(|c| format!("cpu{c}"));
         if root.is_some() {
             line.push(cpu_frame.as_deref().unwrap_or("cpu?"));
@@ -464,6 +534,8 @@ pub fn fold(stacks: &[WeightedStack], opts: &FoldOptions) -> Folded {
 /// class's text for every entry was a tenth of the fold.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct LineKey<'a> {
+    /// The thread or cgroup root frame, by allocation (`TaskRoots` shares one per name).
+    task: Option<usize>,
     root: Option<Option<u32>>,
     frames: (usize, usize),
     class: Option<&'a LockClass>,
@@ -471,6 +543,7 @@ struct LineKey<'a> {
 
 impl std::hash::Hash for LineKey<'_> {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.task.hash(h);
         self.root.hash(h);
         self.frames.hash(h);
     }
@@ -613,6 +686,9 @@ pub fn subtitle(view: View, opts: &FoldOptions) -> String {
         View::Pages => "width = base pages (4 KiB units)".to_string(),
         _ => "width = nanoseconds waited; root frame names the lock".to_string(),
     };
+    if let Some(r) = &opts.roots {
+        let _ = write!(s, "; one root per {}", r.what);
+    }
     if opts.per_cpu {
         s.push_str("; one root per CPU");
     }
@@ -637,6 +713,12 @@ pub fn build(
     opts: &FoldOptions,
     source: &str,
 ) -> Result<Flame, FlameError> {
+    if opts.roots.is_some() && view == View::Pages {
+        return Err(FlameError::NoData(
+            "the pages view has no threads: --per-task and --per-cgroup apply to the lock and SKB views"
+                .into(),
+        ));
+    }
     let folded = fold(&stacks_for_view(rec, view), opts);
     if folded.is_empty() {
         return Err(FlameError::NoData(no_data_reason(rec, view, opts)));
@@ -823,10 +905,85 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FlameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::tasks::tests::sample_with_tasks;
+
+    #[test]
+    fn per_task_and_per_cgroup_roots_split_the_same_total() {
+        let rec = sample_with_tasks();
+        let plain = fold(&lock_stacks(&rec), &FoldOptions::default());
+        let tasks = fold(
+            &lock_stacks(&rec),
+            &FoldOptions {
+                roots: Some(TaskRoots::per_task(&rec)),
+                ..Default::default()
+            },
+        );
+        assert_eq!(tasks.total(), plain.total());
+        let roots: std::collections::BTreeSet<&str> = tasks
+            .stacks
+            .keys()
+            .map(|k| k.split(';').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            roots,
+            [
+                "[unnamed]-4242",
+                "kworker/1:0-77",
+                "tap-send-0-1001",
+                "vhost-1000-1002"
+            ]
+            .into_iter()
+            .collect()
+        );
+        assert!(
+            tasks
+                .stacks
+                .keys()
+                .any(|k| k.starts_with("vhost-1000-1002;[zone->lock free")),
+            "{tasks:?}"
+        );
+        let cg = fold(
+            &lock_stacks(&rec),
+            &FoldOptions {
+                roots: Some(TaskRoots::per_cgroup(&rec)),
+                per_cpu: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(cg.total(), plain.total());
+        assert!(
+            cg.stacks
+                .keys()
+                .any(|k| k.starts_with("/machine.slice/vm1.scope;cpu1;[zone->lock free")),
+            "{cg:?}"
+        );
+        // SKB frees split by thread too; the pages view has no threads.
+        let skb = fold(
+            &skb_free_stacks(&rec),
+            &FoldOptions {
+                roots: Some(TaskRoots::per_task(&rec)),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            skb.stacks
+                .get("vhost-1000-1002;tun_do_read;consume_skb;[freed on another CPU, same node]"),
+            Some(&900)
+        );
+        let opts = FoldOptions {
+            roots: Some(TaskRoots::per_task(&rec)),
+            ..Default::default()
+        };
+        assert!(matches!(
+            build(&rec, View::Pages, &opts, "t"),
+            Err(FlameError::NoData(m)) if m.contains("--per-task")
+        ));
+    }
 
     fn ws(cpu: u32, leaf_first: &[&str], class: Option<LockClass>, value: u64) -> WeightedStack {
         WeightedStack {
             cpu: Some(cpu),
+            tid: None,
             frames_leaf_first: leaf_first.iter().map(|s| Arc::from(*s)).collect(),
             class,
             value,
@@ -872,6 +1029,7 @@ mod tests {
             &FoldOptions {
                 per_cpu: true,
                 cpus: Some(vec![1]),
+                roots: None,
             },
         );
         assert_eq!(
@@ -889,6 +1047,7 @@ mod tests {
             .collect();
         let st = |cpu: u32, class: LockClass, value: u64| WeightedStack {
             cpu: Some(cpu),
+            tid: None,
             frames_leaf_first: frames.clone(),
             class: Some(class),
             value,
@@ -912,6 +1071,7 @@ mod tests {
             &FoldOptions {
                 per_cpu: true,
                 cpus: None,
+                roots: None,
             },
         );
         assert_eq!(
@@ -933,6 +1093,7 @@ mod tests {
             &FoldOptions {
                 per_cpu: true,
                 cpus: None,
+                roots: None,
             },
         );
         assert_eq!(per_cpu.to_text(), format!("cpu3;{PCP_REFILL} 10\n"));

@@ -526,6 +526,7 @@ mod tests {
             count,
             remote,
             cross_node: 0,
+            tid: None,
         }
     }
 

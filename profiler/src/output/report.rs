@@ -13,6 +13,7 @@ use crate::{
     model::classify::{LockClass, Side},
     model::observer::{self, ObserverCost},
     model::recording::{Counters, LossUnit, PcpCount, PcpMethod, Recording},
+    model::tasks::{self, By, CgroupRow, TaskSkbRow, TaskWaitRow},
     model::units::{SatSum, fmt_count, fmt_ns, fmt_pct},
 };
 
@@ -60,6 +61,15 @@ pub struct Report {
     pub zone_wait_blame: Vec<BlameCell>,
     /// The attribution's headline, source and what it left out.
     pub zone_wait_blame_summary: BlameSummary,
+    /// Whether lock waits and SKB frees were keyed by thread (`record --tasks`); the
+    /// three tables below are empty without.
+    pub tasks_recorded: bool,
+    /// Lock wait per thread, most zone-lock wait first.
+    pub lock_wait_tasks: Vec<TaskWaitRow>,
+    /// SKB frees per thread, most frees first.
+    pub skb_free_tasks: Vec<TaskSkbRow>,
+    /// Lock wait and SKB frees per cgroup, over its threads.
+    pub cgroups: Vec<CgroupRow>,
 }
 
 /// The headline of [`Report::zone_wait_blame`] (docs/report-json.md).
@@ -344,6 +354,8 @@ pub fn build(rec: &Recording, top: usize) -> Report {
     let waits = analysis::classify_waits(rec);
     let per_cpu = per_cpu_rows(rec, &waits);
     let blame = blame::attribute(rec, &waits);
+    let lock_wait_tasks = tasks::lock_wait_by_task(rec, &waits);
+    let skb_free_tasks = tasks::skb_free_by_task(rec);
     Report {
         format: REPORT_FORMAT,
         version: REPORT_VERSION,
@@ -408,6 +420,10 @@ pub fn build(rec: &Recording, top: usize) -> Report {
         page_tracking: rec.page_tracking.clone(),
         zone_wait_blame_summary: BlameSummary::of(&blame),
         zone_wait_blame: blame.cells,
+        tasks_recorded: rec.settings.tasks,
+        cgroups: tasks::by_cgroup(&lock_wait_tasks, &skb_free_tasks),
+        lock_wait_tasks,
+        skb_free_tasks,
     }
 }
 
@@ -734,15 +750,25 @@ pub fn to_json(r: &Report) -> String {
 
 /// Human-readable report.
 pub fn to_text(r: &Report, top: usize) -> String {
+    to_text_by(r, top, By::Cpu)
+}
+
+/// The text report with its breakdown table `by` CPU, thread or cgroup (`--by`; the
+/// caller checks the recording has thread keys, `tasks::check`).
+pub fn to_text_by(r: &Report, top: usize, by: By) -> String {
     let mut s = String::new();
-    let _ = write_text(&mut s, r, top);
+    let _ = write_text(&mut s, r, top, by);
     s
 }
 
-fn write_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
+fn write_text(s: &mut String, r: &Report, top: usize, by: By) -> std::fmt::Result {
     write_header(s, r)?;
     write_totals(s, r)?;
-    write_per_cpu(s, r)?;
+    match by {
+        By::Cpu => write_per_cpu(s, r)?,
+        By::Task => write_per_task(s, r, top)?,
+        By::Cgroup => write_per_cgroup(s, r, top)?,
+    }
     write_blame(s, r, top)?;
     write_free_triggers(s, r)?;
     write_zone_stacks(s, r, top)?;
@@ -859,6 +885,162 @@ fn write_per_cpu(s: &mut String, r: &Report) -> std::fmt::Result {
         writeln!(s, "  ({idle} CPUs with no activity not shown)")?;
     }
     Ok(())
+}
+
+/// Writes `rows` as right-aligned columns (the first left-aligned), widths fitted.
+fn write_columns(s: &mut String, head: &[&str], rows: &[Vec<String>]) -> std::fmt::Result {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |s: &mut String, cells: &mut dyn Iterator<Item = &str>| -> std::fmt::Result {
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            if i == 0 {
+                write!(s, "  {cell:<w$}")?;
+            } else {
+                write!(s, "  {cell:>w$}")?;
+            }
+        }
+        writeln!(s)
+    };
+    line(s, &mut head.iter().copied())?;
+    for row in rows {
+        line(s, &mut row.iter().map(String::as_str))?;
+    }
+    Ok(())
+}
+
+/// Threads with the most zone-lock wait, then those that freed the most SKBs.
+fn write_per_task(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
+    let n = r.lock_wait_tasks.len();
+    writeln!(
+        s,
+        "\nPer thread (lock wait; top {} of {n} threads)",
+        top.min(n)
+    )?;
+    let rows: Vec<Vec<String>> = r
+        .lock_wait_tasks
+        .iter()
+        .take(top)
+        .map(|t| {
+            let z = t.wait.zone_lock_wait_ns;
+            vec![
+                t.task.frame(),
+                t.task.tgid.map_or("?".into(), |p| p.to_string()),
+                t.task.cgroup_name(),
+                fmt_ns(z.alloc),
+                fmt_ns(z.free),
+                fmt_ns(z.other),
+                fmt_ns(t.wait.other_lock_wait_ns),
+                fmt_count(t.wait.contentions),
+            ]
+        })
+        .collect();
+    write_columns(
+        s,
+        &[
+            "thread (comm-tid)",
+            "process",
+            "cgroup",
+            "zone alloc",
+            "zone free",
+            "zone other",
+            "other locks",
+            "contentions",
+        ],
+        &rows,
+    )?;
+    let n = r.skb_free_tasks.len();
+    if n == 0 {
+        return Ok(());
+    }
+    writeln!(
+        s,
+        "\nSKB frees per thread (top {} of {n} threads)",
+        top.min(n)
+    )?;
+    let rows: Vec<Vec<String>> = r
+        .skb_free_tasks
+        .iter()
+        .take(top)
+        .map(|t| {
+            vec![
+                t.task.frame(),
+                t.task.tgid.map_or("?".into(), |p| p.to_string()),
+                t.task.cgroup_name(),
+                fmt_count(t.frees.count),
+                fmt_count(t.frees.remote),
+                fmt_pct(pct(t.frees.remote, t.frees.count)),
+                fmt_count(t.frees.cross_node),
+            ]
+        })
+        .collect();
+    write_columns(
+        s,
+        &[
+            "thread (comm-tid)",
+            "process",
+            "cgroup",
+            "frees",
+            "remote",
+            "remote %",
+            "cross-node",
+        ],
+        &rows,
+    )
+}
+
+/// cgroups by zone-lock wait, with their SKB frees.
+fn write_per_cgroup(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
+    let n = r.cgroups.len();
+    writeln!(
+        s,
+        "\nPer cgroup (lock wait and SKB frees of its threads; top {} of {n})",
+        top.min(n)
+    )?;
+    let rows: Vec<Vec<String>> = r
+        .cgroups
+        .iter()
+        .take(top)
+        .map(|c| {
+            let z = c.wait.zone_lock_wait_ns;
+            vec![
+                c.cgroup.clone(),
+                c.threads.to_string(),
+                fmt_ns(z.alloc),
+                fmt_ns(z.free),
+                fmt_ns(z.other),
+                fmt_ns(c.wait.other_lock_wait_ns),
+                fmt_count(c.skb_frees.count),
+                fmt_count(c.skb_frees.remote),
+            ]
+        })
+        .collect();
+    write_columns(
+        s,
+        &[
+            "cgroup",
+            "threads",
+            "zone alloc",
+            "zone free",
+            "zone other",
+            "other locks",
+            "SKB frees",
+            "remote",
+        ],
+        &rows,
+    )
+}
+
+/// `part` as a percentage of `whole` (0 when `whole` is 0).
+fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
 }
 
 /// The blame headline, its basis, and the pairs with the most wait.
@@ -1308,6 +1490,80 @@ fn write_page_flows_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Re
 mod tests {
     use super::*;
     use crate::model::recording::{HistEntry, sample};
+    use crate::model::tasks::tests::sample_with_tasks;
+
+    #[test]
+    fn by_task_and_by_cgroup_replace_the_per_cpu_table() {
+        let rec = sample_with_tasks();
+        let r = build(&rec, 10);
+        let t = to_text_by(&r, 10, By::Task);
+        assert!(!t.contains("\nPer CPU"), "{t}");
+        let line = |t: &str, start: &str| {
+            t.lines()
+                .find(|l| l.trim_start().starts_with(start))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|| panic!("no {start} row in:\n{t}"))
+        };
+        assert!(
+            t.contains("Per thread (lock wait; top 4 of 4 threads)"),
+            "{t}"
+        );
+        assert_eq!(
+            line(&t, "vhost-1000-1002"),
+            "vhost-1000-1002 1000 /machine.slice/vm1.scope 0 ns 12.0 ms 0 ns 0 ns 10"
+        );
+        assert_eq!(
+            line(&t, "[unnamed]-4242"),
+            "[unnamed]-4242 ? [unnamed thread] 0 ns 0 ns 500.0 µs 0 ns 10"
+        );
+        assert!(
+            t.contains("SKB frees per thread (top 2 of 2 threads)"),
+            "{t}"
+        );
+        let skb = t.split("SKB frees per thread").nth(1).unwrap_or_default();
+        assert_eq!(
+            line(skb, "vhost-1000-1002"),
+            "vhost-1000-1002 1000 /machine.slice/vm1.scope 1,000 900 90.0 % 0"
+        );
+        let c = to_text_by(&r, 10, By::Cgroup);
+        assert_eq!(
+            line(&c, "/machine.slice/vm1.scope"),
+            "/machine.slice/vm1.scope 2 6.0 ms 12.0 ms 0 ns 0 ns 1,000 900"
+        );
+        // The default view is unchanged.
+        assert_eq!(to_text(&r, 10), to_text_by(&r, 10, By::Cpu));
+        assert!(to_text(&r, 10).contains("\nPer CPU"));
+    }
+
+    #[test]
+    fn json_holds_the_thread_tables_of_the_contract() {
+        let v: serde_json::Value =
+            serde_json::from_str(&to_json(&build(&sample_with_tasks(), 10))).expect("json");
+        assert_eq!(v["tasks_recorded"], true);
+        let t = &v["lock_wait_tasks"][0];
+        assert_eq!(t["comm"], "vhost-1000");
+        assert_eq!(t["pid"], 1002);
+        assert_eq!(t["tgid"], 1000);
+        assert_eq!(t["cgroup"], "/machine.slice/vm1.scope");
+        assert_eq!(t["zone_lock_wait_ns"]["free"], 12_000_000);
+        assert_eq!(t["zone_lock_wait_ns"]["alloc"], 0);
+        assert_eq!(t["zone_lock_wait_ns"]["other"], 0);
+        assert_eq!(t["other_lock_wait_ns"], 0);
+        assert_eq!(t["contentions"], 10);
+        let s = &v["skb_free_tasks"][0];
+        assert_eq!(
+            (&s["comm"], &s["count"], &s["remote"], &s["cross_node"]),
+            (&"vhost-1000".into(), &1000.into(), &900.into(), &0.into())
+        );
+        assert_eq!(v["cgroups"][0]["cgroup"], "/machine.slice/vm1.scope");
+        assert_eq!(v["cgroups"][0]["threads"], 2);
+        assert_eq!(v["cgroups"][0]["skb_frees"]["count"], 1000);
+        // Without --tasks: the keys are there, empty.
+        let plain: serde_json::Value =
+            serde_json::from_str(&to_json(&build(&sample(), 10))).expect("json");
+        assert_eq!(plain["tasks_recorded"], false);
+        assert_eq!(plain["lock_wait_tasks"], serde_json::json!([]));
+    }
 
     #[test]
     fn per_cpu_split_follows_the_classifier_and_the_zone_proof() {
@@ -1376,6 +1632,7 @@ mod tests {
             count,
             remote,
             cross_node: remote,
+            tid: None,
         };
         rec.skb_sites = vec![
             site("consume_skb", "tun_do_read", 1, 900, 890),
@@ -1532,7 +1789,7 @@ mod tests {
         assert!(!text.contains("--map-entries"), "sizes unknown: {text}");
         rec.settings.map_entries = crate::kernel::map_entries::MapEntries::parse("lock-stats=4")
             .expect("parses")
-            .effective(false);
+            .effective(false, false);
         let r = build(&rec, 3);
         let text = to_text(&r, 3);
         let line = |needle: &str| {

@@ -225,6 +225,7 @@ mod tests {
             count: 40_000,
             remote: 39_990,
             cross_node: 0,
+            tid: None,
         });
         rec.counters.end_without_begin = 3;
         let text = snapshot(&TopView::of(&rec), Sort::Wait);

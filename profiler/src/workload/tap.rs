@@ -689,8 +689,10 @@ fn run_pairs(ios: Vec<PairIo>, opts: &TapOpts) -> Result<TapResult, TapError> {
         let mut spawn_err = None;
         for (io, pc) in ios.into_iter().zip(&pcs) {
             let PairIo { pair, send, read } = io;
+            // Named as vhost names its workers (`vhost-<owner pid>`), so a per-task view
+            // of the reproducer reads like one of a VM host.
             let r = thread::Builder::new()
-                .name(format!("tap-read-{}", pair.index))
+                .name(format!("vhost-{}", std::process::id()))
                 .spawn_scoped(s, move || reader(read, pair, pc, ctl, duration, buf_len));
             match r {
                 Ok(h) => readers.push((pair.reader_cpu, h)),

@@ -120,6 +120,7 @@ pub fn recording_from_folded(text: &str, host: &str, duration_s: f64, ncpus: u32
             count: 1,
             total_ns: f.value,
             max_ns: f.value,
+            tid: None,
         });
     }
     let (frames, stacks) = interner.finish();
@@ -163,6 +164,8 @@ pub fn recording_from_folded(text: &str, host: &str, duration_s: f64, ncpus: u32
         page_matrix: vec![],
         page_tracking: None,
         observer: None,
+        tasks: Vec::new(),
+        cgroups: Vec::new(),
     }
 }
 

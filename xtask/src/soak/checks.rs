@@ -115,6 +115,7 @@ pub const LOSS_COUNTERS: &[(u32, &str)] = &[
     (c::RMQUEUE_UNMATCHED, "rmqueue_unmatched"),
     (c::BULK_FREE_UNMATCHED, "bulk_free_unmatched"),
     (c::PCP_COUNT_ERRORS, "pcp_count_errors"),
+    (c::TASK_INFO_FULL, "task_info_full"),
 ];
 
 /// The other kernel counters: events seen and cross-checks, with their key in the

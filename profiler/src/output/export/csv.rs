@@ -308,6 +308,7 @@ mod tests {
                 count: 100,
                 remote: 98,
                 cross_node: 98,
+                tid: None,
             },
             SkbSite {
                 function: "kfree_skb".into(),
@@ -316,6 +317,7 @@ mod tests {
                 count: 3,
                 remote: 0,
                 cross_node: 0,
+                tid: None,
             },
         ];
         let t = tables(&rec);

@@ -197,10 +197,12 @@ mod tests {
             count: 10,
             remote: 9,
             cross_node: 0,
+            tid: None,
         }];
         let opts = FoldOptions {
             per_cpu: true,
             cpus: None,
+            roots: None,
         };
         let e = build(&rec, ALL_VIEWS, &opts, "t").expect("export");
         assert!(e.skipped.is_empty());

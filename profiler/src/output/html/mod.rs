@@ -17,7 +17,7 @@ mod widgets;
 
 pub use compare::compare_html;
 pub use groups::{CpuGroup, group_cpus};
-pub use report::report_html;
+pub use report::{report_html, report_html_by};
 
 use crate::output::flamegraph::FlameError;
 

@@ -12,6 +12,7 @@ use crate::{
     model::{
         blame,
         recording::{LossUnit, Recording},
+        tasks::By,
         units::{SatSum, fmt_count, fmt_ns, fmt_pct},
     },
     output::{
@@ -22,6 +23,17 @@ use crate::{
 
 /// `zoneprof report --format html`.
 pub fn report_html(rec: &Recording, top: usize, source: &str) -> Result<String, HtmlError> {
+    report_html_by(rec, top, source, By::Cpu)
+}
+
+/// `zoneprof report --format html --by …`: with `by` task or cgroup, that table comes
+/// right after the summary (the per-CPU chart stays, below it).
+pub fn report_html_by(
+    rec: &Recording,
+    top: usize,
+    source: &str,
+    by: By,
+) -> Result<String, HtmlError> {
     let r = report::build(rec, top);
     let mut b = String::new();
     let title = format!(
@@ -39,6 +51,9 @@ pub fn report_html(rec: &Recording, top: usize, source: &str) -> Result<String, 
         esc(&r.end_reason)
     );
     summary(&mut b, &r);
+    if by != By::Cpu {
+        who(&mut b, &r, top, by);
+    }
     let groups = group_cpus(&all_cpus(rec), &rec.host);
     sections::per_cpu_wait(
         &mut b,
@@ -70,6 +85,99 @@ pub fn report_html(rec: &Recording, top: usize, source: &str) -> Result<String, 
     sections::section(&mut b, "tables", "Details", |b| details_tables(b, &r, top));
     sections::facts(&mut b, Shown::One(rec));
     Ok(page(&title, &b))
+}
+
+/// Lock wait (and SKB frees) per thread or per cgroup, the `top` rows with the most.
+fn who(b: &mut String, r: &Report, top: usize, by: By) {
+    let (id, h2) = match by {
+        By::Task => ("threads", "Per thread"),
+        _ => ("cgroups", "Per cgroup"),
+    };
+    sections::section(b, id, h2, |b| match by {
+        By::Task => {
+            let rows = r.lock_wait_tasks.iter().take(top).map(|t| {
+                let z = t.wait.zone_lock_wait_ns;
+                vec![
+                    th(&t.task.frame()),
+                    num(&t.task.tgid.map_or("?".into(), |p| p.to_string())),
+                    td(&t.task.cgroup_name()),
+                    num(&fmt_ns(z.alloc)),
+                    num(&fmt_ns(z.free)),
+                    num(&fmt_ns(z.other)),
+                    num(&fmt_ns(t.wait.other_lock_wait_ns)),
+                    num(&fmt_count(t.wait.contentions)),
+                ]
+            });
+            table(
+                b,
+                &[
+                    "thread (comm-tid)",
+                    "process",
+                    "cgroup",
+                    "zone alloc",
+                    "zone free",
+                    "zone other",
+                    "other locks",
+                    "contentions",
+                ],
+                rows,
+            );
+            if !r.skb_free_tasks.is_empty() {
+                b.push_str("<h3>SKB frees per thread</h3>");
+                let rows = r.skb_free_tasks.iter().take(top).map(|t| {
+                    vec![
+                        th(&t.task.frame()),
+                        num(&t.task.tgid.map_or("?".into(), |p| p.to_string())),
+                        td(&t.task.cgroup_name()),
+                        num(&fmt_count(t.frees.count)),
+                        num(&fmt_count(t.frees.remote)),
+                        num(&fmt_count(t.frees.cross_node)),
+                    ]
+                });
+                table(
+                    b,
+                    &[
+                        "thread (comm-tid)",
+                        "process",
+                        "cgroup",
+                        "frees",
+                        "remote",
+                        "cross-node",
+                    ],
+                    rows,
+                );
+            }
+        }
+        _ => {
+            let rows = r.cgroups.iter().take(top).map(|c| {
+                let z = c.wait.zone_lock_wait_ns;
+                vec![
+                    th(&c.cgroup),
+                    num(&c.threads.to_string()),
+                    num(&fmt_ns(z.alloc)),
+                    num(&fmt_ns(z.free)),
+                    num(&fmt_ns(z.other)),
+                    num(&fmt_ns(c.wait.other_lock_wait_ns)),
+                    num(&fmt_count(c.skb_frees.count)),
+                    num(&fmt_count(c.skb_frees.remote)),
+                ]
+            });
+            table(
+                b,
+                &[
+                    "cgroup",
+                    "threads",
+                    "zone alloc",
+                    "zone free",
+                    "zone other",
+                    "other locks",
+                    "SKB frees",
+                    "remote",
+                ],
+                rows,
+            );
+        }
+    });
 }
 
 /// The headline totals as cards, and the observer-cost line.

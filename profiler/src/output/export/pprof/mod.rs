@@ -281,6 +281,7 @@ fn build_any(
         let opts = FoldOptions {
             per_cpu: false,
             cpus: cpus.map(<[u32]>::to_vec),
+            roots: None,
         };
         fg::no_data_reason(rec, view, &opts)
     });
