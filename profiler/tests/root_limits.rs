@@ -32,7 +32,8 @@ static HOST: Mutex<()> = Mutex::new(());
 const BIN: &str = env!("CARGO_BIN_EXE_zoneprof");
 
 /// Small enough that the reproducers overflow every one of them within a second.
-const TINY: &str = "lock-stats=2,stacks=4,hist=2,skb-matrix=1,skb-sites=1";
+/// (`tasks` is sized only with `--tasks`, which the tiny recording uses.)
+const TINY: &str = "lock-stats=2,stacks=4,hist=2,skb-matrix=1,skb-sites=1,tasks=1";
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {
     HOST.lock().unwrap_or_else(|e| e.into_inner())
@@ -155,7 +156,8 @@ fn tiny_maps_fill_and_every_loss_is_counted_and_named() {
     }
     let _host = lock();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (tiny, tiny_json, tiny_text) = record(dir.path(), "tiny", &["--map-entries", TINY]);
+    let (tiny, tiny_json, tiny_text) =
+        record(dir.path(), "tiny", &["--map-entries", TINY, "--tasks"]);
     let (normal, normal_json, normal_text) = record(dir.path(), "normal", &[]);
 
     // Both runs did the work, so a zero below is not an idle host.
@@ -211,6 +213,7 @@ fn tiny_maps_fill_and_every_loss_is_counted_and_named() {
             "skb-matrix 1, skb-sites 1",
         ),
         ("stack_collisions", "stack-id collisions", "stacks 4"),
+        ("task_info_full", "threads left unnamed", "tasks 1"),
     ] {
         let n = loss(&tiny_json, key);
         assert!(n > 0, "tiny maps: {key} is 0");
@@ -226,6 +229,13 @@ fn tiny_maps_fill_and_every_loss_is_counted_and_named() {
         assert_eq!(shown.parse::<u64>().ok(), Some(n), "{line}");
     }
     assert!(loss(&tiny_json, "lost_wait_ns") > 0);
+    // One thread named; the others' rows keep their thread ids, shown as unnamed.
+    assert_eq!(tiny.tasks.len(), 1, "{:?}", tiny.tasks);
+    assert!(
+        tiny.lock_waits.iter().all(|w| w.tid.is_some())
+            && tiny.skb_sites.iter().all(|s| s.tid.is_some()),
+        "with --tasks every row has a thread id"
+    );
     assert!(tiny_text.contains("wait not attributed to a stack (map full)"));
     // Most stacks share 4 buckets: most waits have no stack of their own.
     assert!(
@@ -243,6 +253,7 @@ fn tiny_maps_fill_and_every_loss_is_counted_and_named() {
         "skb_map_full",
         "task_map_full",
         "zone_cache_full",
+        "task_info_full",
     ] {
         assert_eq!(loss(&normal_json, key), 0, "default maps: {key}");
     }

@@ -866,6 +866,119 @@ fn tap_reader_on_another_cpu_frees_remotely_in_tun_do_read() {
     }
 }
 
+/// The cgroup v2 path of this process (`0::/path` in /proc/self/cgroup), which the
+/// recorded workload inherits.
+fn own_cgroup() -> Option<String> {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+}
+
+/// `record --tasks` on the tap reproducer: the reader thread, named like a vhost worker,
+/// holds the remote frees in `tun_do_read`; per-thread sums add up to the totals; the
+/// thread's cgroup is ours; the text and flamegraph views split by thread.
+#[test]
+fn tasks_name_the_vhost_reader_that_frees_remotely() {
+    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    if skip("tasks_name_the_vhost_reader_that_frees_remotely") {
+        return;
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        if std::env::var("ZONEPROF_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
+            panic!("/dev/net/tun is missing (modprobe tun)");
+        }
+        eprintln!("SKIPPED tasks test: /dev/net/tun is missing (modprobe tun)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = record_workload(
+        dir.path(),
+        "tasks",
+        &["--tasks"],
+        &[
+            "workload",
+            "tap",
+            "--sender-cpus",
+            "0",
+            "--reader-cpus",
+            "1",
+            "-d",
+            "2s",
+        ],
+    );
+    let r = report_json(&path);
+    assert_eq!(r["tasks_recorded"], true);
+    assert_eq!(u(&r["losses"]["task_info_full"]), 0);
+
+    // The reader: `vhost-<its process id>`, most of the frees, > 90 % remote.
+    let rows = r["skb_free_tasks"].as_array().expect("skb_free_tasks");
+    let vhost = rows
+        .iter()
+        .find(|t| {
+            t["comm"].as_str().is_some_and(|c| c.starts_with("vhost-"))
+                && t["comm"] == format!("vhost-{}", t["tgid"])
+        })
+        .unwrap_or_else(|| panic!("no vhost-<pid> thread among {rows:#?}"));
+    let (n, remote) = (u(&vhost["count"]), u(&vhost["remote"]));
+    eprintln!("{}: {n} SKB frees, {remote} remote", vhost["comm"]);
+    let (site_n, _) = tun_site(&r);
+    assert!(n > 1000, "the vhost thread freed only {n}");
+    assert!(n <= site_n, "{n} frees > {site_n} at tun_do_read");
+    assert!(remote * 100 > n * 90, "{remote} of {n} remote");
+    if let Some(cg) = own_cgroup() {
+        assert_eq!(
+            vhost["cgroup"],
+            cg.as_str(),
+            "the workload's cgroup is ours"
+        );
+    }
+
+    // Every free and every nanosecond of wait belongs to some thread.
+    let sum = |rows: &Value, f: &dyn Fn(&Value) -> u64| -> u64 {
+        rows.as_array().expect("rows").iter().map(f).sum()
+    };
+    let site_total = sum(&r["skb_free_sites"], &|s| u(&s["count"]));
+    assert_eq!(sum(&r["skb_free_tasks"], &|t| u(&t["count"])), site_total);
+    let zone = |z: &Value| u(&z["alloc"]) + u(&z["free"]) + u(&z["other"]);
+    let tasks_wait = sum(&r["lock_wait_tasks"], &|t| {
+        zone(&t["zone_lock_wait_ns"]) + u(&t["other_lock_wait_ns"])
+    });
+    let totals = &r["totals"];
+    assert_eq!(
+        tasks_wait,
+        zone(&totals["zone_lock_wait_ns"]) + u(&totals["other_lock_wait_ns"])
+    );
+    assert_eq!(
+        sum(&r["cgroups"], &|c| u(&c["skb_frees"]["count"])),
+        site_total
+    );
+
+    // The views.
+    let p = path.to_string_lossy().into_owned();
+    let text = String::from_utf8_lossy(&run(&["report", "--by", "task", &p]).stdout).into_owned();
+    let comm = vhost["comm"].as_str().expect("comm");
+    assert!(text.contains("Per thread"), "{text}");
+    assert!(
+        text.contains(&format!("{comm}-{}", vhost["pid"])),
+        "the text report names the reader thread:\n{text}"
+    );
+    let folded = run(&[
+        "flamegraph",
+        "--per-task",
+        "--view",
+        "skb-free",
+        "--folded",
+        &p,
+    ]);
+    let folded = String::from_utf8_lossy(&folded.stdout);
+    let prefix = format!("{comm}-{};tun_do_read;consume_skb;", vhost["pid"]);
+    assert!(
+        folded.lines().any(|l| l.starts_with(&prefix)),
+        "no {prefix} line in:\n{folded}"
+    );
+}
+
 #[test]
 fn page_flows_show_pages_moving_from_alloc_cpu_to_free_cpu() {
     let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
