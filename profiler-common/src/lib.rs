@@ -493,6 +493,7 @@ mod user {
     unsafe impl aya::Pod for FuncRange {}
     // SAFETY: as above.
     unsafe impl aya::Pod for PcpCall {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for TaskInfo {}
 }
 

@@ -364,7 +364,8 @@ pub(crate) mod tests {
         let rec = sample_with_tasks();
         let waits = classify_waits(&rec);
         let rows = lock_wait_by_task(&rec, &waits);
-        let got: Vec<(&str, u32, Option<u32>, u64, u64, u64)> = rows
+        type Row<'a> = (&'a str, u32, Option<u32>, u64, u64, u64);
+        let got: Vec<Row<'_>> = rows
             .iter()
             .map(|r| {
                 let z = r.wait.zone_lock_wait_ns;
