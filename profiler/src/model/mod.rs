@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod blame;
 pub mod classify;
 pub mod delta;
+pub mod numa;
 pub mod observer;
 pub mod recording;
 pub mod redact;
