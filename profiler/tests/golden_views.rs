@@ -360,3 +360,72 @@ fn grouped_cpus() {
     check_golden("grouped.compare.html", &html_golden(&page));
     check_report("grouped", &b, 5);
 }
+
+/// 4 CPUs on two nodes (0-1, 2-3): pages of node 0 allocated on CPU 0 and freed on CPU 2
+/// (node 1), whose drains wait on node 0's zone; after, freed on CPU 1 (node 0). The NUMA
+/// views: per-node and per-zone wait, node-pair flows and the cross-node blame share.
+#[test]
+fn numa_nodes() {
+    const N0: u64 = 0xffff_0000_0000_1000;
+    const N1: u64 = 0xffff_0000_0001_1000;
+    let rec = |free_cpu: u32, scale: u64| {
+        let text = format!(
+            "cpu0;do_anonymous_page+0x1b7;get_page_from_freelist+0x2fe;__rmqueue_pcplist+0x233;\
+             _raw_spin_lock_irqsave+0x4d;__pv_queued_spin_lock_slowpath+0x15b {}\n\
+             cpu{free_cpu};folios_put_refs+0xe2;free_unref_folios+0x346;free_frozen_page_commit+0x19d;\
+             free_pcppages_bulk+0x37;_raw_spin_lock_irqsave+0x4d;__pv_queued_spin_lock_slowpath+0x15b {}\n\
+             cpu3;do_anonymous_page+0x1b7;get_page_from_freelist+0x2fe;__rmqueue_pcplist+0x233;\
+             _raw_spin_lock_irqsave+0x4d;__pv_queued_spin_lock_slowpath+0x15b 1000000\n",
+            6_000_000 * scale,
+            9_000_000 * scale
+        );
+        let mut r = common::recording_from_folded(&text, "numa4", 2.0, 4);
+        r.probes.iter_mut().for_each(|p| p.attached = true);
+        r.host.cpu_node = vec![(0, 0), (1, 0), (2, 1), (3, 1)];
+        r.host.numa_nodes = vec![0, 1];
+        // CPU 3's own allocations wait on node 1's zone; the rest on node 0's.
+        for w in &mut r.lock_waits {
+            if w.cpu == 3 {
+                w.lock_addr = N1;
+            }
+        }
+        r.zones = [(N0, 0), (N1, 1)]
+            .into_iter()
+            .map(|(lock_addr, node)| ZoneLabel {
+                lock_addr,
+                node,
+                zone_idx: 2,
+                name: "Normal".into(),
+            })
+            .collect();
+        r.page_matrix = vec![
+            PageCell {
+                alloc_cpu: 0,
+                free_cpu,
+                pages: 64 * 900,
+            },
+            PageCell {
+                alloc_cpu: 3,
+                free_cpu: 3,
+                pages: 64 * 100,
+            },
+        ];
+        r.page_tracking = Some(PageTracking {
+            sample_one_in: 64,
+            pages_by_order: vec![1000],
+            lifetime_hist: vec![],
+            map_full: 0,
+        });
+        r.skb_matrix = vec![SkbCell {
+            alloc_cpu: 0,
+            free_cpu,
+            count: 5_000,
+        }];
+        r
+    };
+    let (b, a) = (rec(2, 1), rec(1, 0));
+    check_compare("numa", &b, &a, 5);
+    check_report("numa", &b, 5);
+    let r = zoneprof::output::report::build(&b, 5);
+    check_golden("numa.report.txt", &zoneprof::output::report::to_text(&r, 5));
+}

@@ -447,6 +447,8 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
         &synth,
         userspace::SynthSpec {
             cpus: opts.synth_cpus,
+            // One node per 80 CPUs, as on the seed's 640-CPU host (8 nodes).
+            nodes: (opts.synth_cpus / 80).max(1),
             stacks: opts.synth_stacks,
             skb_cells: 3_000,
         },

@@ -77,6 +77,22 @@ enum Task {
         #[arg(long)]
         list: bool,
     },
+    /// Boot a guest of two NUMA nodes (CPU 0 + half the memory on node 0, CPU 1 + the other
+    /// half on node 1) and check that pages and SKBs allocated on node 0 and freed on node 1
+    /// show as cross-node flows, with per-node zone-lock totals (default kernel: 6.12).
+    VmNuma {
+        #[command(flatten)]
+        kernels: KernelArgs,
+        /// Use this static zoneprof instead of building one.
+        #[arg(long, value_name = "PATH")]
+        zoneprof: Option<PathBuf>,
+        /// Hard limit per boot, seconds (qemu is killed after it).
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Stream the guest console.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Boot kernels under qemu and run one shell script inside (console streamed).
     VmRun {
         #[command(flatten)]
@@ -321,6 +337,24 @@ fn run(task: Task) -> Result<()> {
                 zoneprof,
                 timeout: Duration::from_secs(timeout),
                 verbose,
+                numa: false,
+            },
+        ),
+        Task::VmNuma {
+            kernels,
+            zoneprof,
+            timeout,
+            verbose,
+        } => vm::cli::vm_test(
+            &ws,
+            &vm::cli::TestOpts {
+                kernels: kernels.kernel,
+                bzimages: kernels.bzimage,
+                backends: Vec::new(),
+                zoneprof,
+                timeout: Duration::from_secs(timeout),
+                verbose,
+                numa: true,
             },
         ),
         Task::VmRun {

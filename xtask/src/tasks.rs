@@ -76,7 +76,7 @@ fn vm_skip_reason(root: bool, tools: Result<()>, kernels: Option<String>) -> [Op
 /// Steps run after `cargo test`: every kernel vm-test knows (Debian 6.1 and 6.12, the
 /// shared 6.12 with the PCP refill functions out of line) with every backend: every probe
 /// method loaded for real, cross-CPU pages, the tap workload, per-batch vs per-page PCP
-/// counts; then the tun patch before/after.
+/// counts; the NUMA scenarios in a two-node guest (6.12); then the tun patch before/after.
 fn extra_steps(ws: &Workspace, _bin: &Path) -> Vec<Step> {
     let [test_skip, compare_skip] = vm_skip_reason(
         setup::effective_uid() == Some(0),
@@ -87,13 +87,15 @@ fn extra_steps(ws: &Workspace, _bin: &Path) -> Vec<Step> {
         "vm-test --kernel all --backend all",
         xtask(ws).args(["vm-test", "--kernel", "all", "--backend", "all"]),
     );
+    let mut vm_numa = Step::new("vm-numa (two-node guest, 6.12)", xtask(ws).arg("vm-numa"));
+    vm_numa.skip = test_skip.clone();
     vm_test.skip = test_skip;
     let mut vm_compare = Step::new(
         "vm-compare (tun patch before/after)",
         xtask(ws).arg("vm-compare"),
     );
     vm_compare.skip = compare_skip;
-    vec![vm_test, vm_compare]
+    vec![vm_test, vm_numa, vm_compare]
 }
 
 enum Outcome {

@@ -103,6 +103,8 @@ pub struct Payload {
 pub struct BootOpts {
     pub memory_mib: u32,
     pub cpus: u32,
+    /// NUMA nodes the guest sees (0: none, qemu's default single node).
+    pub numa_nodes: u32,
     /// Hard limit for the whole boot; qemu is killed after it.
     pub timeout: Duration,
     /// Extra kernel command line words.
@@ -118,6 +120,7 @@ impl Default for BootOpts {
         Self {
             memory_mib: 2048,
             cpus: 2,
+            numa_nodes: 0,
             timeout: Duration::from_secs(300),
             append: String::new(),
             echo: false,
@@ -294,6 +297,7 @@ pub fn boot(dirs: &Dirs, kernel: &Kernel, payload: &Payload, opts: &BootOpts) ->
             .to_owned(),
         memory_mib: opts.memory_mib,
         cpus: opts.cpus,
+        numa_nodes: opts.numa_nodes,
         timeout: opts.timeout,
         console_log: dirs.logs().join(format!("{stem}.console.log")),
         channel_log: dirs.logs().join(format!("{stem}.files.log")),

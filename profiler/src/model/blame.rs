@@ -6,6 +6,9 @@
 //! SKB alloc-CPU × free-CPU matrix when page tracking was off. The off-diagonal share of
 //! the result is the wait "explained by pages freed away from their allocating CPU".
 //!
+//! On a host of several NUMA nodes the cells are also summed per (alloc node, free node):
+//! the wait explained by pages freed on another node than the one that allocated them.
+//!
 //! The model's limits (docs/blame.md): wait is assumed to scale with the pages each pair
 //! moved; the weights are a sample (page flows: 1 page in N); pages freed on a CPU stand
 //! in for the pages drained from its PCP lists; zone-lock wait of neither side
@@ -16,6 +19,7 @@ use serde::Serialize;
 
 use crate::model::{
     analysis::{self, ClassifiedWait},
+    numa::{self, NodeOf},
     recording::Recording,
     units::{SatSum, fmt_count, fmt_ns, fmt_pct},
 };
@@ -75,6 +79,23 @@ impl BlameCell {
     }
 }
 
+/// Zone-lock wait attributed to one (alloc node, free node) pair: its CPU pairs summed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlameNodeCell {
+    pub alloc_node: u32,
+    pub free_node: u32,
+    pub wait_ns: u64,
+    pub alloc_side_ns: u64,
+    pub free_side_ns: u64,
+    pub samples: u64,
+}
+
+impl BlameNodeCell {
+    pub fn is_cross_node(&self) -> bool {
+        self.alloc_node != self.free_node
+    }
+}
+
 /// One recording's zone-lock wait, attributed to CPU pairs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Blame {
@@ -95,6 +116,12 @@ pub struct Blame {
     pub no_flows_ns: u64,
     /// Samples in the whole source matrix.
     pub samples: u64,
+    /// The host has more than one NUMA node: the node views below say something.
+    pub multi_node: bool,
+    /// The cells summed per (alloc node, free node), most wait first.
+    pub nodes: Vec<BlameNodeCell>,
+    /// Attributed to pairs whose CPUs are on different nodes.
+    pub cross_node_ns: u64,
 }
 
 /// (weight, samples) of one flow cell.
@@ -164,6 +191,9 @@ pub fn attribute(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> Blame {
         other_side_ns: zone.other,
         no_flows_ns: 0,
         samples: 0,
+        multi_node: numa::is_multi_node(&rec.host),
+        nodes: Vec::new(),
+        cross_node_ns: 0,
     };
     let Some((source, sample_one_in, flows)) = flows(rec) else {
         b.no_flows_ns = zone.alloc.saturating_add(zone.free);
@@ -224,7 +254,41 @@ pub fn attribute(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> Blame {
     };
     b.cross_cpu_ns = sum(true);
     b.same_cpu_ns = sum(false);
+    b.nodes = node_cells(&NodeOf::new(&rec.host), &b.cells);
+    b.cross_node_ns = b
+        .nodes
+        .iter()
+        .filter(|c| c.is_cross_node())
+        .map(|c| c.wait_ns)
+        .sat_sum();
     b
+}
+
+/// The CPU-pair cells summed per node pair, most wait first.
+fn node_cells(nodes: &NodeOf, cells: &[BlameCell]) -> Vec<BlameNodeCell> {
+    let mut m: BTreeMap<(u32, u32), BlameNodeCell> = BTreeMap::new();
+    for c in cells {
+        let (a, f) = (nodes.of(c.alloc_cpu), nodes.of(c.free_cpu));
+        let e = m.entry((a, f)).or_insert(BlameNodeCell {
+            alloc_node: a,
+            free_node: f,
+            wait_ns: 0,
+            alloc_side_ns: 0,
+            free_side_ns: 0,
+            samples: 0,
+        });
+        e.wait_ns = e.wait_ns.saturating_add(c.wait_ns);
+        e.alloc_side_ns = e.alloc_side_ns.saturating_add(c.alloc_side_ns);
+        e.free_side_ns = e.free_side_ns.saturating_add(c.free_side_ns);
+        e.samples = e.samples.saturating_add(c.samples);
+    }
+    let mut out: Vec<BlameNodeCell> = m.into_values().collect();
+    out.sort_by(|x, y| {
+        y.wait_ns
+            .cmp(&x.wait_ns)
+            .then((x.alloc_node, x.free_node).cmp(&(y.alloc_node, y.free_node)))
+    });
+    out
 }
 
 /// Percent of `whole`; None for an empty whole.
@@ -238,6 +302,21 @@ impl Blame {
     pub fn explained_pct(&self) -> Option<f64> {
         self.source?;
         pct(self.cross_cpu_ns, self.zone_wait_ns)
+    }
+
+    /// Percent of all zone-lock wait attributed to pairs of CPUs on different NUMA nodes;
+    /// None on a single-node host, without wait, or with nothing to attribute it with.
+    pub fn cross_node_pct(&self) -> Option<f64> {
+        if !self.multi_node {
+            return None;
+        }
+        self.source?;
+        pct(self.cross_node_ns, self.zone_wait_ns)
+    }
+
+    /// The cross-node pair with the most wait.
+    pub fn top_node_pair(&self) -> Option<&BlameNodeCell> {
+        self.nodes.iter().find(|c| c.is_cross_node())
     }
 
     /// The cross-CPU pair with the most wait.
@@ -278,6 +357,9 @@ impl Blame {
             fmt_pct(x),
             source.moved()
         );
+        if let Some(n) = self.cross_node_pct() {
+            s.push_str(&format!(" ({} across NUMA nodes)", fmt_pct(n)));
+        }
         match self.top_pair() {
             Some(c) => s.push_str(&format!(
                 "; top pair {} → {} ({}, {} of the wait, {} samples)",
@@ -394,6 +476,54 @@ mod tests {
                  500.0 µs (500.0 µs of neither side, 0 ns on CPUs without flows)"
             )
         );
+    }
+
+    /// Four CPUs on two nodes (0-1 on node 0, 2-3 on node 1): a cross-CPU pair on one node
+    /// explains wait without explaining any across nodes.
+    #[test]
+    fn cross_node_share_counts_only_pairs_on_different_nodes() {
+        let mut rec = with_pages(vec![page(0, 1, 100), page(0, 2, 300)]);
+        rec.host.cpu_node = vec![(0, 0), (1, 0), (2, 1), (3, 1)];
+        rec.host.numa_nodes = vec![0, 1];
+        // Sample's free-side wait is on CPU 1; move 6 ms of it to CPU 2 (node 1).
+        rec.lock_waits[1].total_ns = 6_000_000;
+        let mut on2 = rec.lock_waits[1].clone();
+        on2.cpu = 2;
+        rec.lock_waits.push(on2);
+        let b = of(&rec);
+        // CPU 0 alloc 6 ms: 1/4 to 0 -> 1, 3/4 to 0 -> 2; frees on 1 and 2 all from CPU 0.
+        assert_eq!(b.pair_ns(0, 1), 1_500_000 + 6_000_000);
+        assert_eq!(b.pair_ns(0, 2), 4_500_000 + 6_000_000);
+        assert_eq!(b.cross_node_ns, 10_500_000);
+        assert_eq!(b.cross_cpu_ns, 18_000_000);
+        let n = b.cross_node_pct().expect("multi-node");
+        assert!((n - 100.0 * 10.5 / 18.5).abs() < 1e-9, "{n}");
+        assert_eq!(b.nodes.len(), 2);
+        let top = b.top_node_pair().expect("a cross-node pair");
+        assert_eq!((top.alloc_node, top.free_node), (0, 1));
+        assert_eq!(
+            (top.alloc_side_ns, top.free_side_ns, top.samples),
+            (4_500_000, 6_000_000, 300)
+        );
+        let same = &b.nodes[1];
+        assert_eq!(
+            (same.alloc_node, same.free_node, same.wait_ns),
+            (0, 0, 7_500_000)
+        );
+        // Node cells add up to the CPU cells.
+        let sum: u64 = b.nodes.iter().map(|c| c.wait_ns).sum();
+        assert_eq!(sum, b.cross_cpu_ns + b.same_cpu_ns);
+        assert!(
+            b.headline().contains("(56.8 % across NUMA nodes)"),
+            "{}",
+            b.headline()
+        );
+        // One node: no node share, and the headline does not mention nodes.
+        rec.host.numa_nodes = vec![0];
+        rec.host.cpu_node = vec![(0, 0), (1, 0), (2, 0), (3, 0)];
+        let one = of(&rec);
+        assert_eq!((one.cross_node_pct(), one.cross_node_ns), (None, 0));
+        assert!(!one.headline().contains("NUMA"), "{}", one.headline());
     }
 
     #[test]

@@ -29,8 +29,10 @@ pub struct SynthArgs {
     /// Possible (and online) CPUs of the synthetic host.
     #[arg(long, default_value_t = 640)]
     pub cpus: u32,
-    /// NUMA nodes (CPUs are split evenly).
-    #[arg(long, default_value_t = 2)]
+    /// NUMA nodes (CPUs are split evenly; 8 as on a real 640-CPU host). Each has a DMA32
+    /// and a Normal zone; a quarter of the zone-lock waits are on another node's zone, and
+    /// the SKB and page flows go mostly within a node, else to the next node.
+    #[arg(long, default_value_t = 8)]
     pub nodes: u32,
     /// Distinct kernel stacks.
     #[arg(long, default_value_t = 50_000)]
@@ -124,7 +126,7 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
     let mut rng = Rng(a.seed);
     let (lock_waits, wait_hist) = lock_tables(&mut rng, a, &host, &zones, &frames, &stacks);
     let pcp = pcp_pages(&mut rng, &host.cpus);
-    let skb_matrix = cpu_pairs(&mut rng, a.cpus, a.skb_cells as usize, 20)
+    let skb_matrix = cpu_pairs(&mut rng, &host, a.skb_cells as usize, 20)
         .into_iter()
         .map(|(alloc_cpu, free_cpu, count)| SkbCell {
             alloc_cpu,
@@ -134,7 +136,7 @@ pub fn build(a: &SynthArgs) -> Result<Recording> {
         .collect();
     let skb_sites = skb_sites(&mut rng, &host.cpus);
     let skb_defer = skb_defer(&mut rng, &host.cpus);
-    let page_matrix = page_matrix(&mut rng, a.cpus);
+    let page_matrix = page_matrix(&mut rng, &host);
     let counters = counters(&lock_waits, &zones, &skb_sites);
 
     Ok(Recording {
@@ -273,6 +275,27 @@ impl Topology {
         (cpu / self.per_node).min(self.nodes - 1)
     }
 
+    /// A CPU of `node` (its first when the even split leaves the node none).
+    fn cpu_of(&self, rng: &mut Rng, node: u32) -> u32 {
+        let first = node * self.per_node;
+        let n = self
+            .per_node
+            .min(self.cpus.len() as u32 - first.min(self.cpus.len() as u32));
+        first + rng.below(u64::from(n)) as u32
+    }
+
+    /// Where a flow that starts on `alloc_cpu` ends: 6 in 10 on a CPU of its node, else on
+    /// a CPU of the next node (as NAPI on one node and vhost threads on another).
+    fn free_cpu_for(&self, rng: &mut Rng, alloc_cpu: u32) -> u32 {
+        let node = self.node_of(alloc_cpu);
+        let to = if rng.below(10) < 6 {
+            node
+        } else {
+            (node + 1) % self.nodes
+        };
+        self.cpu_of(rng, to)
+    }
+
     /// Node by node, zone by zone: node n's Normal zone is at index 2n + 1.
     fn zones(&self) -> Vec<ZoneLabel> {
         (0..self.nodes)
@@ -331,7 +354,15 @@ fn lock_tables(
         for _ in 0..ncpu {
             let cpu = rng.below(u64::from(a.cpus)) as u32;
             let lock_addr = if zone {
-                normal_of(host.node_of(cpu))
+                // A quarter on another node's zone: pages of that node freed (drained) or
+                // allocated here.
+                let own = host.node_of(cpu);
+                let remote = host.nodes > 1 && rng.below(4) == 0;
+                normal_of(if remote {
+                    (own + 1 + rng.below(u64::from(host.nodes - 1)) as u32) % host.nodes
+                } else {
+                    own
+                })
             } else {
                 0xffff_8881_0000_0000 + rng.below(2_000) * 0x40
             };
@@ -393,14 +424,19 @@ fn pcp_pages(rng: &mut Rng, cpus: &[u32]) -> Vec<CpuPages> {
 }
 
 /// Up to `n` distinct (alloc CPU, free CPU, count) cells, within `n * tries_per_cell` draws.
-fn cpu_pairs(rng: &mut Rng, cpus: u32, n: usize, tries_per_cell: u64) -> Vec<(u32, u32, u64)> {
+fn cpu_pairs(
+    rng: &mut Rng,
+    host: &Topology,
+    n: usize,
+    tries_per_cell: u64,
+) -> Vec<(u32, u32, u64)> {
     let mut cells = HashSet::new();
     let mut out = Vec::new();
     let mut tries = 0u64;
     while out.len() < n && tries < n as u64 * tries_per_cell {
         tries += 1;
-        let alloc_cpu = rng.below(u64::from(cpus)) as u32;
-        let free_cpu = rng.below(u64::from(cpus)) as u32;
+        let alloc_cpu = rng.below(host.cpus.len() as u64) as u32;
+        let free_cpu = host.free_cpu_for(rng, alloc_cpu);
         if cells.insert((alloc_cpu, free_cpu)) {
             out.push((alloc_cpu, free_cpu, 1 + rng.below(1_000_000)));
         }
@@ -451,14 +487,14 @@ fn skb_defer(rng: &mut Rng, cpus: &[u32]) -> Vec<SkbDefer> {
 }
 
 /// Up to 2,000 page-flow cells, within 40,000 draws.
-fn page_matrix(rng: &mut Rng, cpus: u32) -> Vec<PageCell> {
+fn page_matrix(rng: &mut Rng, host: &Topology) -> Vec<PageCell> {
     let mut page_matrix = Vec::new();
     let mut pcells = HashSet::new();
     let mut tries = 0;
     while page_matrix.len() < 2_000 && tries < 40_000 {
         tries += 1;
-        let alloc_cpu = rng.below(u64::from(cpus)) as u32;
-        let free_cpu = rng.below(u64::from(cpus)) as u32;
+        let alloc_cpu = rng.below(host.cpus.len() as u64) as u32;
+        let free_cpu = host.free_cpu_for(rng, alloc_cpu);
         if pcells.insert((alloc_cpu, free_cpu)) {
             page_matrix.push(PageCell {
                 alloc_cpu,
@@ -514,9 +550,10 @@ pub fn run(a: &SynthArgs) -> Result<()> {
     let rec = build(a)?;
     write(&rec, &a.output)?;
     eprintln!(
-        "zoneprof-synth: wrote synthetic {} ({} CPUs, {} stacks, {} frames, {} lock-wait entries, {} SKB cells)",
+        "zoneprof-synth: wrote synthetic {} ({} CPUs, {} NUMA nodes, {} stacks, {} frames, {} lock-wait entries, {} SKB cells)",
         a.output.display(),
         rec.cpus.len(),
+        rec.host.numa_nodes.len(),
         rec.stacks.len(),
         rec.frames.len(),
         rec.lock_waits.len(),
@@ -566,6 +603,7 @@ mod tests {
         assert_eq!(rec.skb_matrix.len(), 100);
         assert_eq!(rec.host.possible_cpus, 64);
         assert!(rec.lock_waits.iter().all(|w| w.cpu < 64));
+        assert!(rec.page_matrix.iter().all(|c| c.free_cpu < 64));
         run(&a).expect("run");
         let back = Recording::read(&a.output).expect("read");
         assert_eq!(back, rec);
@@ -574,6 +612,71 @@ mod tests {
         let b = build(&SynthArgs { seed: 8, ..a }).expect("seed 8");
         assert_eq!(b.stacks, rec.stacks);
         assert_ne!(b.lock_waits, rec.lock_waits);
+    }
+
+    /// 640 CPUs on 8 nodes (the bench's host): zone locks on every node, zone-lock wait
+    /// on other nodes' zones, and flows within and across nodes, none to a missing CPU.
+    #[test]
+    fn many_nodes_have_zones_and_cross_node_flows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = SynthArgs {
+            output: dir.path().join("s.zprof"),
+            cpus: 640,
+            nodes: 8,
+            stacks: 400,
+            skb_cells: 500,
+            folded: vec![folded(dir.path())],
+            seed: 1,
+            wait_scale: 1.0,
+        };
+        let rec = build(&a).expect("build");
+        assert_eq!(rec.host.numa_nodes, (0..8).collect::<Vec<_>>());
+        let zone_nodes: HashSet<u32> = rec.zones.iter().map(|z| z.node).collect();
+        assert_eq!(zone_nodes.len(), 8);
+        let node = |cpu: u32| rec.host.node_of(cpu);
+        let zone_node = |addr: u64| {
+            rec.zones
+                .iter()
+                .find(|z| z.lock_addr == addr)
+                .map(|z| z.node)
+        };
+        let (mut local, mut remote) = (0, 0);
+        for w in &rec.lock_waits {
+            match zone_node(w.lock_addr) {
+                Some(n) if n == node(w.cpu) => local += 1,
+                Some(_) => remote += 1,
+                None => {}
+            }
+        }
+        assert!(
+            remote > 0 && local > 2 * remote,
+            "{local} local, {remote} remote"
+        );
+        for cells in [
+            rec.page_matrix
+                .iter()
+                .map(|c| (c.alloc_cpu, c.free_cpu))
+                .collect::<Vec<_>>(),
+            rec.skb_matrix
+                .iter()
+                .map(|c| (c.alloc_cpu, c.free_cpu))
+                .collect(),
+        ] {
+            assert!(cells.iter().all(|&(a, f)| a < 640 && f < 640));
+            let cross = cells.iter().filter(|&&(a, f)| node(a) != node(f)).count();
+            // 4 in 10 to the next node: well inside 20-60 %.
+            assert!(
+                cross * 5 > cells.len() && cross * 5 < cells.len() * 3,
+                "{cross} of {} cross-node",
+                cells.len()
+            );
+            assert!(
+                cells
+                    .iter()
+                    .filter(|&&(a, f)| node(a) != node(f))
+                    .all(|&(a, f)| node(f) == (node(a) + 1) % 8)
+            );
+        }
     }
 
     #[test]

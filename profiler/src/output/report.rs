@@ -9,8 +9,9 @@ use serde::Serialize;
 use crate::{
     kernel::map_entries::{MapSize, maps_of_loss},
     model::analysis::{self, ClassifiedWait, SideNs},
-    model::blame::{self, Blame, BlameCell},
+    model::blame::{self, Blame, BlameCell, BlameNodeCell},
     model::classify::{LockClass, Side},
+    model::numa::{self, NodeWait},
     model::observer::{self, ObserverCost},
     model::recording::{Counters, LossUnit, PcpCount, PcpMethod, Recording},
     model::tasks::{self, By, CgroupRow, TaskSkbRow, TaskWaitRow},
@@ -35,6 +36,8 @@ pub struct Report {
     pub per_cpu: Vec<PerCpu>,
     pub free_triggers: Vec<TriggerRow>,
     pub zones: Vec<ZoneRow>,
+    /// Zone-lock wait on each NUMA node's zones (the node of the memory, not of the CPU).
+    pub zone_nodes: Vec<NodeWait>,
     pub top_zone_stacks: Vec<StackRow>,
     pub top_other_locks: Vec<OtherLockRow>,
     pub wait_histograms: Vec<HistRow>,
@@ -57,6 +60,8 @@ pub struct Report {
     pub page_matrix: Vec<PageMatrixRow>,
     /// Sampling of page tracking; null when it was off.
     pub page_tracking: Option<crate::model::recording::PageTracking>,
+    /// Estimated pages per (alloc node, free node): `page_matrix` summed per node.
+    pub page_node_matrix: Vec<PageNodeRow>,
     /// Zone-lock wait attributed to (alloc CPU, free CPU) pairs, most wait first.
     pub zone_wait_blame: Vec<BlameCell>,
     /// The attribution's headline, source and what it left out.
@@ -70,6 +75,8 @@ pub struct Report {
     pub skb_free_tasks: Vec<TaskSkbRow>,
     /// Lock wait and SKB frees per cgroup, over its threads.
     pub cgroups: Vec<CgroupRow>,
+    /// `zone_wait_blame` summed per (alloc node, free node), most wait first.
+    pub zone_wait_blame_nodes: Vec<BlameNodeCell>,
 }
 
 /// The headline of [`Report::zone_wait_blame`] (docs/report-json.md).
@@ -96,6 +103,11 @@ pub struct BlameSummary {
     pub samples: u64,
     /// The cross-CPU pair with the most wait; null when none.
     pub top_pair: Option<TopPair>,
+    /// Wait attributed to pairs of CPUs on different NUMA nodes.
+    pub cross_node_wait_ns: u64,
+    /// Percent of all zone-lock wait attributed to pairs of CPUs on different NUMA nodes;
+    /// null on a single-node host, without zone-lock wait or without a source.
+    pub cross_node_pct: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -129,6 +141,8 @@ impl BlameSummary {
                 share_pct: b.share_pct(c).unwrap_or(0.0),
                 samples: c.samples,
             }),
+            cross_node_wait_ns: b.cross_node_ns,
+            cross_node_pct: b.cross_node_pct(),
         }
     }
 }
@@ -159,6 +173,13 @@ pub struct PageMatrixRow {
     pub alloc_cpu: u32,
     pub free_cpu: u32,
     /// Estimated base pages (sampled count x sampling rate).
+    pub pages: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PageNodeRow {
+    pub alloc_node: u32,
+    pub free_node: u32,
     pub pages: u64,
 }
 
@@ -280,6 +301,13 @@ pub struct ZoneRow {
     pub label: String,
     pub wait_ns: u64,
     pub contentions: u64,
+    pub node: u32,
+    /// Zone name (`Normal`, `DMA32`, …).
+    pub zone: String,
+    /// `wait_ns` split by side.
+    pub wait_by_side_ns: SideNs,
+    /// Wait by CPUs of another node than the zone's.
+    pub remote_cpu_wait_ns: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -356,6 +384,7 @@ pub fn build(rec: &Recording, top: usize) -> Report {
     let blame = blame::attribute(rec, &waits);
     let lock_wait_tasks = tasks::lock_wait_by_task(rec, &waits);
     let skb_free_tasks = tasks::skb_free_by_task(rec);
+    let zone_waits = numa::zone_waits(&rec.host, &rec.zones, &waits);
     Report {
         format: REPORT_FORMAT,
         version: REPORT_VERSION,
@@ -377,7 +406,8 @@ pub fn build(rec: &Recording, top: usize) -> Report {
         observer_cost: observer::cost(rec, &waits),
         per_cpu,
         free_triggers: free_triggers(&waits),
-        zones: zone_rows(rec, &waits),
+        zones: zone_rows(&zone_waits),
+        zone_nodes: numa::node_waits(&rec.host, &zone_waits),
         top_zone_stacks: top_zone_stacks(rec, &waits, top),
         top_other_locks: top_other_locks(rec, &waits, top),
         wait_histograms: histograms(rec, &waits),
@@ -418,12 +448,26 @@ pub fn build(rec: &Recording, top: usize) -> Report {
             })
             .collect(),
         page_tracking: rec.page_tracking.clone(),
+        page_node_matrix: numa::node_matrix(
+            &rec.host,
+            rec.page_matrix
+                .iter()
+                .map(|c| (c.alloc_cpu, c.free_cpu, c.pages)),
+        )
+        .into_iter()
+        .map(|(alloc_node, free_node, pages)| PageNodeRow {
+            alloc_node,
+            free_node,
+            pages,
+        })
+        .collect(),
         zone_wait_blame_summary: BlameSummary::of(&blame),
         zone_wait_blame: blame.cells,
         tasks_recorded: rec.settings.tasks,
         cgroups: tasks::by_cgroup(&lock_wait_tasks, &skb_free_tasks),
         lock_wait_tasks,
         skb_free_tasks,
+        zone_wait_blame_nodes: blame.nodes,
     }
 }
 
@@ -504,30 +548,23 @@ fn free_triggers(waits: &[ClassifiedWait<'_>]) -> Vec<TriggerRow> {
 }
 
 /// Wait on each labelled zone's lock address, longest first.
-fn zone_rows(rec: &Recording, waits: &[ClassifiedWait<'_>]) -> Vec<ZoneRow> {
-    let mut zones: Vec<ZoneRow> = rec
-        .zones
+fn zone_rows(zones: &[numa::ZoneWait]) -> Vec<ZoneRow> {
+    let mut rows: Vec<ZoneRow> = zones
         .iter()
-        .map(|z| {
-            let (wait_ns, contentions) = waits
-                .iter()
-                .filter(|cw| cw.wait.lock_addr == z.lock_addr)
-                .fold((0u64, 0u64), |(w, c), cw| {
-                    (
-                        w.saturating_add(cw.wait.total_ns),
-                        c.saturating_add(cw.wait.count),
-                    )
-                });
-            ZoneRow {
-                lock_addr: format!("{:#x}", z.lock_addr),
-                label: z.label(),
-                wait_ns,
-                contentions,
-            }
+        .map(|z| ZoneRow {
+            lock_addr: format!("{:#x}", z.lock_addr),
+            label: format!("node {} / zone {}", z.node, z.zone),
+            wait_ns: z.wait_ns.total(),
+            contentions: z.contentions,
+            node: z.node,
+            zone: z.zone.clone(),
+            wait_by_side_ns: z.wait_ns,
+            remote_cpu_wait_ns: z.remote_cpu_wait_ns,
         })
         .collect();
-    zones.sort_by_key(|r| std::cmp::Reverse(r.wait_ns));
-    zones
+    // Stable: equal waits keep (node, zone) order.
+    rows.sort_by_key(|r| std::cmp::Reverse(r.wait_ns));
+    rows
 }
 
 /// Free sites merged over CPUs, most frees first.
@@ -564,15 +601,13 @@ pub fn skb_sites(rec: &Recording) -> Vec<SkbSiteRow> {
 }
 
 fn skb_node_matrix(rec: &Recording) -> Vec<SkbMatrixRow> {
-    let mut m: BTreeMap<(u32, u32), u64> = BTreeMap::new();
-    for c in &rec.skb_matrix {
-        let n = m
-            .entry((rec.host.node_of(c.alloc_cpu), rec.host.node_of(c.free_cpu)))
-            .or_default();
-        *n = n.saturating_add(c.count);
-    }
-    m.into_iter()
-        .map(|((a, f), count)| SkbMatrixRow {
+    let cells = rec
+        .skb_matrix
+        .iter()
+        .map(|c| (c.alloc_cpu, c.free_cpu, c.count));
+    numa::node_matrix(&rec.host, cells)
+        .into_iter()
+        .map(|(a, f, count)| SkbMatrixRow {
             alloc_cpu: a,
             free_cpu: f,
             count,
@@ -764,6 +799,7 @@ pub fn to_text_by(r: &Report, top: usize, by: By) -> String {
 fn write_text(s: &mut String, r: &Report, top: usize, by: By) -> std::fmt::Result {
     write_header(s, r)?;
     write_totals(s, r)?;
+    write_nodes(s, r)?;
     match by {
         By::Cpu => write_per_cpu(s, r)?,
         By::Task => write_per_task(s, r, top)?,
@@ -825,7 +861,7 @@ fn write_totals(s: &mut String, r: &Report) -> std::fmt::Result {
     )?;
     write_pcp_line(s, t)?;
     for zr in &r.zones {
-        writeln!(
+        write!(
             s,
             "  {} ({}): {} over {} contentions",
             zr.label,
@@ -833,8 +869,72 @@ fn write_totals(s: &mut String, r: &Report) -> std::fmt::Result {
             fmt_ns(zr.wait_ns),
             fmt_count(zr.contentions)
         )?;
+        if zr.wait_ns > 0 {
+            let w = zr.wait_by_side_ns;
+            write!(
+                s,
+                " (alloc {}, free {}, other {}",
+                fmt_ns(w.alloc),
+                fmt_ns(w.free),
+                fmt_ns(w.other)
+            )?;
+            if r.host.numa_nodes > 1 {
+                write!(
+                    s,
+                    "; {} by CPUs of other nodes",
+                    fmt_ns(zr.remote_cpu_wait_ns)
+                )?;
+            }
+            write!(s, ")")?;
+        }
+        writeln!(s)?;
     }
     writeln!(s, "{}", observer_line(r))
+}
+
+/// Zone-lock wait per NUMA node (of the zone's memory), on hosts of several nodes.
+fn write_nodes(s: &mut String, r: &Report) -> std::fmt::Result {
+    if r.zone_nodes.len() < 2 {
+        return Ok(());
+    }
+    writeln!(
+        s,
+        "\nPer NUMA node (zone-lock wait on the node's zones, by the node of the memory)"
+    )?;
+    writeln!(
+        s,
+        "  {:>4} {:>12} {:>12} {:>12} {:>12} {:>12} {:>16}  zones",
+        "node", "wait", "alloc side", "free side", "other", "contentions", "by other nodes"
+    )?;
+    for n in &r.zone_nodes {
+        let w = n.wait_ns;
+        writeln!(
+            s,
+            "  {:>4} {:>12} {:>12} {:>12} {:>12} {:>12} {:>16}  {}",
+            n.node,
+            fmt_ns(w.total()),
+            fmt_ns(w.alloc),
+            fmt_ns(w.free),
+            fmt_ns(w.other),
+            fmt_count(n.contentions),
+            fmt_ns(n.remote_cpu_wait_ns),
+            if n.zones.is_empty() {
+                "-".to_string()
+            } else {
+                n.zones.join(",")
+            }
+        )?;
+    }
+    let on_nodes: u64 = r.zone_nodes.iter().map(|n| n.wait_ns.total()).sat_sum();
+    let unproven = r.totals.zone_lock_wait_ns.total().saturating_sub(on_nodes);
+    if unproven > 0 {
+        writeln!(
+            s,
+            "  ({} of zone-lock wait on addresses not proven to be a zone: no node)",
+            fmt_ns(unproven)
+        )?;
+    }
+    Ok(())
 }
 
 /// PCP pages refilled and drained, with how each side was counted.
@@ -1086,6 +1186,33 @@ fn write_blame(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
             s,
             "  ... {more} more pair{}",
             if more == 1 { "" } else { "s" }
+        )?;
+    }
+    write_blame_nodes(s, r, top)
+}
+
+/// The blame per (alloc node, free node), on hosts of several nodes.
+fn write_blame_nodes(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
+    let b = &r.zone_wait_blame_summary;
+    let Some(pct) = b.cross_node_pct else {
+        return Ok(());
+    };
+    writeln!(
+        s,
+        "  Per NUMA node pair (alloc node -> free node): {} of zone-lock wait across nodes",
+        fmt_pct(pct)
+    )?;
+    for c in r.zone_wait_blame_nodes.iter().take(top) {
+        writeln!(
+            s,
+            "  {:>5} -> {:<5} {:>12} {:>8} {:>12} {:>12} {:>12}",
+            c.alloc_node,
+            c.free_node,
+            fmt_ns(c.wait_ns),
+            fmt_pct(100.0 * c.wait_ns as f64 / b.zone_lock_wait_ns.max(1) as f64),
+            fmt_ns(c.alloc_side_ns),
+            fmt_ns(c.free_side_ns),
+            fmt_count(c.samples)
         )?;
     }
     Ok(())
@@ -1483,6 +1610,32 @@ fn write_page_flows_text(s: &mut String, r: &Report, top: usize) -> std::fmt::Re
             fmt_count(t.map_full)
         )?;
     }
+    if r.page_node_matrix
+        .iter()
+        .any(|c| c.alloc_node != c.free_node)
+    {
+        let cross: u64 = r
+            .page_node_matrix
+            .iter()
+            .filter(|c| c.alloc_node != c.free_node)
+            .map(|c| c.pages)
+            .sat_sum();
+        writeln!(
+            s,
+            "  Per NUMA node pair (alloc node -> free node): {} pages across nodes ({})",
+            fmt_count(cross),
+            fmt_pct(100.0 * cross as f64 / total.max(1) as f64)
+        )?;
+        for c in &r.page_node_matrix {
+            writeln!(
+                s,
+                "    {:>3} -> {:<3} {:>14} pages",
+                c.alloc_node,
+                c.free_node,
+                fmt_count(c.pages)
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -1617,6 +1770,76 @@ mod tests {
         }
         assert!(oc["reason"].is_string(), "{oc}");
         assert!(oc["programs"].is_array(), "{oc}");
+    }
+
+    /// The sample on two nodes: CPU 1 (node 1) frees node 0's pages under node 0's lock.
+    #[test]
+    fn numa_views_per_node_zone_and_node_pair() {
+        use crate::model::recording::{PageCell, PageTracking};
+        let mut rec = sample();
+        rec.host.cpu_node = vec![(0, 0), (1, 1)];
+        rec.host.numa_nodes = vec![0, 1];
+        rec.page_matrix = vec![
+            PageCell {
+                alloc_cpu: 0,
+                free_cpu: 1,
+                pages: 64 * 90,
+            },
+            PageCell {
+                alloc_cpu: 0,
+                free_cpu: 0,
+                pages: 64 * 10,
+            },
+        ];
+        rec.page_tracking = Some(PageTracking {
+            sample_one_in: 64,
+            pages_by_order: vec![],
+            lifetime_hist: vec![],
+            map_full: 0,
+        });
+        let r = build(&rec, 5);
+        let z = &r.zones[0];
+        assert_eq!(
+            (z.node, z.zone.as_str(), z.wait_ns),
+            (0, "Normal", 18_500_000)
+        );
+        assert_eq!(z.wait_by_side_ns.free, 12_000_000);
+        assert_eq!(z.remote_cpu_wait_ns, 12_000_000);
+        assert_eq!(r.zone_nodes.len(), 2);
+        assert_eq!(r.zone_nodes[0].wait_ns.total(), 18_500_000);
+        assert_eq!(r.zone_nodes[1].wait_ns.total(), 0);
+        let pages: Vec<(u32, u32, u64)> = r
+            .page_node_matrix
+            .iter()
+            .map(|c| (c.alloc_node, c.free_node, c.pages))
+            .collect();
+        assert_eq!(pages, vec![(0, 0, 640), (0, 1, 5_760)]);
+        // CPU 1's 12 ms free side all from CPU 0 (node 0 -> 1); CPU 0's 6 ms alloc side
+        // 90 % to 0 -> 1.
+        let b = &r.zone_wait_blame_summary;
+        assert_eq!(b.cross_node_wait_ns, 12_000_000 + 5_400_000);
+        let pct = b.cross_node_pct.expect("two nodes");
+        assert!((pct - 100.0 * 17.4 / 18.5).abs() < 1e-9, "{pct}");
+        let top = &r.zone_wait_blame_nodes[0];
+        assert_eq!((top.alloc_node, top.free_node), (0, 1));
+        let text = to_text(&r, 5);
+        for want in [
+            "Per NUMA node (zone-lock wait on the node's zones",
+            "12.0 ms by CPUs of other nodes",
+            "Per NUMA node pair (alloc node -> free node): 94.1 % of zone-lock wait across nodes",
+            "Per NUMA node pair (alloc node -> free node): 5,760 pages across nodes (90.0 %)",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+        // One node: the node sections stay out of the text, the keys stay in the JSON.
+        let one = build(&sample(), 5);
+        assert!(!to_text(&one, 5).contains("NUMA node pair"));
+        assert_eq!(one.zone_wait_blame_summary.cross_node_pct, None);
+        let v: serde_json::Value = serde_json::from_str(&to_json(&one)).expect("JSON");
+        for k in ["zone_nodes", "page_node_matrix", "zone_wait_blame_nodes"] {
+            assert!(v[k].is_array(), "{k}");
+        }
+        assert!(v["zone_wait_blame_summary"]["cross_node_pct"].is_null());
     }
 
     #[test]

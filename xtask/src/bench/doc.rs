@@ -1470,6 +1470,7 @@ mod tests {
             userspace: Some(Userspace {
                 spec: SynthSpec {
                     cpus: 640,
+                    nodes: 8,
                     stacks: 50_000,
                     skb_cells: 3_000,
                 },

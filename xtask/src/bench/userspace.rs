@@ -13,6 +13,8 @@ use super::stats::Summary;
 #[derive(Debug, Clone, Copy)]
 pub struct SynthSpec {
     pub cpus: u32,
+    /// NUMA nodes (zone locks per node, cross-node flows).
+    pub nodes: u32,
     pub stacks: u32,
     pub skb_cells: u32,
 }
@@ -63,6 +65,8 @@ fn synth(
         out.display().to_string(),
         "--cpus".into(),
         spec.cpus.to_string(),
+        "--nodes".into(),
+        spec.nodes.to_string(),
         "--stacks".into(),
         spec.stacks.to_string(),
         "--skb-cells".into(),

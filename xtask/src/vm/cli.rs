@@ -1,4 +1,5 @@
-//! The `vm-*` subcommands: `vm-test` (the scenario table per kernel), `vm-run` (one ad hoc
+//! The `vm-*` subcommands: `vm-test` (the scenario table per kernel), `vm-numa` (the NUMA
+//! scenarios in a two-node guest), `vm-run` (one ad hoc
 //! boot) and `vm-fetch` (fetch/cache kernels only).
 
 use std::collections::BTreeMap;
@@ -121,6 +122,9 @@ pub struct TestOpts {
     /// Per boot.
     pub timeout: Duration,
     pub verbose: bool,
+    /// `vm-numa`: the NUMA scenarios in a guest of [`scenarios::NUMA_NODES`] nodes
+    /// (default kernel 6.12) instead of the scenario table.
+    pub numa: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -181,11 +185,16 @@ pub fn list_scenarios(backends: &[Backend]) {
     }
 }
 
-/// `cargo xtask vm-test`.
+/// `cargo xtask vm-test`, or `vm-numa` with `opts.numa`.
 pub fn vm_test(ws: &Workspace, opts: &TestOpts) -> Result<()> {
     let started = Instant::now();
     super::check_tools()?;
-    let sels = select(&opts.kernels, &opts.bzimages, &["all"])?;
+    let (task, default_kernels, numa_nodes) = if opts.numa {
+        ("vm-numa", &["6.12"][..], scenarios::NUMA_NODES)
+    } else {
+        ("vm-test", &["all"][..], 0)
+    };
+    let sels = select(&opts.kernels, &opts.bzimages, default_kernels)?;
     let dirs = Dirs::new(ws)?;
     let bin = zoneprof_binary(ws, opts.zoneprof.as_deref())?;
     let mut backends = opts.backends.clone();
@@ -194,12 +203,16 @@ pub fn vm_test(ws: &Workspace, opts: &TestOpts) -> Result<()> {
     }
     backends.sort();
     backends.dedup();
-    let table = scenarios::table(&backends);
+    let table = if opts.numa {
+        scenarios::numa_table()
+    } else {
+        scenarios::table(&backends)
+    };
     let mut files = vec![GuestFile::from_host(&bin, GUEST_ZONEPROF, 0o755)?];
     // The tap scenarios need iproute2's ip (netns); without it they fail naming it.
     match super::hostbin::iproute2() {
         Ok(ip) => files.extend(ip),
-        Err(e) => println!("==> vm-test: note: {e:#}; the tap scenarios will fail"),
+        Err(e) => println!("==> {task}: note: {e:#}; the tap scenarios will fail"),
     }
     let payload = Payload {
         steps: table.iter().map(Scenario::step).collect(),
@@ -221,7 +234,7 @@ pub fn vm_test(ws: &Workspace, opts: &TestOpts) -> Result<()> {
         let kernel = match sel.resolve(ws, &dirs) {
             Ok(k) => k,
             Err(e) => {
-                println!("==> vm-test: kernel {} unavailable: {e:#}", sel.label());
+                println!("==> {task}: kernel {} unavailable: {e:#}", sel.label());
                 rows.push(Row {
                     kernel: sel.label(),
                     scenario: "(kernel)".into(),
@@ -231,17 +244,18 @@ pub fn vm_test(ws: &Workspace, opts: &TestOpts) -> Result<()> {
                 continue;
             }
         };
-        println!("==> vm-test: booting {} ({})", kernel.label, kernel.origin);
+        println!("==> {task}: booting {} ({})", kernel.label, kernel.origin);
         let boot_opts = BootOpts {
             timeout: opts.timeout,
             echo: opts.verbose,
-            tag: "vm-test".into(),
+            tag: task.into(),
+            numa_nodes,
             ..BootOpts::default()
         };
         let boot = match super::boot(&dirs, &kernel, &payload, &boot_opts) {
             Ok(b) => b,
             Err(e) => {
-                println!("==> vm-test: {}: {e:#}", kernel.label);
+                println!("==> {task}: {}: {e:#}", kernel.label);
                 rows.push(Row {
                     kernel: kernel.label.clone(),
                     scenario: "(boot)".into(),
@@ -267,7 +281,12 @@ pub fn vm_test(ws: &Workspace, opts: &TestOpts) -> Result<()> {
                 .unwrap_or_else(|| "never".into()),
             boot.console_log.display()
         );
-        let saved = save_files(&dirs, &kernel.label, &boot)?;
+        // vm-numa's files beside vm-test's, not over them.
+        let saved = if opts.numa {
+            save_files(&dirs, &format!("numa-{}", kernel.label), &boot)?
+        } else {
+            save_files(&dirs, &kernel.label, &boot)?
+        };
         if let Some(dir) = saved {
             println!("    files from the guest: {}", dir.display());
         }
@@ -330,12 +349,12 @@ pub fn vm_test(ws: &Workspace, opts: &TestOpts) -> Result<()> {
         .count();
     if failed > 0 {
         bail!(
-            "vm-test: {failed} of {} kernel × scenario checks failed",
+            "{task}: {failed} of {} kernel × scenario checks failed",
             rows.len()
         );
     }
     println!(
-        "==> vm-test: all {} checks passed or were skipped",
+        "==> {task}: all {} checks passed or were skipped",
         rows.len()
     );
     Ok(())

@@ -27,6 +27,8 @@ pub struct Config {
     pub append: String,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// NUMA nodes of the guest (0 or 1: none); CPUs and memory are split evenly.
+    pub numa_nodes: u32,
     pub timeout: Duration,
     /// Console (ttyS0) log, written as lines arrive.
     pub console_log: PathBuf,
@@ -97,6 +99,9 @@ pub fn args(c: &Config) -> Vec<OsString> {
     push(&c.cpus.to_string());
     push("-m");
     push(&c.memory_mib.to_string());
+    for s in numa_args(c.numa_nodes, c.cpus, c.memory_mib) {
+        push(&s);
+    }
     // No default devices (VGA, NIC, floppy …), no display, no network at all.
     for s in [
         "-nodefaults",
@@ -124,6 +129,42 @@ pub fn args(c: &Config) -> Vec<OsString> {
     a.push(c.initrd.clone().into_os_string());
     a.push("-append".into());
     a.push(c.append.clone().into());
+    a
+}
+
+/// `-object memory-backend-ram … -numa node,…` for `nodes` nodes: node i gets its share of
+/// the CPUs (consecutive, as a real host numbers them) and of the memory, from its own RAM
+/// backend, so the guest sees that many nodes with CPUs and memory each (ACPI SRAT).
+/// Nothing for 0 or 1 node. CPUs beyond an even split go to the last node.
+pub fn numa_args(nodes: u32, cpus: u32, memory_mib: u32) -> Vec<String> {
+    if nodes < 2 {
+        return Vec::new();
+    }
+    let per_cpu = (cpus / nodes).max(1);
+    let per_mem = memory_mib / nodes;
+    let mut a = Vec::new();
+    for n in 0..nodes {
+        let first = (n * per_cpu).min(cpus.saturating_sub(1));
+        let last = if n + 1 == nodes {
+            cpus.saturating_sub(1)
+        } else {
+            (first + per_cpu - 1).min(cpus.saturating_sub(1))
+        };
+        let mem = if n + 1 == nodes {
+            memory_mib - per_mem * (nodes - 1)
+        } else {
+            per_mem
+        };
+        a.push("-object".to_string());
+        a.push(format!("memory-backend-ram,id=mem{n},size={mem}M"));
+        a.push("-numa".to_string());
+        let cpus = if first == last {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        };
+        a.push(format!("node,nodeid={n},cpus={cpus},memdev=mem{n}"));
+    }
     a
 }
 
@@ -309,6 +350,7 @@ mod tests {
             append: "console=ttyS0 quiet".into(),
             memory_mib: 2048,
             cpus: 2,
+            numa_nodes: 0,
             timeout: Duration::from_secs(60),
             console_log: "/t/console.log".into(),
             channel_log: "/t/a,b/files.log".into(),
@@ -331,5 +373,27 @@ mod tests {
         );
         assert_eq!(a[a.len() - 2..], ["-append", "console=ttyS0 quiet"]);
         assert!(!joined.contains("-enable-kvm"));
+        assert!(!joined.contains("-numa"));
+    }
+
+    #[test]
+    fn numa_nodes_split_cpus_and_memory() {
+        assert_eq!(
+            numa_args(2, 2, 2048),
+            [
+                "-object",
+                "memory-backend-ram,id=mem0,size=1024M",
+                "-numa",
+                "node,nodeid=0,cpus=0,memdev=mem0",
+                "-object",
+                "memory-backend-ram,id=mem1,size=1024M",
+                "-numa",
+                "node,nodeid=1,cpus=1,memdev=mem1",
+            ]
+        );
+        let four = numa_args(2, 5, 1000).join(" ");
+        assert!(four.contains("size=500M -numa node,nodeid=0,cpus=0-1,memdev=mem0"));
+        assert!(four.contains("node,nodeid=1,cpus=2-4,memdev=mem1"));
+        assert!(numa_args(1, 2, 2048).is_empty());
     }
 }

@@ -972,6 +972,212 @@ pub fn tap_summary(report: &Value, backend: Backend) -> Result<String> {
     Ok(text)
 }
 
+/// NUMA nodes of the `vm-numa` guest: CPU 0 and half the memory on node 0, CPU 1 and the
+/// other half on node 1.
+pub const NUMA_NODES: u32 = 2;
+
+/// The scenarios `vm-numa` runs in a guest of [`NUMA_NODES`] nodes: pages and SKBs
+/// allocated on node 0's CPU and freed on node 1's.
+pub fn numa_table() -> Vec<Scenario> {
+    vec![kernel_info(), numa_pages(), numa_tap()]
+}
+
+/// Page flows of the cross-CPU workload across the two nodes.
+fn numa_pages() -> Scenario {
+    Scenario {
+        name: "numa-pages".into(),
+        about: "pages allocated on node 0 (CPU 0), freed on node 1 (CPU 1): node matrix, per-node zone totals, cross-node blame",
+        backend: None,
+        script: "cat /sys/devices/system/node/online\n\
+                 zoneprof record --page-flows --page-sample 16 -d 3s -o /tmp/numa.zprof \
+                 --no-progress -- zoneprof workload cross-cpu-pages --alloc-cpus 0 \
+                 --free-cpus 1 -d 2s\n\
+                 zoneprof report /tmp/numa.zprof --format json > /tmp/numa.json\n\
+                 zoneprof report /tmp/numa.zprof\n"
+            .into(),
+        requires: None,
+        timeout_s: 300,
+        modules: &[],
+        collect: &[("report.json", "/tmp/numa.json")],
+        check: |r| {
+            let report: Value = serde_json::from_slice(r.file("report.json")?)
+                .context("report.json is not JSON")?;
+            numa_pages_summary(&report)
+        },
+    }
+}
+
+/// SKBs of the tap workload (sent on CPU 0, read on CPU 1) across the two nodes: the
+/// kernel-side CPU → node map (`CPU_NODE`) counts them as cross-node.
+fn numa_tap() -> Scenario {
+    Scenario {
+        name: "numa-tap".into(),
+        about: "SKBs allocated on node 0 (CPU 0), freed on node 1 (CPU 1): SKB node matrix and cross-node free sites",
+        backend: None,
+        script: "zoneprof record -d 3s -o /tmp/numa-tap.zprof --no-progress -- \
+                 zoneprof workload tap --sender-cpus 0 --reader-cpus 1 -d 2s\n\
+                 zoneprof report /tmp/numa-tap.zprof --format json > /tmp/numa-tap.json\n"
+            .into(),
+        requires: Some("[ -c /dev/net/tun ]".into()),
+        timeout_s: 300,
+        modules: &["tun"],
+        collect: &[("report.json", "/tmp/numa-tap.json")],
+        check: |r| {
+            let report: Value = serde_json::from_slice(r.file("report.json")?)
+                .context("report.json is not JSON")?;
+            numa_tap_summary(&report)
+        },
+    }
+}
+
+/// The guest saw two nodes, CPU 0 on node 0 and CPU 1 on node 1, and the report has a
+/// zone-lock row for each node.
+fn check_two_nodes(report: &Value) -> Result<()> {
+    let nodes = report["host"]["numa_nodes"].as_u64().unwrap_or(0);
+    ensure!(
+        nodes == u64::from(NUMA_NODES),
+        "the guest saw {nodes} NUMA node(s), not {NUMA_NODES}"
+    );
+    let per_cpu = report["per_cpu"]
+        .as_array()
+        .ok_or_else(|| anyhow!("report has no per_cpu array"))?;
+    for cpu in 0..u64::from(NUMA_NODES) {
+        let node = per_cpu
+            .iter()
+            .find(|c| c["cpu"].as_u64() == Some(cpu))
+            .and_then(|c| c["node"].as_u64());
+        ensure!(
+            node == Some(cpu),
+            "CPU {cpu} is on node {node:?}, not on node {cpu}"
+        );
+    }
+    let zone_nodes: Vec<u64> = report["zone_nodes"]
+        .as_array()
+        .ok_or_else(|| anyhow!("report has no zone_nodes array"))?
+        .iter()
+        .filter_map(|n| n["node"].as_u64())
+        .collect();
+    ensure!(
+        zone_nodes == [0, 1],
+        "per-node zone totals for nodes {zone_nodes:?}, not [0, 1]"
+    );
+    Ok(())
+}
+
+/// (alloc node, free node, count) of a node matrix's rows.
+fn node_cells(m: &Value, a: &str, f: &str, n: &str) -> Result<Vec<(u64, u64, u64)>> {
+    Ok(m.as_array()
+        .ok_or_else(|| anyhow!("not an array: {m}"))?
+        .iter()
+        .map(|c| {
+            let v = |k: &str| c[k].as_u64().unwrap_or(0);
+            (v(a), v(f), v(n))
+        })
+        .collect())
+}
+
+/// Page flows node 0 → node 1 dominate the page node matrix; any zone-lock wait is on the
+/// zones of node 0 (where the pages came from) and blamed mostly across nodes.
+pub fn numa_pages_summary(report: &Value) -> Result<String> {
+    check_two_nodes(report)?;
+    if let Some(code) = report["command"]["exit_code"].as_i64() {
+        ensure!(code == 0, "the workload exited with status {code}");
+    }
+    let cells = node_cells(
+        &report["page_node_matrix"],
+        "alloc_node",
+        "free_node",
+        "pages",
+    )?;
+    let total: u64 = cells.iter().map(|c| c.2).sum();
+    let cross: u64 = cells
+        .iter()
+        .filter(|c| (c.0, c.1) == (0, 1))
+        .map(|c| c.2)
+        .sum();
+    ensure!(
+        cross > 0 && 2 * cross >= total,
+        "pages node 0 → node 1: {cross} of {total}: the page flows are not counted as \
+         cross-node ({cells:?})"
+    );
+    let zone_ns = |n: &Value| -> u64 {
+        ["alloc", "free", "other"]
+            .iter()
+            .filter_map(|k| n["wait_ns"][k].as_u64())
+            .sum()
+    };
+    let nodes = report["zone_nodes"].as_array().cloned().unwrap_or_default();
+    let wait: Vec<u64> = nodes.iter().map(zone_ns).collect();
+    let mut text = format!(
+        "2 nodes; pages node 0 → 1: {cross} of {total} ({:.0} %); zone-lock wait per node {wait:?} ns",
+        100.0 * cross as f64 / total.max(1) as f64
+    );
+    if wait.iter().sum::<u64>() > 0 {
+        ensure!(
+            wait[0] >= wait[1],
+            "zone-lock wait on node 1's zones ({} ns) over node 0's ({} ns), though the \
+             pages are node 0's",
+            wait[1],
+            wait[0]
+        );
+        let b = &report["zone_wait_blame_summary"];
+        let pct = b["cross_node_pct"].as_f64().ok_or_else(|| {
+            anyhow!(
+                "zone-lock wait but no cross-node blame share: {}",
+                b["headline"]
+            )
+        })?;
+        ensure!(
+            pct >= 50.0,
+            "only {pct:.1} % of zone-lock wait blamed across nodes: {}",
+            b["headline"]
+        );
+        let remote = nodes[0]["remote_cpu_wait_ns"].as_u64().unwrap_or(0);
+        text.push_str(&format!(
+            "; {pct:.0} % blamed across nodes; node 0's zones: {remote} ns by node 1's CPU"
+        ));
+    } else {
+        text.push_str(" (no contention in this guest: blame not checked)");
+    }
+    Ok(text)
+}
+
+/// SKBs node 0 → node 1 dominate the SKB node matrix, and the free sites count them as
+/// cross-node (the eBPF side's node of each CPU).
+pub fn numa_tap_summary(report: &Value) -> Result<String> {
+    check_two_nodes(report)?;
+    if let Some(code) = report["command"]["exit_code"].as_i64() {
+        ensure!(code == 0, "the tap workload exited with status {code}");
+    }
+    // skb_node_matrix names its node columns alloc_cpu/free_cpu (docs/report-json.md).
+    let cells = node_cells(&report["skb_node_matrix"], "alloc_cpu", "free_cpu", "count")?;
+    let total: u64 = cells.iter().map(|c| c.2).sum();
+    let cross: u64 = cells
+        .iter()
+        .filter(|c| (c.0, c.1) == (0, 1))
+        .map(|c| c.2)
+        .sum();
+    ensure!(
+        cross > 0 && 2 * cross >= total,
+        "SKBs node 0 → node 1: {cross} of {total}: not counted as cross-node ({cells:?})"
+    );
+    let sites = report["skb_free_sites"]
+        .as_array()
+        .ok_or_else(|| anyhow!("report has no skb_free_sites array"))?;
+    let site_cross: u64 = sites
+        .iter()
+        .filter(|s| s["function"] != "skb_attempt_defer_free")
+        .filter_map(|s| s["cross_node"].as_u64())
+        .sum();
+    ensure!(
+        site_cross > 0,
+        "no SKB free counted as cross-node by the kernel (CPU_NODE map)"
+    );
+    Ok(format!(
+        "2 nodes; SKBs node 0 → 1: {cross} of {total}; {site_cross} frees counted cross-node in the kernel"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1016,6 +1222,79 @@ mod tests {
         assert!(kprobe.requires.as_deref().unwrap().contains("kprobe/type"));
         assert_eq!(table(&[Backend::Default]).len(), 4);
         assert!(t[8].script.contains("--backend kprobe --pcp page"));
+    }
+
+    /// A report of the two-node guest, as `zoneprof report --format json` writes it.
+    fn numa_report(pages: &[(u64, u64, u64)], wait: [u64; 2], cross_pct: Option<f64>) -> Value {
+        json!({
+            "host": {"numa_nodes": 2},
+            "command": {"exit_code": 0},
+            "per_cpu": [{"cpu": 0, "node": 0}, {"cpu": 1, "node": 1}],
+            "zone_nodes": [
+                {"node": 0, "wait_ns": {"alloc": wait[0], "free": 0, "other": 0},
+                 "remote_cpu_wait_ns": wait[0] / 2},
+                {"node": 1, "wait_ns": {"alloc": wait[1], "free": 0, "other": 0},
+                 "remote_cpu_wait_ns": 0}
+            ],
+            "page_node_matrix": pages.iter().map(|&(a, f, n)| json!(
+                {"alloc_node": a, "free_node": f, "pages": n})).collect::<Vec<_>>(),
+            "skb_node_matrix": pages.iter().map(|&(a, f, n)| json!(
+                {"alloc_cpu": a, "free_cpu": f, "count": n})).collect::<Vec<_>>(),
+            "skb_free_sites": [{"function": "consume_skb", "cross_node": 5}],
+            "zone_wait_blame_summary": {"cross_node_pct": cross_pct, "headline": "h"}
+        })
+    }
+
+    #[test]
+    fn numa_checks_want_two_nodes_and_flows_from_node_0_to_1() {
+        let good = numa_report(&[(0, 0, 100), (0, 1, 900)], [4_000, 0], Some(80.0));
+        let s = numa_pages_summary(&good).unwrap();
+        assert!(s.contains("pages node 0 → 1: 900 of 1000 (90 %)"), "{s}");
+        assert!(s.contains("80 % blamed across nodes"), "{s}");
+        assert!(
+            numa_tap_summary(&good)
+                .unwrap()
+                .contains("SKBs node 0 → 1: 900 of 1000")
+        );
+        // No contention: flows still checked, blame not.
+        let quiet = numa_report(&[(0, 1, 10)], [0, 0], None);
+        assert!(
+            numa_pages_summary(&quiet)
+                .unwrap()
+                .contains("blame not checked")
+        );
+        // Flows on one node, or wait blamed within nodes, or one node: each fails.
+        let local = numa_report(&[(0, 0, 900), (0, 1, 100)], [0, 0], None);
+        assert!(numa_pages_summary(&local).is_err());
+        assert!(numa_tap_summary(&local).is_err());
+        let within = numa_report(&[(0, 1, 900)], [4_000, 0], Some(10.0));
+        assert!(numa_pages_summary(&within).is_err());
+        let unblamed = numa_report(&[(0, 1, 900)], [4_000, 0], None);
+        assert!(numa_pages_summary(&unblamed).is_err());
+        let mut one = good.clone();
+        one["host"]["numa_nodes"] = json!(1);
+        assert!(
+            numa_pages_summary(&one)
+                .unwrap_err()
+                .to_string()
+                .contains("1 NUMA node")
+        );
+        let mut swapped = good.clone();
+        swapped["per_cpu"][1]["node"] = json!(0);
+        assert!(numa_pages_summary(&swapped).is_err());
+        let mut no_kernel_cross = good;
+        no_kernel_cross["skb_free_sites"][0]["cross_node"] = json!(0);
+        assert!(numa_tap_summary(&no_kernel_cross).is_err());
+        let t = numa_table();
+        let names: Vec<&str> = t.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["kernel-info", "numa-pages", "numa-tap"]);
+        assert!(t[1].script.contains(
+            "zoneprof record --page-flows --page-sample 16 -d 3s -o /tmp/numa.zprof --no-progress \
+             -- zoneprof workload cross-cpu-pages --alloc-cpus 0 --free-cpus 1 -d 2s\n"
+        ));
+        assert!(t[2].script.starts_with(
+            "zoneprof record -d 3s -o /tmp/numa-tap.zprof --no-progress -- zoneprof workload tap"
+        ));
     }
 
     #[test]

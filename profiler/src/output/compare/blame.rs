@@ -24,6 +24,9 @@ pub struct BlameSide {
     pub top_pair_share_pct: Option<f64>,
     /// Samples in its source matrix.
     pub samples: u64,
+    /// Percent of its zone-lock wait attributed to pairs of CPUs on different NUMA nodes;
+    /// None on a single-node host or without a source.
+    pub cross_node_pct: Option<f64>,
 }
 
 /// The blame of both recordings.
@@ -52,6 +55,7 @@ fn side(b: &Blame, secs: f64) -> BlameSide {
         top_pair: top.map(|c| (c.alloc_cpu, c.free_cpu)),
         top_pair_share_pct: top.and_then(|c| b.share_pct(c)),
         samples: b.samples,
+        cross_node_pct: b.cross_node_pct(),
     }
 }
 

@@ -6,6 +6,7 @@ use super::{
     COMPARE_FORMAT, COMPARE_VERSION, Comparison, RecInfo,
     blame::{BlameComparison, BlameSide},
     metrics::{MetricRow, Unit},
+    nodes::NodeRow,
     pair::Pair,
     rows::{CellRow, SiteRow, StackDelta},
 };
@@ -26,6 +27,7 @@ struct Document<'a> {
     skb_matrix: Vec<Cell>,
     page_matrix: Vec<Cell>,
     zone_wait_blame: Blame<'a>,
+    zone_nodes: Vec<Node>,
     stacks_grew: Vec<Stack<'a>>,
     stacks_shrank: Vec<Stack<'a>>,
     flamegraphs: &'a [String],
@@ -120,6 +122,7 @@ struct BlameOne<'a> {
     /// The followed pair's share (`zone_wait_blame.pair`).
     pair_share_pct: Option<f64>,
     samples: u64,
+    cross_node_pct: Option<f64>,
 }
 
 impl<'a> BlameOne<'a> {
@@ -134,6 +137,7 @@ impl<'a> BlameOne<'a> {
             top_pair_share_pct: s.top_pair_share_pct,
             pair_share_pct,
             samples: s.samples,
+            cross_node_pct: s.cross_node_pct,
         }
     }
 }
@@ -177,6 +181,35 @@ impl<'a> From<&'a BlameComparison> for Blame<'a> {
 }
 
 #[derive(Serialize)]
+struct Node {
+    node: u32,
+    before_wait_ns_per_s: Option<f64>,
+    after_wait_ns_per_s: Option<f64>,
+    before_alloc_ns_per_s: Option<f64>,
+    after_alloc_ns_per_s: Option<f64>,
+    before_free_ns_per_s: Option<f64>,
+    after_free_ns_per_s: Option<f64>,
+    before_remote_cpu_ns_per_s: Option<f64>,
+    after_remote_cpu_ns_per_s: Option<f64>,
+}
+
+impl From<&NodeRow> for Node {
+    fn from(n: &NodeRow) -> Self {
+        Node {
+            node: n.node,
+            before_wait_ns_per_s: n.wait_ns_per_s.before,
+            after_wait_ns_per_s: n.wait_ns_per_s.after,
+            before_alloc_ns_per_s: n.alloc_ns_per_s.before,
+            after_alloc_ns_per_s: n.alloc_ns_per_s.after,
+            before_free_ns_per_s: n.free_ns_per_s.before,
+            after_free_ns_per_s: n.free_ns_per_s.after,
+            before_remote_cpu_ns_per_s: n.remote_cpu_ns_per_s.before,
+            after_remote_cpu_ns_per_s: n.remote_cpu_ns_per_s.after,
+        }
+    }
+}
+
+#[derive(Serialize)]
 struct Stack<'a> {
     stack: &'a str,
     before_ns_per_s: f64,
@@ -215,6 +248,7 @@ impl Serialize for Comparison {
             skb_matrix: all(&self.skb_matrix),
             page_matrix: all(&self.page_matrix),
             zone_wait_blame: Blame::from(&self.blame),
+            zone_nodes: all(&self.zone_nodes),
             stacks_grew: all(&self.stacks_grew),
             stacks_shrank: all(&self.stacks_shrank),
             flamegraphs: &self.flamegraphs,

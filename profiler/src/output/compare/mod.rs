@@ -12,6 +12,7 @@ mod flames;
 mod json;
 mod material;
 mod metrics;
+mod nodes;
 mod observable;
 mod pair;
 mod rates;
@@ -28,6 +29,7 @@ pub use blame::{BlameComparison, BlameSide};
 pub use flames::{DiffFlamegraph, Direction, diff_flamegraphs, folded_per_s, write_flamegraphs};
 pub use json::to_json;
 pub use metrics::{CpuMetric, MetricKey, MetricRow, Total, Unit};
+pub use nodes::NodeRow;
 pub use observable::Observable;
 pub use pair::{Pair, Side};
 pub use rates::{CpuRates, Rates};
@@ -82,6 +84,8 @@ pub struct Comparison {
     pub rates: Pair<Rates>,
     /// Each recording's zone-lock wait attributed to (alloc CPU, free CPU) pairs.
     pub blame: BlameComparison,
+    /// Zone-lock wait per NUMA node of either recording.
+    pub zone_nodes: Vec<NodeRow>,
     pub skb_sites: Vec<SiteRow>,
     pub skb_matrix: Vec<CellRow>,
     pub page_matrix: Vec<CellRow>,
@@ -100,16 +104,21 @@ pub struct Comparison {
 pub fn compare(recs: Pair<&Recording>, files: Pair<&str>, top: usize) -> Comparison {
     // The rates, blame and stacks of one recording do not depend on the other's: one
     // thread each, classifying its waits once.
-    let (rates_cost_blame, folded) = recs
+    let (rates_cost_blame, folded_nodes) = recs
         .par_map(|r| {
             let waits = analysis::classify_waits(r);
             let (rates, cost) = Rates::of(r, &waits);
             let blame = model_blame::attribute(r, &waits);
-            ((rates, (cost, blame)), folded_per_s(r, View::Locks))
+            let nodes = nodes::NodeSide::of(r, &waits);
+            (
+                (rates, (cost, blame)),
+                (folded_per_s(r, View::Locks), nodes),
+            )
         })
         .unzip();
     let (rates, cost_blame) = rates_cost_blame.unzip();
     let (observer_cost, blame) = cost_blame.unzip();
+    let (folded, node_sides) = folded_nodes.unzip();
     let moves = rows::stack_deltas(folded.as_ref(), top);
     let mut c = Comparison {
         recordings: recs.zip(files).map(|(r, f)| RecInfo::of(r, f)),
@@ -119,6 +128,7 @@ pub fn compare(recs: Pair<&Recording>, files: Pair<&str>, top: usize) -> Compari
         observer_cost,
         rates,
         blame: blame::compare(blame.as_ref(), recs.map(|r| r.duration_s())),
+        zone_nodes: nodes::node_rows(node_sides),
         skb_sites: rows::site_rows(recs),
         skb_matrix: rows::cell_rows(recs.map(rows::Matrix::skb)),
         page_matrix: rows::cell_rows(recs.map(rows::Matrix::pages)),

@@ -45,6 +45,7 @@ fn write_text(s: &mut String, c: &Comparison) -> Result {
     header(s, c)?;
     headlines(s, c)?;
     blame(s, c)?;
+    nodes(s, c)?;
     per_cpu(s, c)?;
     skb_sites(s, c)?;
     matrices(s, c)?;
@@ -130,6 +131,16 @@ fn blame(s: &mut String, c: &Comparison) -> Result {
         pct(explained.before),
         pct(explained.after)
     )?;
+    let across = b.sides.as_ref().map(|x| x.cross_node_pct);
+    if across.any() {
+        writeln!(
+            s,
+            "  {:<34} {:>8} → {:>8}",
+            "explained across NUMA nodes",
+            pct(across.before),
+            pct(across.after)
+        )?;
+    }
     if let Some((a, f)) = b.pair {
         writeln!(
             s,
@@ -137,6 +148,41 @@ fn blame(s: &mut String, c: &Comparison) -> Result {
             format!("pair {a} → {f}"),
             pct(b.pair_share_pct.before),
             pct(b.pair_share_pct.after)
+        )?;
+    }
+    Ok(())
+}
+
+/// Zone-lock wait per NUMA node, when either recording has several.
+fn nodes(s: &mut String, c: &Comparison) -> Result {
+    if c.zone_nodes.len() < 2 {
+        return Ok(());
+    }
+    writeln!(
+        s,
+        "\nPer NUMA node (zone-lock wait on the node's zones, before → after, per second)"
+    )?;
+    writeln!(
+        s,
+        "  {:>4} {:>25} {:>25} {:>25} {:>25}",
+        "node", "wait", "alloc side", "free side", "by other nodes' CPUs"
+    )?;
+    let cell = |v: Pair<Option<f64>>| {
+        format!(
+            "{} → {}",
+            Unit::NsPerS.fmt(v.before),
+            Unit::NsPerS.fmt(v.after)
+        )
+    };
+    for n in &c.zone_nodes {
+        writeln!(
+            s,
+            "  {:>4} {:>25} {:>25} {:>25} {:>25}",
+            n.node,
+            cell(n.wait_ns_per_s),
+            cell(n.alloc_ns_per_s),
+            cell(n.free_ns_per_s),
+            cell(n.remote_cpu_ns_per_s)
         )?;
     }
     Ok(())

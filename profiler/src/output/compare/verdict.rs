@@ -766,6 +766,7 @@ mod tests {
             top_pair: Some((0, 1)),
             top_pair_share_pct: Some(x),
             samples: 1_000,
+            cross_node_pct: None,
         };
         c.blame.sides = Pair::new(side(95.7), side(3.2));
         c.blame.pair = Some((0, 1));

@@ -58,6 +58,7 @@ pub fn compare_html(
         pcp.as_deref(),
         "No PCP refill/drain counts in either recording.",
     );
+    nodes(&mut b, c);
     skb_sites(&mut b, c);
     stacks(&mut b, c);
     sections::facts(&mut b, Shown::Two(recs));
@@ -240,6 +241,14 @@ fn blame(b: &mut String, c: &Comparison, groups: &[CpuGroup]) {
             pct(explained.before),
             pct(explained.after),
         ]];
+        let across = bl.sides.as_ref().map(|x| x.cross_node_pct);
+        if across.any() {
+            rows.push(vec![
+                td("explained across NUMA nodes"),
+                pct(across.before),
+                pct(across.after),
+            ]);
+        }
         if let Some((a, f)) = bl.pair {
             rows.push(vec![
                 td(&format!("pair {a} → {f}: share of zone-lock wait")),
@@ -326,6 +335,44 @@ fn matrices(b: &mut String, c: &Comparison, groups: &[CpuGroup]) {
         "<p class=\"note\">Neither recording has an SKB or page matrix; PCP refill and drain \
          per CPU below.</p>",
     );
+}
+
+/// Zone-lock wait per NUMA node, when either recording has several.
+fn nodes(b: &mut String, c: &Comparison) {
+    if c.zone_nodes.len() < 2 {
+        return;
+    }
+    let title = "Zone-lock wait per NUMA node (of the zone's memory, per second)";
+    sections::section(b, "nodes", title, |b| {
+        let ns = |v: Option<f64>| num(&Unit::NsPerS.fmt(v));
+        let rows = c.zone_nodes.iter().map(|n| {
+            vec![
+                td(&n.node.to_string()),
+                ns(n.wait_ns_per_s.before),
+                ns(n.wait_ns_per_s.after),
+                change_cell(n.wait_ns_per_s),
+                ns(n.alloc_ns_per_s.before),
+                ns(n.alloc_ns_per_s.after),
+                ns(n.free_ns_per_s.before),
+                ns(n.free_ns_per_s.after),
+                ns(n.remote_cpu_ns_per_s.before),
+                ns(n.remote_cpu_ns_per_s.after),
+            ]
+        });
+        let head = [
+            "node",
+            "wait before",
+            "wait after",
+            "change",
+            "alloc before",
+            "alloc after",
+            "free before",
+            "free after",
+            "other nodes' CPUs before",
+            "other nodes' CPUs after",
+        ];
+        table(b, &head, rows);
+    });
 }
 
 fn skb_sites(b: &mut String, c: &Comparison) {

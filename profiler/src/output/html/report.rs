@@ -327,7 +327,45 @@ fn blame(b: &mut String, r: &Report, groups: &[CpuGroup], top: usize) {
             ],
             rows,
         );
+        blame_nodes(b, r);
     });
+}
+
+/// The blame per (alloc node, free node), on hosts of several nodes.
+fn blame_nodes(b: &mut String, r: &Report) {
+    let s = &r.zone_wait_blame_summary;
+    let Some(pct) = s.cross_node_pct else {
+        return;
+    };
+    let _ = write!(
+        b,
+        "<h3>Per NUMA node pair</h3><p class=\"note\">{} of zone-lock wait is explained by \
+         pairs of CPUs on different nodes.</p>",
+        esc(&fmt_pct(pct))
+    );
+    let rows = r.zone_wait_blame_nodes.iter().map(|c| {
+        let share = 100.0 * c.wait_ns as f64 / s.zone_lock_wait_ns.max(1) as f64;
+        vec![
+            td(&format!("{} → {}", c.alloc_node, c.free_node)),
+            num(&fmt_ns(c.wait_ns)),
+            num(&fmt_pct(share)),
+            num(&fmt_ns(c.alloc_side_ns)),
+            num(&fmt_ns(c.free_side_ns)),
+            num(&fmt_count(c.samples)),
+        ]
+    });
+    table(
+        b,
+        &[
+            "alloc → free node",
+            "wait",
+            "share",
+            "alloc side",
+            "free side",
+            "samples",
+        ],
+        rows,
+    );
 }
 
 /// Zone-lock wait, all locks, and SKB frees when there are any.
@@ -422,18 +460,105 @@ fn details_tables(b: &mut String, r: &Report, top: usize) {
     if !r.zones.is_empty() {
         b.push_str("<h3>Zones (lock address proven in the kernel)</h3>");
         let rows = r.zones.iter().map(|z| {
+            let w = z.wait_by_side_ns;
             vec![
                 td(&z.label),
                 td_class("mono", &z.lock_addr),
                 num(&fmt_ns(z.wait_ns)),
+                num(&fmt_ns(w.alloc)),
+                num(&fmt_ns(w.free)),
+                num(&fmt_ns(w.other)),
+                num(&fmt_ns(z.remote_cpu_wait_ns)),
                 num(&fmt_count(z.contentions)),
             ]
         });
-        table(b, &["zone", "lock", "wait", "contentions"], rows);
+        table(
+            b,
+            &[
+                "zone",
+                "lock",
+                "wait",
+                "alloc side",
+                "free side",
+                "other",
+                "by other nodes' CPUs",
+                "contentions",
+            ],
+            rows,
+        );
     }
+    numa_tables(b, r);
     zone_stacks(b, r, top);
     other_locks(b, r);
     probes_and_losses(b, r);
+}
+
+/// Zone-lock wait per node, and SKBs and pages per (alloc node, free node), on hosts of
+/// several nodes.
+fn numa_tables(b: &mut String, r: &Report) {
+    if r.zone_nodes.len() < 2 {
+        return;
+    }
+    b.push_str(
+        "<h3>Per NUMA node</h3><p class=\"note\">Zone-lock wait on each node's zones (the \
+         node of the memory, not of the waiting CPU).</p>",
+    );
+    let rows = r.zone_nodes.iter().map(|n| {
+        let w = n.wait_ns;
+        vec![
+            td(&n.node.to_string()),
+            num(&fmt_ns(w.total())),
+            num(&fmt_ns(w.alloc)),
+            num(&fmt_ns(w.free)),
+            num(&fmt_ns(w.other)),
+            num(&fmt_ns(n.remote_cpu_wait_ns)),
+            num(&fmt_count(n.contentions)),
+            td(&n.zones.join(", ")),
+        ]
+    });
+    table(
+        b,
+        &[
+            "node",
+            "wait",
+            "alloc side",
+            "free side",
+            "other",
+            "by other nodes' CPUs",
+            "contentions",
+            "zones",
+        ],
+        rows,
+    );
+    let mut pairs: BTreeMap<(u32, u32), (Option<u64>, Option<u64>)> = BTreeMap::new();
+    for c in &r.skb_node_matrix {
+        pairs.entry((c.alloc_cpu, c.free_cpu)).or_default().0 = Some(c.count);
+    }
+    for c in &r.page_node_matrix {
+        pairs.entry((c.alloc_node, c.free_node)).or_default().1 = Some(c.pages);
+    }
+    if pairs.is_empty() {
+        return;
+    }
+    b.push_str("<h3>Flows per NUMA node pair</h3>");
+    let secs = r.duration_s.max(f64::MIN_POSITIVE);
+    let rate = |v: Option<u64>| {
+        v.map_or("-".to_string(), |n| {
+            fmt_count((n as f64 / secs).round() as u64)
+        })
+    };
+    let rows = pairs.into_iter().map(|((a, f), (skb, pages))| {
+        vec![
+            td(&format!("{a} → {f}")),
+            num(&rate(skb)),
+            num(&rate(pages)),
+        ]
+    });
+    table(
+        b,
+        &["alloc → free node", "SKBs/s", "pages/s (sampled)"],
+        rows,
+    );
 }
 
 /// Every CPU with activity (all of them on small hosts).
