@@ -135,6 +135,14 @@ pub fn maps() -> Vec<MapDef> {
             sz::<pc::TaskWait>(),
             pc::TASK_WAIT_ENTRIES,
         ),
+        // Sized only with `record --tasks`.
+        shrunk(def(
+            "TASKS",
+            Hash,
+            sz::<u32>(),
+            sz::<pc::TaskInfo>(),
+            pc::TASK_INFO_ENTRIES,
+        )),
         def(
             "ZONE_CACHE",
             Hash,
@@ -304,13 +312,15 @@ mod tests {
         for (name, memlock) in [
             ("PAGE_TRACK", 23_069_728),
             ("SKB_MATRIX", 5_243_920),
-            ("LOCK_STATS", 1_836_112),
+            ("LOCK_STATS", 1_967_200),
+            ("SKB_SITES", 1_967_200),
+            ("TASKS", 1_705_024),
             ("TASK_WAIT", 1_705_024),
             ("WAIT_HIST", 2_622_480),
             ("ZONE_CACHE", 427_072),
             ("STACKS", 17_039_680),
             ("SPIN_STACK", 592),
-            ("COUNTERS", 1_128),
+            ("COUNTERS", 1_152),
             ("PAGE_LIFETIME", 1_272),
             ("CPU_ONLINE", 33_080),
             ("FUNC_RANGES", 376),
@@ -329,7 +339,7 @@ mod tests {
             638 * 8 * u64::from(pc::counter::COUNT)
         );
         let h = find("LOCK_STATS");
-        assert_eq!(map_bytes(&h, 640) - map_bytes(&h, 2), 638 * (96 + 8));
+        assert_eq!(map_bytes(&h, 640) - map_bytes(&h, 2), 638 * (104 + 8));
         let a = find("CPU_NODE");
         assert_eq!(map_bytes(&a, 640), map_bytes(&a, 2));
     }
