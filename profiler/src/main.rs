@@ -658,14 +658,15 @@ fn cmd_redact(a: RedactArgs) -> Result<ExitCode> {
     });
     red.write_atomic(&out)?;
     eprintln!(
-        "zoneprof: wrote {} ({} kernel address(es) replaced, hostname {})",
+        "zoneprof: wrote {} ({} kernel address(es) replaced, hostname {}, {} cgroup path(s) hashed)",
         out.display(),
         sum.addresses,
         if sum.hostname_hashed {
             "hashed"
         } else {
             "already hashed"
-        }
+        },
+        sum.cgroups
     );
     Ok(ExitCode::SUCCESS)
 }

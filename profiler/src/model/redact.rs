@@ -17,6 +17,12 @@
 //!   by guessing the name. Where the command line or a message quotes the hostname as a
 //!   word, it is replaced too.
 //!
+//! - cgroup paths (`record --tasks`) name VMs and services (`machine-qemu\x2d1\x2ddb.scope`):
+//!   each path component becomes `cg-` and 12 hex digits of its SHA-256, its systemd unit
+//!   suffix (`.slice`, `.scope`, `.service`) kept, so the tree's shape stays readable and
+//!   one cgroup keeps one name. Thread names (`comm`) are kept: they name programs
+//!   (`vhost-1234`, `ksoftirqd/3`), which the views need.
+//!
 //! Text is scanned in every string of the document (walked as JSON), so a field added to
 //! the recording later is covered without a change here; numbers are addresses when their
 //! field name ends in `_addr`. Redacting a redacted recording changes nothing.
@@ -47,6 +53,8 @@ pub struct Summary {
     pub addresses: usize,
     /// Whether the hostname was hashed (false when it already was).
     pub hostname_hashed: bool,
+    /// cgroup paths whose names were hashed.
+    pub cgroups: usize,
 }
 
 /// The redacted copy of `rec`, and what was replaced.
@@ -74,13 +82,56 @@ pub fn redact(rec: &Recording) -> Result<(Recording, Summary), RedactError> {
     if let Some(h) = &host {
         out.host.hostname = hashed_host(h);
     }
+    let mut cgroups = 0;
+    for c in &mut out.cgroups {
+        if let Some(p) = &c.path {
+            let red = redact_cgroup_path(p);
+            cgroups += usize::from(red != *p);
+            c.path = Some(red);
+        }
+    }
     Ok((
         out,
         Summary {
             addresses: names.len(),
             hostname_hashed: host.is_some(),
+            cgroups,
         },
     ))
+}
+
+/// Prefix of a hashed cgroup path component.
+const CGROUP_PREFIX: &str = "cg-";
+
+/// Each component of a cgroup path hashed, its unit suffix kept; hashed ones stay.
+pub fn redact_cgroup_path(path: &str) -> String {
+    let parts: Vec<String> = path
+        .split('/')
+        .map(|c| {
+            if c.is_empty() {
+                return String::new();
+            }
+            let (stem, suffix) = match c.rsplit_once('.') {
+                Some((s, x)) if ["slice", "scope", "service"].contains(&x) => (s, Some(x)),
+                _ => (c, None),
+            };
+            let hashed = stem
+                .strip_prefix(CGROUP_PREFIX)
+                .is_some_and(|h| h.len() == 12 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            let stem = if hashed {
+                stem.to_string()
+            } else {
+                let d = Sha256::digest(stem.as_bytes());
+                let hex: String = d[..6].iter().map(|b| format!("{b:02x}")).collect();
+                format!("{CGROUP_PREFIX}{hex}")
+            };
+            match suffix {
+                Some(x) => format!("{stem}.{x}"),
+                None => stem,
+            }
+        })
+        .collect();
+    parts.join("/")
 }
 
 /// `redacted-` and the first 12 hex digits of the name's SHA-256.
@@ -430,7 +481,8 @@ mod tests {
             sum,
             Summary {
                 addresses: 0,
-                hostname_hashed: false
+                hostname_hashed: false,
+                cgroups: 0
             }
         );
     }
@@ -452,5 +504,43 @@ mod tests {
         );
         assert_eq!(replace_word("abc", "", "H"), "abc");
         assert_eq!(replace_word("aaa", "aa", "H"), "aaa");
+    }
+
+    #[test]
+    fn cgroup_paths_are_hashed_by_component_once() {
+        let red = redact_cgroup_path("/machine.slice/machine-qemu\\x2d1\\x2ddb.scope/vcpu0");
+        let parts: Vec<&str> = red.split('/').collect();
+        assert_eq!(parts.len(), 4, "{red}");
+        assert_eq!(parts[0], "");
+        assert!(
+            parts[1].starts_with("cg-") && parts[1].ends_with(".slice"),
+            "{red}"
+        );
+        assert!(
+            parts[2].ends_with(".scope") && !parts[2].contains("db"),
+            "{red}"
+        );
+        assert!(
+            parts[3].starts_with("cg-") && !parts[3].contains('.'),
+            "{red}"
+        );
+        assert_eq!(
+            redact_cgroup_path(&red),
+            red,
+            "redacting twice changes nothing"
+        );
+        assert_eq!(redact_cgroup_path("/"), "/");
+        // One name, one pseudonym.
+        assert_eq!(
+            redact_cgroup_path("/a.slice/b").split('/').nth(1),
+            redact_cgroup_path("/a.slice/c").split('/').nth(1)
+        );
+        let mut rec = crate::model::tasks::tests::sample_with_tasks();
+        let (out, sum) = redact(&rec).expect("redacts");
+        assert_eq!(sum.cgroups, 1);
+        let path = out.cgroups[0].path.clone().expect("path");
+        assert!(!path.contains("vm1"), "{path}");
+        rec.cgroups[0].path = None;
+        assert_eq!(redact(&rec).expect("redacts").1.cgroups, 0);
     }
 }
