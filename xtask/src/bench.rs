@@ -303,6 +303,8 @@ pub fn run(ws: &Workspace, opts: &Opts) -> Result<()> {
         let mut plan: Vec<(&str, Vec<String>)> = vec![
             ("cross-cpu-pages, default probes", zp(&[], &cross)),
             ("tap, default probes", zp(&[], &tap)),
+            ("cross-cpu-pages, --tasks", zp(&["--tasks"], &cross)),
+            ("tap, --tasks", zp(&["--tasks"], &tap)),
             (
                 "cross-cpu-pages, --page-flows (1 in 64)",
                 zp(&["--page-flows"], &cross),

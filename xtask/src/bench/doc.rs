@@ -45,6 +45,56 @@ fn worst_default_prog(costs: &[CostRun]) -> Option<(String, String, f64)> {
         .max_by(|a, b| a.2.total_cmp(&b.2))
 }
 
+/// `record --tasks` over `record`: the throughput cost added by keying by thread, and
+/// the in-kernel time per event the two cost runs measured (the keys' own work).
+fn tasks_target(r: &Results, repro: Repro) -> Target {
+    let what = format!(
+        "--tasks over the default probes, {} throughput cost",
+        repro.name()
+    );
+    let limit = "≤ 1 % extra";
+    let (Some(d), Some(t)) = (
+        cell(r, repro, Variant::Zoneprof),
+        cell(r, repro, Variant::Tasks),
+    ) else {
+        return Target {
+            what,
+            limit: limit.into(),
+            measured: "not measured".into(),
+            met: None,
+            noisy: false,
+        };
+    };
+    let extra = t.cost_pct() - d.cost_pct();
+    let noise = noise_pct(r, repro);
+    let ns = |label: &str| -> Option<f64> {
+        let c = r.costs.iter().find(|c| c.label == label)?;
+        let (ns, n) = c.progs.iter().fold((0u64, 0u64), |(ns, n), p| {
+            (ns + p.run_time_ns, n + p.events)
+        });
+        (n > 0).then(|| ns as f64 / n as f64)
+    };
+    let per_event = match (
+        ns(&format!("{}, default probes", repro.name())),
+        ns(&format!("{}, --tasks", repro.name())),
+    ) {
+        (Some(a), Some(b)) => format!("; in-kernel mean per event {a:.0} ns → {b:.0} ns"),
+        _ => String::new(),
+    };
+    Target {
+        what,
+        limit: limit.into(),
+        measured: format!(
+            "{extra:+.1} % ({:.1} % → {:.1} %, medians); noise ±{:.1} %{per_event}",
+            d.cost_pct(),
+            t.cost_pct(),
+            noise.unwrap_or(0.0)
+        ),
+        met: Some(extra <= 1.0),
+        noisy: noise.is_some_and(|n| n > 1.0),
+    }
+}
+
 /// run_time / events over every default program of the default-probe runs.
 fn mean_default_ns(costs: &[CostRun]) -> Option<f64> {
     let (ns, n) = costs
@@ -215,6 +265,9 @@ pub fn targets(r: &Results) -> Vec<Target> {
                 },
             );
         }
+    }
+    for repro in Repro::ALL {
+        t.push(tasks_target(r, repro));
     }
     for repro in Repro::ALL {
         let what = format!("--page-flows (1 in 64), {} throughput cost", repro.name());

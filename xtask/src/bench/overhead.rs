@@ -89,6 +89,8 @@ impl Repro {
 pub enum Variant {
     Bare,
     Zoneprof,
+    /// Default probes keyed by thread and cgroup too (`record --tasks`).
+    Tasks,
     /// Lock probes only: what perf lock record observes.
     LockProbes,
     PageFlows,
@@ -98,9 +100,10 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 8] = [
         Variant::Bare,
         Variant::Zoneprof,
+        Variant::Tasks,
         Variant::LockProbes,
         Variant::PageFlows,
         Variant::PageFlowsAll,
@@ -112,6 +115,7 @@ impl Variant {
         match self {
             Variant::Bare => "bare",
             Variant::Zoneprof => "zoneprof",
+            Variant::Tasks => "zoneprof_tasks",
             Variant::LockProbes => "zoneprof_lock_probes",
             Variant::PageFlows => "zoneprof_page_flows",
             Variant::PageFlowsAll => "zoneprof_page_flows_unsampled",
@@ -124,6 +128,7 @@ impl Variant {
         match self {
             Variant::Bare => "bare",
             Variant::Zoneprof => "zoneprof record (default probes)",
+            Variant::Tasks => "zoneprof record --tasks",
             Variant::LockProbes => "zoneprof record --probes contention_begin,contention_end",
             Variant::PageFlows => "zoneprof record --page-flows (1 in 64)",
             Variant::PageFlowsAll => "zoneprof record --page-flows --page-sample 1",
@@ -167,6 +172,7 @@ impl Tools {
         Ok(match v {
             Variant::Bare => (repro.to_vec(), None),
             Variant::Zoneprof => (record(&[]), Some(out)),
+            Variant::Tasks => (record(&["--tasks"]), Some(out)),
             Variant::LockProbes => (
                 record(&["--probes", "contention_begin,contention_end"]),
                 Some(out),
