@@ -830,7 +830,7 @@ pub fn record_tap(backend: Backend) -> Scenario {
         about: "record the tap workload; SKB probes attach with the backend, tun_do_read is attributed",
         backend: Some(backend),
         script: format!(
-            "zoneprof record{} -o /tmp/tap.zprof --no-progress -- \
+            "zoneprof record{} --tasks -o /tmp/tap.zprof --no-progress -- \
              zoneprof workload tap --sender-cpus 0 --reader-cpus 1 -d 2s\n\
              zoneprof report /tmp/tap.zprof --format json > /tmp/tap-report.json\n",
             backend.record_flag()
@@ -956,6 +956,21 @@ pub fn tap_summary(report: &Value, backend: Backend) -> Result<String> {
         methods.join(", "),
         tun_text.join(", ")
     );
+    // Recorded with --tasks: the reader thread (vhost-<pid>) holds frees of its own.
+    if report["tasks_recorded"] == Value::Bool(true) {
+        let vhost: u64 = report["skb_free_tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["comm"].as_str().is_some_and(|c| c.starts_with("vhost-")))
+            .map(count)
+            .sum();
+        ensure!(
+            vhost > 0,
+            "--tasks: no SKB frees by the reader thread (vhost-<pid>) in skb_free_tasks"
+        );
+        text.push_str(&format!("; {vhost} by the vhost-<pid> reader thread"));
+    }
     if sum("calls") > 0 {
         text.push_str(&format!(
             "; skb_attempt_defer_free {} calls, {} deferred, {} flushed",
@@ -1498,6 +1513,21 @@ mod tests {
             ],
             "skb_defer": [{"cpu": 1, "calls": 5, "deferred": 5, "immediate": 0, "flushed": flushed, "ipis": 0}],
         })
+    }
+
+    #[test]
+    fn tap_check_with_tasks_wants_the_vhost_thread() {
+        let mut r = tap_report("kprobe", "tun_do_read", 0);
+        r["tasks_recorded"] = json!(true);
+        r["skb_free_tasks"] = json!([{"comm": "tap-send-0", "count": 3}]);
+        let e = tap_summary(&r, Backend::Kprobe).unwrap_err().to_string();
+        assert!(e.contains("vhost-<pid>"), "{e}");
+        r["skb_free_tasks"] = json!([{"comm": "vhost-77", "count": 7628}]);
+        let s = tap_summary(&r, Backend::Kprobe).unwrap();
+        assert!(
+            s.contains("; 7628 by the vhost-<pid> reader thread;"),
+            "{s}"
+        );
     }
 
     #[test]
