@@ -658,3 +658,29 @@ fn probes_and_losses(b: &mut String, r: &Report) {
         b.push_str("</ul>");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tasks::tests::sample_with_tasks;
+
+    #[test]
+    fn by_task_and_by_cgroup_put_their_table_after_the_summary() {
+        let rec = sample_with_tasks();
+        let plain = report_html(&rec, 10, "t.zprof").expect("html");
+        assert!(!plain.contains("<section id=\"threads\">"));
+        let t = report_html_by(&rec, 10, "t.zprof", By::Task).expect("html");
+        let at = t
+            .find("<section id=\"threads\">")
+            .expect("a threads section");
+        assert!(at < t.find("Per CPU").expect("per-CPU table still there"));
+        assert!(
+            t.contains("<th>vhost-1000-1002</th>"),
+            "the reader thread's row"
+        );
+        assert!(t.contains("<h3>SKB frees per thread</h3>"));
+        let c = report_html_by(&rec, 10, "t.zprof", By::Cgroup).expect("html");
+        assert!(c.contains("<section id=\"cgroups\">"));
+        assert!(c.contains("<th>/machine.slice/vm1.scope</th>"));
+    }
+}
