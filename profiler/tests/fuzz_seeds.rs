@@ -149,3 +149,17 @@ fn zoneinfo_seeds_parse() {
         assert!(!parse_zoneinfo(&text(&p, &b)).is_empty(), "{}", p.display());
     }
 }
+
+#[test]
+fn mountinfo_seeds_find_cgroup2_where_they_have_it() {
+    for (p, b) in seeds("mountinfo") {
+        let t = text(&p, &b);
+        let has = t.lines().any(|l| l.contains(" - cgroup2 "));
+        assert_eq!(
+            zoneprof::kernel::cgroup::cgroup2_mount(&t).is_some(),
+            has,
+            "{}",
+            p.display()
+        );
+    }
+}
