@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
             &FoldOptions {
                 per_cpu,
                 cpus: None,
+                roots: None,
             },
         );
         let _ = (folded.total(), folded.to_text());

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use zoneprof::model::recording::Recording;
+use zoneprof::model::{recording::Recording, tasks::By};
 use zoneprof::output::{flamegraph, report};
 
 const VIEWS: [flamegraph::View; 6] = [
@@ -23,15 +23,26 @@ fuzz_target!(|data: &[u8]| {
     };
     let r = report::build(&rec, 10);
     let _ = report::to_json(&r);
-    let _ = report::to_text(&r, 10);
+    for by in [By::Cpu, By::Task, By::Cgroup] {
+        let _ = report::to_text_by(&r, 10, by);
+    }
+    // Thread roots whether or not the recording says it has thread keys: the file may lie.
+    let roots = [
+        None,
+        Some(flamegraph::TaskRoots::per_task(&rec)),
+        Some(flamegraph::TaskRoots::per_cgroup(&rec)),
+    ];
     for view in VIEWS {
         for per_cpu in [false, true] {
-            let opts = flamegraph::FoldOptions {
-                per_cpu,
-                cpus: None,
-            };
-            if let Ok(flame) = flamegraph::build(&rec, view, &opts, "fuzz.zprof") {
-                let _ = flame.folded.to_text();
+            for roots in &roots {
+                let opts = flamegraph::FoldOptions {
+                    per_cpu,
+                    cpus: None,
+                    roots: roots.clone(),
+                };
+                if let Ok(flame) = flamegraph::build(&rec, view, &opts, "fuzz.zprof") {
+                    let _ = flame.folded.to_text();
+                }
             }
         }
     }
