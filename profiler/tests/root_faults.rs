@@ -169,6 +169,33 @@ fn wait_recording(child: &mut Child) -> Held {
     }
 }
 
+/// Waits until process `pid` has a child (its `record -- COMMAND` started).
+fn wait_for_a_child(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let has_child = || {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                std::fs::read_to_string(e.path().join("stat")).is_ok_and(|st| {
+                    // Field 4 (ppid) follows the parenthesised command name.
+                    st.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                        .and_then(|p| p.parse::<u32>().ok())
+                        == Some(pid)
+                })
+            })
+    };
+    while !has_child() {
+        assert!(
+            Instant::now() < deadline,
+            "zoneprof started no command in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn spawn_record(out: &Path, extra: &[&str]) -> Child {
     Command::new(BIN)
         .args(["record", "--no-progress", "-o", s(out)])
@@ -246,6 +273,10 @@ fn sigint_sigterm_sighup_mid_recording_write_a_recording_and_detach() {
             }
             let mut child = spawn_record(&path, &extra);
             let held = wait_recording(&mut child);
+            if with_command {
+                // Mid-recording: the command runs (zoneprof starts it after attaching).
+                wait_for_a_child(child.id());
+            }
             kill(&child, sig);
             let out = finish(child, Duration::from_secs(30));
             let err = text(&out.stderr);

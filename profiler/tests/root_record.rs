@@ -924,7 +924,11 @@ fn tasks_name_the_vhost_reader_that_frees_remotely() {
     eprintln!("{}: {n} SKB frees, {remote} remote", vhost["comm"]);
     let (site_n, _) = tun_site(&r);
     assert!(n > 1000, "the vhost thread freed only {n}");
-    assert!(n <= site_n, "{n} frees > {site_n} at tun_do_read");
+    // The reader makes (nearly) every tun_do_read free; it also frees a few SKBs elsewhere.
+    assert!(
+        n * 100 >= site_n * 90,
+        "the vhost thread freed {n}, tun_do_read {site_n} in all"
+    );
     assert!(remote * 100 > n * 90, "{remote} of {n} remote");
     if let Some(cg) = own_cgroup() {
         assert_eq!(
