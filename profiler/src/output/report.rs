@@ -1012,6 +1012,60 @@ fn write_columns(s: &mut String, head: &[&str], rows: &[Vec<String>]) -> std::fm
     Ok(())
 }
 
+/// Column headings of the per-thread lock-wait table, shared by the text and HTML reports.
+pub const TASK_WAIT_COLUMNS: [&str; 8] = [
+    "thread (comm-tid)",
+    "process",
+    "cgroup",
+    "zone alloc",
+    "zone free",
+    "zone other",
+    "other locks",
+    "contentions",
+];
+
+/// A thread's lock-wait row in `TASK_WAIT_COLUMNS` order, in human units.
+pub fn task_wait_cells(t: &TaskWaitRow) -> [String; 8] {
+    let z = t.wait.zone_lock_wait_ns;
+    [
+        t.task.frame(),
+        t.task.tgid.map_or("?".into(), |p| p.to_string()),
+        t.task.cgroup_name(),
+        fmt_ns(z.alloc),
+        fmt_ns(z.free),
+        fmt_ns(z.other),
+        fmt_ns(t.wait.other_lock_wait_ns),
+        fmt_count(t.wait.contentions),
+    ]
+}
+
+/// Column headings of the per-cgroup table, shared by the text and HTML reports.
+pub const CGROUP_COLUMNS: [&str; 8] = [
+    "cgroup",
+    "threads",
+    "zone alloc",
+    "zone free",
+    "zone other",
+    "other locks",
+    "SKB frees",
+    "remote",
+];
+
+/// A cgroup's row in `CGROUP_COLUMNS` order, in human units.
+pub fn cgroup_cells(c: &CgroupRow) -> [String; 8] {
+    let z = c.wait.zone_lock_wait_ns;
+    [
+        c.cgroup.clone(),
+        c.threads.to_string(),
+        fmt_ns(z.alloc),
+        fmt_ns(z.free),
+        fmt_ns(z.other),
+        fmt_ns(c.wait.other_lock_wait_ns),
+        fmt_count(c.skb_frees.count),
+        fmt_count(c.skb_frees.remote),
+    ]
+}
+
 /// Threads with the most zone-lock wait, then those that freed the most SKBs.
 fn write_per_task(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
     let n = r.lock_wait_tasks.len();
@@ -1024,34 +1078,9 @@ fn write_per_task(s: &mut String, r: &Report, top: usize) -> std::fmt::Result {
         .lock_wait_tasks
         .iter()
         .take(top)
-        .map(|t| {
-            let z = t.wait.zone_lock_wait_ns;
-            vec![
-                t.task.frame(),
-                t.task.tgid.map_or("?".into(), |p| p.to_string()),
-                t.task.cgroup_name(),
-                fmt_ns(z.alloc),
-                fmt_ns(z.free),
-                fmt_ns(z.other),
-                fmt_ns(t.wait.other_lock_wait_ns),
-                fmt_count(t.wait.contentions),
-            ]
-        })
+        .map(|t| task_wait_cells(t).to_vec())
         .collect();
-    write_columns(
-        s,
-        &[
-            "thread (comm-tid)",
-            "process",
-            "cgroup",
-            "zone alloc",
-            "zone free",
-            "zone other",
-            "other locks",
-            "contentions",
-        ],
-        &rows,
-    )?;
+    write_columns(s, &TASK_WAIT_COLUMNS, &rows)?;
     let n = r.skb_free_tasks.len();
     if n == 0 {
         return Ok(());
@@ -1104,34 +1133,9 @@ fn write_per_cgroup(s: &mut String, r: &Report, top: usize) -> std::fmt::Result 
         .cgroups
         .iter()
         .take(top)
-        .map(|c| {
-            let z = c.wait.zone_lock_wait_ns;
-            vec![
-                c.cgroup.clone(),
-                c.threads.to_string(),
-                fmt_ns(z.alloc),
-                fmt_ns(z.free),
-                fmt_ns(z.other),
-                fmt_ns(c.wait.other_lock_wait_ns),
-                fmt_count(c.skb_frees.count),
-                fmt_count(c.skb_frees.remote),
-            ]
-        })
+        .map(|c| cgroup_cells(c).to_vec())
         .collect();
-    write_columns(
-        s,
-        &[
-            "cgroup",
-            "threads",
-            "zone alloc",
-            "zone free",
-            "zone other",
-            "other locks",
-            "SKB frees",
-            "remote",
-        ],
-        &rows,
-    )
+    write_columns(s, &CGROUP_COLUMNS, &rows)
 }
 
 /// `part` as a percentage of `whole` (0 when `whole` is 0).

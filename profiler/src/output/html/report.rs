@@ -96,32 +96,15 @@ fn who(b: &mut String, r: &Report, top: usize, by: By) {
     sections::section(b, id, h2, |b| match by {
         By::Task => {
             let rows = r.lock_wait_tasks.iter().take(top).map(|t| {
-                let z = t.wait.zone_lock_wait_ns;
-                vec![
-                    th(&t.task.frame()),
-                    num(&t.task.tgid.map_or("?".into(), |p| p.to_string())),
-                    td(&t.task.cgroup_name()),
-                    num(&fmt_ns(z.alloc)),
-                    num(&fmt_ns(z.free)),
-                    num(&fmt_ns(z.other)),
-                    num(&fmt_ns(t.wait.other_lock_wait_ns)),
-                    num(&fmt_count(t.wait.contentions)),
-                ]
+                let [first, rest @ ..] = report::task_wait_cells(t);
+                std::iter::once(th(&first))
+                    .chain(rest.iter().enumerate().map(|(i, c)| match i {
+                        1 => td(c),
+                        _ => num(c),
+                    }))
+                    .collect()
             });
-            table(
-                b,
-                &[
-                    "thread (comm-tid)",
-                    "process",
-                    "cgroup",
-                    "zone alloc",
-                    "zone free",
-                    "zone other",
-                    "other locks",
-                    "contentions",
-                ],
-                rows,
-            );
+            table(b, &report::TASK_WAIT_COLUMNS, rows);
             if !r.skb_free_tasks.is_empty() {
                 b.push_str("<h3>SKB frees per thread</h3>");
                 let rows = r.skb_free_tasks.iter().take(top).map(|t| {
@@ -150,32 +133,12 @@ fn who(b: &mut String, r: &Report, top: usize, by: By) {
         }
         _ => {
             let rows = r.cgroups.iter().take(top).map(|c| {
-                let z = c.wait.zone_lock_wait_ns;
-                vec![
-                    th(&c.cgroup),
-                    num(&c.threads.to_string()),
-                    num(&fmt_ns(z.alloc)),
-                    num(&fmt_ns(z.free)),
-                    num(&fmt_ns(z.other)),
-                    num(&fmt_ns(c.wait.other_lock_wait_ns)),
-                    num(&fmt_count(c.skb_frees.count)),
-                    num(&fmt_count(c.skb_frees.remote)),
-                ]
+                let [first, rest @ ..] = report::cgroup_cells(c);
+                std::iter::once(th(&first))
+                    .chain(rest.iter().map(|c| num(c)))
+                    .collect()
             });
-            table(
-                b,
-                &[
-                    "cgroup",
-                    "threads",
-                    "zone alloc",
-                    "zone free",
-                    "zone other",
-                    "other locks",
-                    "SKB frees",
-                    "remote",
-                ],
-                rows,
-            );
+            table(b, &report::CGROUP_COLUMNS, rows);
         }
     });
 }
