@@ -492,7 +492,7 @@ fn cmd_record(a: RecordArgs) -> Result<ExitCode> {
     };
     let out = runtime()?.block_on(session::record(opts))?;
     print_record_summary(&a.output, &out);
-    Ok(command_exit_code(out.command_status))
+    Ok(command_exit_code(out.command_status, out.command_outlived))
 }
 
 fn cmd_serve(a: ServeArgs) -> Result<ExitCode> {
@@ -590,11 +590,16 @@ fn check_command(cmd: &str) -> Result<()> {
 }
 
 /// With a COMMAND, zoneprof exits as it did (128 + N when signal N ended it), after the
-/// recording is written: `zoneprof record -- make test` fails when the tests do.
-fn command_exit_code(status: Option<std::process::ExitStatus>) -> ExitCode {
+/// recording is written: `zoneprof record -- make test` fails when the tests do. A command
+/// that outlived the signal which ended the recording has no status: zoneprof exits
+/// 128 + that signal, as the shell reports a job the signal stopped.
+fn command_exit_code(status: Option<std::process::ExitStatus>, outlived: Option<i32>) -> ExitCode {
     use std::os::unix::process::ExitStatusExt;
     let Some(s) = status else {
-        return ExitCode::SUCCESS;
+        return match outlived {
+            Some(sig) => ExitCode::from(128u8.wrapping_add(sig as u8)),
+            None => ExitCode::SUCCESS,
+        };
     };
     match (s.code(), s.signal()) {
         (Some(c), _) => ExitCode::from(c as u8),

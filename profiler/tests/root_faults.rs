@@ -306,6 +306,76 @@ fn sigint_sigterm_sighup_mid_recording_write_a_recording_and_detach() {
     assert_eq!(names_in(dir.path()).len(), 6, "{:?}", names_in(dir.path()));
 }
 
+/// A command that ignores the passed-on signal is left running after a grace period: the
+/// recording is written, zoneprof says so, and exits 128 + the signal (its status is unknown).
+#[test]
+fn a_command_that_ignores_the_signal_is_left_running_and_the_exit_says_so() {
+    let _g = lock();
+    if skip("a_command_that_ignores_the_signal_is_left_running_and_the_exit_says_so") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ignored.zprof");
+    let pidfile = dir.path().join("command.pid");
+    // exec keeps one process, which inherits SIGINT ignored; its output goes elsewhere so it
+    // does not hold zoneprof's pipes open.
+    let script = format!(
+        "echo $$ > {}; trap '' INT; exec sleep 120 >/dev/null 2>&1",
+        s(&pidfile)
+    );
+    let mut child = spawn_record(&path, &["-d", "120s", "--", "sh", "-c", &script]);
+    let held = wait_recording(&mut child);
+    wait_for_a_child(child.id());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let command_pid = loop {
+        if let Some(p) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the command wrote no pid in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Its handler state settles once sh has run `trap` and exec'd sleep.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(format!("/proc/{command_pid}/comm"))
+        .is_ok_and(|c| c.trim() == "sleep")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the command did not exec sleep in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(&child, libc::SIGINT);
+    let out = finish(child, Duration::from_secs(30));
+    // SAFETY: kill(2) on the pid the command wrote; it is still running (checked below).
+    let alive = unsafe { libc::kill(command_pid, 0) } == 0;
+    // SAFETY: as above; ends the leftover command whatever the assertions say.
+    unsafe { libc::kill(command_pid, libc::SIGKILL) };
+    let err = text(&out.stderr);
+    assert!(alive, "the command should still run after zoneprof left it");
+    assert_eq!(out.status.code(), Some(128 + libc::SIGINT), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the command (pid {command_pid}) did not end within 5 s of SIGINT; it keeps running, its status unknown"
+        )),
+        "{err}"
+    );
+    let r = report_json(&path);
+    assert_eq!(r["end_reason"], "signal SIGINT", "{r}");
+    assert!(
+        r["command"]["exit_code"].is_null() && r["command"]["signal"].is_null(),
+        "{r}"
+    );
+    assert_eq!(mode(&path), 0o600);
+    assert_released("SIGINT (command ignores it)", &held);
+}
+
 #[test]
 fn sigkill_leaves_no_file_and_no_program_or_link() {
     let _g = lock();

@@ -40,6 +40,9 @@ pub struct RecordOpts {
 pub struct RecordOutcome {
     pub recording: Recording,
     pub command_status: Option<std::process::ExitStatus>,
+    /// The signal that ended the recording, when the command was still running 5 s after
+    /// it was passed on (it ignores or handles it): its status is unknown.
+    pub command_outlived: Option<i32>,
 }
 
 enum Stop {
@@ -75,6 +78,7 @@ struct Window {
     start_wall_ms: u64,
     elapsed: Duration,
     command_status: Option<std::process::ExitStatus>,
+    command_outlived: Option<i32>,
     observer: ObserverStats,
     pcp: Vec<CpuPages>,
 }
@@ -82,7 +86,7 @@ struct Window {
 pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
     let (mut prep, run_stats) = prepare(opts.cpus.as_deref(), &opts.plan)?;
     let window = run_window(&opts, &mut prep, run_stats).await?;
-    let command_status = window.command_status;
+    let (command_status, command_outlived) = (window.command_status, window.command_outlived);
     let recording = read_back(&opts, prep, window)?;
     recording
         .write_atomic(&opts.output)
@@ -90,6 +94,7 @@ pub async fn record(opts: RecordOpts) -> Result<RecordOutcome> {
     Ok(RecordOutcome {
         recording,
         command_status,
+        command_outlived,
     })
 }
 
@@ -242,48 +247,62 @@ async fn run_window(opts: &RecordOpts, prep: &mut Prepared, run_stats: RunStats)
         eprint!("\r\x1b[K");
     }
 
-    let command_status = end_command(&stop, child.as_mut()).await;
+    let (command_status, command_outlived) = end_command(&stop, child.as_mut()).await;
 
     Ok(Window {
         stop,
         start_wall_ms: start_wall,
         elapsed,
         command_status,
+        command_outlived,
         observer,
         pcp,
     })
 }
 
+/// How long a command has to end after a passed-on signal before zoneprof leaves it.
+const SIGNAL_GRACE: Duration = Duration::from_secs(5);
+
 /// The command's exit status: it ended the recording, or it outlived it and is asked to end
 /// the way the recording was (a signal is passed on; after the duration it keeps running).
+/// The second value is the passed-on signal when the command did not end within
+/// [`SIGNAL_GRACE`]: it ignores or handles that signal, and is left running.
 async fn end_command(
     stop: &Stop,
     child: Option<&mut tokio::process::Child>,
-) -> Option<std::process::ExitStatus> {
+) -> (Option<std::process::ExitStatus>, Option<i32>) {
     let c = match (stop, child) {
-        (Stop::CommandExited(s), _) => return Some(*s),
-        (_, None) => return None,
+        (Stop::CommandExited(s), _) => return (Some(*s), None),
+        (_, None) => return (None, None),
         (_, Some(c)) => c,
     };
     match stop {
         Stop::Signal(sig) => {
-            if let Some(pid) = c.id() {
-                let signo = match *sig {
-                    "SIGINT" => libc::SIGINT,
-                    "SIGHUP" => libc::SIGHUP,
-                    _ => libc::SIGTERM,
-                };
+            let signo = match *sig {
+                "SIGINT" => libc::SIGINT,
+                "SIGHUP" => libc::SIGHUP,
+                _ => libc::SIGTERM,
+            };
+            let pid = c.id();
+            if let Some(pid) = pid {
                 // SAFETY: kill(2) on our own child's pid; no memory is involved.
                 unsafe { libc::kill(pid as i32, signo) };
             }
-            tokio::time::timeout(Duration::from_secs(5), c.wait())
-                .await
-                .ok()
-                .and_then(|r| r.ok())
+            match tokio::time::timeout(SIGNAL_GRACE, c.wait()).await {
+                Ok(r) => (r.ok(), None),
+                Err(_) => {
+                    eprintln!(
+                        "zoneprof: the command{} did not end within {} s of {sig}; it keeps running, its status unknown",
+                        pid.map_or_else(String::new, |p| format!(" (pid {p})")),
+                        SIGNAL_GRACE.as_secs()
+                    );
+                    (None, Some(signo))
+                }
+            }
         }
         _ => {
             eprintln!("zoneprof: duration reached; the command keeps running");
-            c.try_wait().ok().flatten()
+            (c.try_wait().ok().flatten(), None)
         }
     }
 }
@@ -297,6 +316,7 @@ fn read_back(opts: &RecordOpts, prep: Prepared, window: Window) -> Result<Record
         command_status,
         observer,
         pcp,
+        ..
     } = window;
     let mut resolver = readback::StackResolver::default();
     let Tables {
