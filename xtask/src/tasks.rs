@@ -137,7 +137,22 @@ pub fn test(ws: &Workspace, cargo_test_args: &[OsString]) -> Result<()> {
             .env("ZONEPROF_REQUIRE_ROOT_TESTS", as_root)
             .env("ZONEPROF_REQUIRE_GO", as_root),
     );
-    let steps = [build, cargo_test].into_iter().chain(extra_steps(ws, &bin));
+    // The fuzz crate is its own workspace (cargo-fuzz builds it with sanitizer flags), so
+    // `cargo test` does not see it: a change to a shared type would break the fuzz targets
+    // unnoticed until someone fuzzes. Checking it (stable, no sanitizer) catches that.
+    let fuzz_check = Step::new(
+        "fuzz targets compile (cargo check, fuzz/)",
+        ws.cargo().args([
+            "check",
+            "--manifest-path",
+            "fuzz/Cargo.toml",
+            "--bins",
+            "--locked",
+        ]),
+    );
+    let steps = [build, cargo_test, fuzz_check]
+        .into_iter()
+        .chain(extra_steps(ws, &bin));
 
     let mut build_failed = false;
     for (i, step) in steps.enumerate() {
