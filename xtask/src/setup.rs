@@ -16,7 +16,7 @@ use crate::workspace::Workspace;
 /// to render the HTML reports in the tests; util-linux for `setpriv` (privilege tests);
 /// golang-go for `go tool pprof`, which reads the exported pprof files in the tests;
 /// prometheus (with promtool) to scrape `zoneprof serve` and tmux to drive `zoneprof top`
-/// in the tests.
+/// in the tests; g++ for libFuzzer, which the fuzz targets' check builds.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -32,6 +32,7 @@ const APT_PACKAGES: &[&str] = &[
     "golang-go",
     "prometheus",
     "tmux",
+    "g++",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
