@@ -122,6 +122,9 @@ enum Task {
         /// Script limit, seconds (the boot gets 120 s more).
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// NUMA nodes of the guest (CPUs and memory split evenly; 0: qemu's single node).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=2))]
+        numa_nodes: u32,
         /// Do not stream the console.
         #[arg(short, long)]
         quiet: bool,
@@ -367,6 +370,7 @@ fn run(task: Task) -> Result<()> {
             zoneprof,
             with_ip,
             timeout,
+            numa_nodes,
             quiet,
         } => vm::cli::vm_run(
             &ws,
@@ -381,6 +385,7 @@ fn run(task: Task) -> Result<()> {
                 zoneprof,
                 with_ip,
                 timeout: Duration::from_secs(timeout),
+                numa_nodes,
                 quiet,
             },
         ),
@@ -477,6 +482,24 @@ mod tests {
         Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
             .ok()
             .map(|c| c.task)
+    }
+
+    #[test]
+    fn vm_run_takes_a_numa_guest_of_at_most_two_nodes() {
+        let nodes = |args: &[&str]| match parse(args) {
+            Some(Task::VmRun { numa_nodes, .. }) => Some(numa_nodes),
+            _ => None,
+        };
+        assert_eq!(nodes(&["vm-run", "--script", "true"]), Some(0));
+        assert_eq!(
+            nodes(&["vm-run", "--script", "true", "--numa-nodes", "2"]),
+            Some(2)
+        );
+        // The guest has two vCPUs: a third node would have none.
+        assert_eq!(
+            nodes(&["vm-run", "--script", "true", "--numa-nodes", "3"]),
+            None
+        );
     }
 
     #[test]

@@ -595,6 +595,8 @@ pub struct RunOpts {
     /// iproute2's `ip` and its libraries (implied by a zoneprof).
     pub with_ip: bool,
     pub timeout: Duration,
+    /// NUMA nodes of the guest (0: none).
+    pub numa_nodes: u32,
     pub quiet: bool,
 }
 
@@ -628,6 +630,7 @@ pub fn vm_run(ws: &Workspace, opts: &RunOpts) -> Result<()> {
         timeout: opts.timeout,
         echo: !opts.quiet,
         tag: "vm-run".into(),
+        numa_nodes: opts.numa_nodes,
         ..BootOpts::default()
     };
     let mut failed = Vec::new();
