@@ -21,41 +21,21 @@ use std::{
     os::unix::{ffi::OsStrExt, fs::PermissionsExt},
     path::Path,
     process::{Child, Command, Output, Stdio},
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
 mod common;
-
-/// One recording at a time in this binary (two_recordings_at_once runs its own two).
-static HOST: Mutex<()> = Mutex::new(());
-
-const BIN: &str = env!("CARGO_BIN_EXE_zoneprof");
+// One recording at a time in this binary (two_recordings_at_once runs its own two).
+mod root;
+use root::{BIN, lock};
 
 fn skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let why = if unsafe { libc::geteuid() } != 0 {
-        "needs root to load eBPF programs, mount filesystems and drop privileges"
-    } else if std::fs::read_to_string("/sys/devices/system/cpu/online")
-        .unwrap_or_default()
-        .trim()
-        == "0"
-    {
-        "needs at least 2 online CPUs"
-    } else {
-        return false;
-    };
-    if std::env::var("ZONEPROF_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
-        panic!("{test}: root test would be skipped ({why}) but ZONEPROF_REQUIRE_ROOT_TESTS=1");
-    }
-    eprintln!("SKIPPED {test}: {why}");
-    true
-}
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    HOST.lock().unwrap_or_else(|e| e.into_inner())
+    root::skip_because(
+        test,
+        root::root_reason_to("load eBPF programs, mount filesystems and drop privileges"),
+    )
 }
 
 fn s(p: &Path) -> &str {

@@ -19,60 +19,19 @@ use std::{
     net::TcpStream,
     path::Path,
     process::{Command, Stdio},
-    sync::{Mutex, mpsc},
+    sync::mpsc,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 use zoneprof::model::recording::Recording;
 
-/// The probes see the whole host: one session at a time in this binary.
-static HOST: Mutex<()> = Mutex::new(());
-
-const BIN: &str = env!("CARGO_BIN_EXE_zoneprof");
+mod root;
+use root::{BIN, lock, run, skip};
 
 /// Small enough that the reproducers overflow every one of them within a second.
 /// (`tasks` is sized only with `--tasks`, which the tiny recording uses.)
 const TINY: &str = "lock-stats=2,stacks=4,hist=2,skb-matrix=1,skb-sites=1,tasks=1";
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    HOST.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let why = if unsafe { libc::geteuid() } != 0 {
-        "needs root to load eBPF programs"
-    } else if std::fs::read_to_string("/sys/devices/system/cpu/online")
-        .unwrap_or_default()
-        .trim()
-        == "0"
-    {
-        "needs at least 2 online CPUs"
-    } else {
-        return false;
-    };
-    if std::env::var("ZONEPROF_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
-        panic!("{test}: root test would be skipped ({why}) but ZONEPROF_REQUIRE_ROOT_TESTS=1");
-    }
-    eprintln!("SKIPPED {test}: {why}");
-    true
-}
-
-fn run(args: &[&str]) -> std::process::Output {
-    let out = Command::new(BIN)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running zoneprof {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "zoneprof {args:?} failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// The page reproducer (many lock waits), then the tap reproducer (SKB frees at many
 /// sites), as one shell command for `record --`.

@@ -13,54 +13,12 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    sync::Mutex,
 };
 
 use serde_json::Value;
 
-/// Recordings see the whole host: never run two at once.
-static HOST: Mutex<()> = Mutex::new(());
-
-const BIN: &str = env!("CARGO_BIN_EXE_zoneprof");
-
-fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root to load eBPF programs".into());
-    }
-    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
-    if online.trim() == "0" {
-        return Some("needs at least 2 online CPUs".into());
-    }
-    None
-}
-
-/// Returns true when the test should return early (skipped).
-fn skip(test: &str) -> bool {
-    let Some(why) = skip_reason() else {
-        return false;
-    };
-    if std::env::var("ZONEPROF_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
-        panic!("{test}: root test would be skipped ({why}) but ZONEPROF_REQUIRE_ROOT_TESTS=1");
-    }
-    eprintln!("SKIPPED {test}: {why}");
-    true
-}
-
-fn run(args: &[&str]) -> std::process::Output {
-    let out = Command::new(BIN)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running zoneprof {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "zoneprof {args:?} failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+mod root;
+use root::{BIN, run, skip};
 
 /// `zoneprof record [flags] -- zoneprof <workload>` into `dir/name.zprof`.
 fn record_workload(dir: &Path, name: &str, flags: &[&str], workload: &[&str]) -> PathBuf {
@@ -156,7 +114,7 @@ impl Drop for FtraceCounter {
 
 #[test]
 fn cross_cpu_pages_refill_on_alloc_cpu_drain_on_free_cpu() {
-    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = root::lock();
     if skip("cross_cpu_pages_refill_on_alloc_cpu_drain_on_free_cpu") {
         return;
     }
@@ -308,7 +266,7 @@ fn assert_stacks_start_in_the_kernel(r: &Value) {
 /// same things.
 #[test]
 fn classic_tracepoint_backend_counts_the_same_events() {
-    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = root::lock();
     if skip("classic_tracepoint_backend_counts_the_same_events") {
         return;
     }
@@ -345,7 +303,7 @@ fn classic_tracepoint_backend_counts_the_same_events() {
 /// zone->lock, from BPF run-time stats enabled for the recording.
 #[test]
 fn observer_cost_under_zone_lock_is_measured() {
-    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = root::lock();
     if skip("observer_cost_under_zone_lock_is_measured") {
         return;
     }
@@ -438,7 +396,7 @@ fn observer_cost_under_zone_lock_is_measured() {
 /// `--probes` attaches only the named probes; the others are "off", not failures.
 #[test]
 fn probes_option_selects_what_attaches() {
-    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = root::lock();
     if skip("probes_option_selects_what_attaches") {
         return;
     }
@@ -489,7 +447,7 @@ fn probes_option_selects_what_attaches() {
 /// (`cargo xtask vm-test`, `pcp-twin-*`).
 #[test]
 fn pcp_option_chooses_how_pages_are_counted() {
-    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = root::lock();
     if skip("pcp_option_chooses_how_pages_are_counted") {
         return;
     }
@@ -607,7 +565,7 @@ fn record_rejects_offline_cpu_before_loading() {
 
 #[test]
 fn sigint_mid_recording_still_writes_the_recording() {
-    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = root::lock();
     if skip("sigint_mid_recording_still_writes_the_recording") {
         return;
     }
@@ -702,7 +660,7 @@ fn record_without_privileges_says_so_in_one_line() {
 
 #[test]
 fn doctor_reports_every_probe_and_exits_by_usefulness() {
-    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = root::lock();
     if skip("doctor_reports_every_probe_and_exits_by_usefulness") {
         return;
     }
@@ -772,15 +730,11 @@ fn tun_site(r: &Value) -> (u64, u64) {
 
 #[test]
 fn tap_reader_on_another_cpu_frees_remotely_in_tun_do_read() {
-    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
-    if skip("tap_reader_on_another_cpu_frees_remotely_in_tun_do_read") {
-        return;
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        if std::env::var("ZONEPROF_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
-            panic!("/dev/net/tun is missing (modprobe tun)");
-        }
-        eprintln!("SKIPPED tap test: /dev/net/tun is missing (modprobe tun)");
+    let _g = root::lock();
+    if root::skip_because(
+        "tap_reader_on_another_cpu_frees_remotely_in_tun_do_read",
+        root::root_reason().or_else(root::tun_reason),
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -880,15 +834,11 @@ fn own_cgroup() -> Option<String> {
 /// thread's cgroup is ours; the text and flamegraph views split by thread.
 #[test]
 fn tasks_name_the_vhost_reader_that_frees_remotely() {
-    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
-    if skip("tasks_name_the_vhost_reader_that_frees_remotely") {
-        return;
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        if std::env::var("ZONEPROF_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
-            panic!("/dev/net/tun is missing (modprobe tun)");
-        }
-        eprintln!("SKIPPED tasks test: /dev/net/tun is missing (modprobe tun)");
+    let _g = root::lock();
+    if root::skip_because(
+        "tasks_name_the_vhost_reader_that_frees_remotely",
+        root::root_reason().or_else(root::tun_reason),
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -985,7 +935,7 @@ fn tasks_name_the_vhost_reader_that_frees_remotely() {
 
 #[test]
 fn page_flows_show_pages_moving_from_alloc_cpu_to_free_cpu() {
-    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = root::lock();
     if skip("page_flows_show_pages_moving_from_alloc_cpu_to_free_cpu") {
         return;
     }
@@ -1031,7 +981,7 @@ fn page_flows_show_pages_moving_from_alloc_cpu_to_free_cpu() {
 /// reproducer of a parallel test run most of all), so this is a loaded-host flake risk.
 #[test]
 fn blame_puts_cross_cpu_wait_on_the_cross_pair() {
-    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = root::lock();
     if skip("blame_puts_cross_cpu_wait_on_the_cross_pair") {
         return;
     }
@@ -1115,7 +1065,7 @@ fn blame_puts_cross_cpu_wait_on_the_cross_pair() {
 
 #[test]
 fn demo_writes_recordings_compare_reports_and_flamegraphs() {
-    let _g = HOST.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = root::lock();
     if skip("demo_writes_recordings_compare_reports_and_flamegraphs") {
         return;
     }

@@ -15,36 +15,11 @@
 use std::{
     os::unix::fs::FileTypeExt,
     process::{Child, Command, Stdio},
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
-/// The probes see the whole host: one live session at a time in this binary.
-static HOST: Mutex<()> = Mutex::new(());
-
-const BIN: &str = env!("CARGO_BIN_EXE_zoneprof");
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    HOST.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn skip_because(test: &str, why: Option<String>) -> bool {
-    let Some(why) = why else { return false };
-    if std::env::var("ZONEPROF_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
-        panic!("{test}: would be skipped ({why}) but ZONEPROF_REQUIRE_ROOT_TESTS=1");
-    }
-    eprintln!("SKIPPED {test}: {why}");
-    true
-}
-
-fn root_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root to load eBPF programs".into());
-    }
-    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
-    (online.trim() == "0").then(|| "needs at least 2 online CPUs".into())
-}
+mod root;
+use root::{BIN, lock, root_reason, skip_because};
 
 fn tmux_reason() -> Option<String> {
     if let Err(e) = Command::new("tmux").arg("-V").output() {

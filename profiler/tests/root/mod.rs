@@ -1,0 +1,67 @@
+//! What every root integration test binary shares: the zoneprof under test, one session at
+//! a time on the host, and the skip rule (a skip says why; `ZONEPROF_REQUIRE_ROOT_TESTS=1`,
+//! set by `cargo xtask test` as root, turns it into a failure so CI cannot pass by skipping).
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_zoneprof");
+
+/// The probes see the whole host: one recording or live session at a time in a binary.
+static HOST: Mutex<()> = Mutex::new(());
+
+pub fn lock() -> MutexGuard<'static, ()> {
+    HOST.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why this host cannot run a root test that needs root to `what`: not root, or one CPU.
+pub fn root_reason_to(what: &str) -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some(format!("needs root to {what}"));
+    }
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    (online.trim() == "0").then(|| "needs at least 2 online CPUs".into())
+}
+
+pub fn root_reason() -> Option<String> {
+    root_reason_to("load eBPF programs")
+}
+
+/// Why the tap reproducer cannot run: no /dev/net/tun.
+pub fn tun_reason() -> Option<String> {
+    (!Path::new("/dev/net/tun").exists()).then(|| "/dev/net/tun is missing (modprobe tun)".into())
+}
+
+/// Skips (true) when `why` is Some, saying why, or fails under ZONEPROF_REQUIRE_ROOT_TESTS=1.
+pub fn skip_because(test: &str, why: Option<String>) -> bool {
+    let Some(why) = why else { return false };
+    if std::env::var("ZONEPROF_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
+        panic!("{test}: root test would be skipped ({why}) but ZONEPROF_REQUIRE_ROOT_TESTS=1");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+    true
+}
+
+/// The usual skip: not root, or fewer than 2 CPUs.
+pub fn skip(test: &str) -> bool {
+    skip_because(test, root_reason())
+}
+
+/// Runs zoneprof and wants it to succeed; its output.
+pub fn run(args: &[&str]) -> Output {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running zoneprof {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "zoneprof {args:?} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
