@@ -146,6 +146,11 @@ struct ServeArgs {
     /// Directory of the rolling recordings (created if missing).
     #[arg(long, requires = "rotate")]
     dir: Option<PathBuf>,
+    /// Also key lock waits and SKB frees by thread, as `record --tasks`: /metrics gains
+    /// per-cgroup series (never per thread), and the rolling recordings and /profile's
+    /// windows can be read with `report --by task|cgroup`.
+    #[arg(long)]
+    tasks: bool,
     #[command(flatten)]
     maps: MapEntriesArg,
     /// Benchmark aid (`cargo xtask bench`): serve this recording, e.g. a synthetic 640-CPU
@@ -176,7 +181,7 @@ struct TopArgs {
 struct MapEntriesArg {
     /// Entries of the in-kernel aggregation maps, MAP=N (1 to 16777216), comma-separated
     /// or repeated; maps: lock-stats, stacks, hist, task-wait, zone-cache, skb-matrix,
-    /// skb-sites, page-track, page-matrix. Raise them when a report shows a map-full loss
+    /// skb-sites, page-track, page-matrix, tasks. Raise them when a report shows a map-full loss
     /// (large hosts); the others keep their defaults (README).
     #[arg(long, value_name = "MAP=N", value_delimiter = ',', value_parser = parse_map_entry)]
     map_entries: Vec<(&'static str, u32)>,
@@ -517,6 +522,7 @@ fn cmd_serve(a: ServeArgs) -> Result<ExitCode> {
             cpus: a.cpus.map(|c| c.0),
             plan: zoneprof::kernel::attach::PlanOpts {
                 map_entries,
+                tasks: a.tasks,
                 ..Default::default()
             },
         },

@@ -820,15 +820,6 @@ fn tap_reader_on_another_cpu_frees_remotely_in_tun_do_read() {
     }
 }
 
-/// The cgroup v2 path of this process (`0::/path` in /proc/self/cgroup), which the
-/// recorded workload inherits.
-fn own_cgroup() -> Option<String> {
-    std::fs::read_to_string("/proc/self/cgroup")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
-}
-
 /// `record --tasks` on the tap reproducer: the reader thread, named like a vhost worker,
 /// holds the remote frees in `tun_do_read`; per-thread sums add up to the totals; the
 /// thread's cgroup is ours; the text and flamegraph views split by thread.
@@ -841,22 +832,32 @@ fn tasks_name_the_vhost_reader_that_frees_remotely() {
     ) {
         return;
     }
+    // The reproducer runs in a cgroup of its own, so its threads are told from the host's.
+    let cgroup = match root::TestCgroup::create("record-tasks") {
+        Ok(c) => c,
+        Err(why) => {
+            root::skip_because("tasks_name_the_vhost_reader_that_frees_remotely", Some(why));
+            return;
+        }
+    };
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = record_workload(
-        dir.path(),
-        "tasks",
-        &["--tasks"],
-        &[
-            "workload",
-            "tap",
-            "--sender-cpus",
-            "0",
-            "--reader-cpus",
-            "1",
-            "-d",
-            "2s",
-        ],
-    );
+    let path = dir.path().join("tasks.zprof");
+    let p = path.to_string_lossy().into_owned();
+    let command = cgroup.wrap(&[
+        BIN,
+        "workload",
+        "tap",
+        "--sender-cpus",
+        "0",
+        "--reader-cpus",
+        "1",
+        "-d",
+        "2s",
+    ]);
+    let mut args = vec!["record", "--no-progress", "--tasks", "-o", &p, "--"];
+    args.extend(command.iter().map(String::as_str));
+    let out = run(&args);
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     let r = report_json(&path);
     assert_eq!(r["tasks_recorded"], true);
     assert_eq!(u(&r["losses"]["task_info_full"]), 0);
@@ -880,13 +881,19 @@ fn tasks_name_the_vhost_reader_that_frees_remotely() {
         "the vhost thread freed {n}, tun_do_read {site_n} in all"
     );
     assert!(remote * 100 > n * 90, "{remote} of {n} remote");
-    if let Some(cg) = own_cgroup() {
-        assert_eq!(
-            vhost["cgroup"],
-            cg.as_str(),
-            "the workload's cgroup is ours"
-        );
-    }
+    assert_eq!(
+        vhost["cgroup"],
+        cgroup.path.as_str(),
+        "the workload's cgroup is the one made for it"
+    );
+    // Its cgroup row holds the vhost thread's frees.
+    let row = r["cgroups"]
+        .as_array()
+        .expect("cgroups")
+        .iter()
+        .find(|c| c["cgroup"] == cgroup.path.as_str())
+        .unwrap_or_else(|| panic!("no row for {} in {:#}", cgroup.path, r["cgroups"]));
+    assert!(u(&row["skb_frees"]["count"]) >= n, "{row}");
 
     // Every free and every nanosecond of wait belongs to some thread.
     let sum = |rows: &Value, f: &dyn Fn(&Value) -> u64| -> u64 {

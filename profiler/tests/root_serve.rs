@@ -272,11 +272,83 @@ fn serve_exposes_the_reproducer_and_promtool_accepts_it() {
             .keys()
             .any(|s| s.starts_with("zoneprof_bpf_program_runs_total{"))
     );
+    assert!(
+        !text.contains("zoneprof_cgroup_"),
+        "cgroup series without --tasks"
+    );
     let (status, _) = http_get(&serve.addr, "/nothing");
     assert_eq!(status, 404);
     let (status, said) = serve.stop();
     assert!(status.success(), "serve exited {status}:\n{said}");
     assert!(said.contains("SIGTERM: probes detached"), "{said}");
+}
+
+/// `serve --tasks` on the tap reproducer: per-cgroup series that promtool accepts, and the
+/// cgroup the test made for the reproducer holds the reader thread's remote SKB frees. Without --tasks there is no cgroup series (checked in the test above's
+/// serve, which has none).
+#[test]
+fn serve_tasks_exports_per_cgroup_series_with_the_tap_readers_remote_frees() {
+    let test = "serve_tasks_exports_per_cgroup_series_with_the_tap_readers_remote_frees";
+    let why = root_reason()
+        .or_else(|| tool_reason("promtool"))
+        .or_else(root::tun_reason);
+    if skip_because(test, why) {
+        return;
+    }
+    let cgroup = match root::TestCgroup::create("serve-tasks") {
+        Ok(c) => c,
+        Err(why) => {
+            skip_because(test, Some(why));
+            return;
+        }
+    };
+    let _g = lock();
+    let serve = Serve::start(&["--tasks"]);
+    let argv = cgroup.wrap(&[
+        BIN,
+        "workload",
+        "tap",
+        "--sender-cpus",
+        "0",
+        "--reader-cpus",
+        "1",
+        "-d",
+        "2s",
+    ]);
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .expect("running the tap reproducer");
+    assert!(
+        out.status.success(),
+        "tap reproducer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = serve.metrics();
+    promtool_check(&text);
+    let m = samples(&text);
+    let cg = &cgroup.path;
+    let frees = |remote: &str| {
+        m.get(&format!(
+            "zoneprof_cgroup_skb_frees_total{{cgroup=\"{cg}\",remote=\"{remote}\"}}"
+        ))
+        .copied()
+        .unwrap_or(0.0)
+    };
+    let (remote, local) = (frees("true"), frees("false"));
+    eprintln!("{test}: cgroup {cg}: {remote} remote SKB frees, {local} local");
+    // Two seconds of the reader on CPU 1 freeing what CPU 0 allocated: tens of thousands.
+    assert!(
+        remote > 1_000.0 && remote > local,
+        "{remote} remote, {local} local:\n{text}"
+    );
+    assert!(
+        m.keys()
+            .any(|s| s.starts_with("zoneprof_cgroup_zone_lock_wait_seconds_total{")),
+        "{text}"
+    );
+    let (status, said) = serve.stop();
+    assert!(status.success(), "serve exited {status}:\n{said}");
 }
 
 #[test]

@@ -3,8 +3,9 @@
 //! A snapshot holds everything since attach, so every count is a counter. Label sets are
 //! bounded whatever the host does: CPUs, NUMA nodes, zones and sides for the zone lock; the
 //! first `skb_sites` SKB free sites seen for the SKB frees (the rest summed per free
-//! function as `caller="other"`); no stack is ever a label. Sites keep their own series
-//! once they have one, so `other` never shrinks and every series stays monotonic.
+//! function as `caller="other"`); with `--tasks`, cgroups (never threads); no stack is ever
+//! a label. Sites keep their own series once they have one, so `other` never shrinks and
+//! every series stays monotonic.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
@@ -12,6 +13,7 @@ use crate::model::{
     analysis,
     classify::Side,
     recording::{CpuPages, LOSSES, LossUnit, PcpCount, PcpMethod, Recording},
+    tasks,
 };
 
 /// The exposition's content type.
@@ -60,9 +62,11 @@ impl Exposition {
             per_cpu: self.opts.per_cpu,
         };
         info(&mut w, rec);
-        zone_lock(&mut w, rec, &mut self.classes);
+        let waits = analysis::classify_waits_with(rec, &mut self.classes);
+        zone_lock(&mut w, rec, &waits, &mut self.classes);
         pcp(&mut w, rec);
         self.skb(&mut w, rec);
+        cgroups(&mut w, rec, &waits);
         losses(&mut w, rec);
         programs(&mut w, rec);
         w.out
@@ -195,8 +199,12 @@ fn side_name(side: Option<Side>) -> &'static str {
     }
 }
 
-fn zone_lock(w: &mut Writer, rec: &Recording, classes: &mut analysis::StackClasses) {
-    let waits = analysis::classify_waits_with(rec, classes);
+fn zone_lock(
+    w: &mut Writer,
+    rec: &Recording,
+    waits: &[analysis::ClassifiedWait<'_>],
+    classes: &mut analysis::StackClasses,
+) {
     let per_cpu = w.per_cpu;
     // The (node, zone) labels of each lock address, made once: not two strings per wait.
     let mut zone_labels: HashMap<u64, (String, String)> = HashMap::new();
@@ -213,7 +221,7 @@ fn zone_lock(w: &mut Writer, rec: &Recording, classes: &mut analysis::StackClass
     let mut other: BTreeMap<u32, u64> = BTreeMap::new();
     // Sums of the zone-lock waits by the side their stack says: the histograms' _sum.
     let mut side_sum: HashMap<Side, u64> = HashMap::new();
-    for cw in &waits {
+    for cw in waits {
         let cpu = if per_cpu { cw.wait.cpu } else { 0 };
         if cw.class.is_zone() {
             let (node, zone_name) = zone_labels
@@ -270,6 +278,67 @@ fn zone_lock(w: &mut Writer, rec: &Recording, classes: &mut analysis::StackClass
         Value::Seconds,
     );
     wait_histograms(w, rec, &side_sum, classes);
+}
+
+/// Per cgroup (`serve --tasks`): lock wait and SKB frees of each cgroup's threads. One
+/// series per cgroup, not per thread: cgroups (a VM's scope, a service) are few and stable,
+/// threads come and go. A cgroup removed since its threads were seen is named `cgroup <id>`.
+fn cgroups(w: &mut Writer, rec: &Recording, waits: &[analysis::ClassifiedWait<'_>]) {
+    if !rec.settings.tasks {
+        return;
+    }
+    let rows = tasks::by_cgroup(
+        &tasks::lock_wait_by_task(rec, waits),
+        &tasks::skb_free_by_task(rec),
+    );
+    let mut rows: Vec<&tasks::CgroupRow> = rows.iter().collect();
+    // Stable order between scrapes: by name.
+    rows.sort_by(|a, b| a.cgroup.cmp(&b.cgroup));
+    w.family(
+        "zoneprof_cgroup_zone_lock_wait_seconds_total",
+        "counter",
+        "Time the threads of a cgroup (v2 path) spent waiting for a zone->lock, by side (serve --tasks).",
+    );
+    for r in &rows {
+        let z = &r.wait.zone_lock_wait_ns;
+        for (side, ns) in [("alloc", z.alloc), ("free", z.free), ("other", z.other)] {
+            w.sample(
+                "zoneprof_cgroup_zone_lock_wait_seconds_total",
+                &[("cgroup", r.cgroup.as_str()), ("side", side)],
+                Value::Seconds(ns),
+            );
+        }
+    }
+    w.family(
+        "zoneprof_cgroup_other_lock_wait_seconds_total",
+        "counter",
+        "Time the threads of a cgroup spent waiting for contended locks other than zone->lock (serve --tasks).",
+    );
+    for r in &rows {
+        w.sample(
+            "zoneprof_cgroup_other_lock_wait_seconds_total",
+            &[("cgroup", r.cgroup.as_str())],
+            Value::Seconds(r.wait.other_lock_wait_ns),
+        );
+    }
+    w.family(
+        "zoneprof_cgroup_skb_frees_total",
+        "counter",
+        "SKBs freed by the threads of a cgroup, by whether the freeing CPU is not the allocating one (serve --tasks).",
+    );
+    for r in &rows {
+        let f = &r.skb_frees;
+        for (remote, n) in [
+            ("false", f.count.saturating_sub(f.remote)),
+            ("true", f.remote),
+        ] {
+            w.sample(
+                "zoneprof_cgroup_skb_frees_total",
+                &[("cgroup", r.cgroup.as_str()), ("remote", remote)],
+                Value::Int(n),
+            );
+        }
+    }
 }
 
 /// Labels of zone locks the kernel did not prove to be a zone's (their stack says so).
@@ -657,6 +726,67 @@ mod tests {
                 text.contains(&format!("{{loss=\"{key}\"}}")),
                 "{} missing",
                 l.key
+            );
+        }
+    }
+    #[test]
+    fn cgroup_series_sum_the_threads_and_only_with_tasks() {
+        let text = Exposition::new(MetricsOpts::default()).render(&sample());
+        assert!(
+            !text.contains("zoneprof_cgroup_"),
+            "without --tasks: no cgroup series"
+        );
+
+        let rec = crate::model::tasks::tests::sample_with_tasks();
+        let text = Exposition::new(MetricsOpts::default()).render(&rec);
+        let vm = "/machine.slice/vm1.scope";
+        let frees = |cg: &str, remote: &str| {
+            value(
+                &text,
+                &format!("zoneprof_cgroup_skb_frees_total{{cgroup=\"{cg}\",remote=\"{remote}\"}}"),
+            )
+        };
+        // vhost-1000 freed 1,000, 900 of them remote; kworker 5, none remote.
+        assert_eq!(
+            (frees(vm, "true"), frees(vm, "false")),
+            (Some(900.0), Some(100.0))
+        );
+        assert_eq!(frees("[no cgroup]", "false"), Some(5.0));
+        // Every zone-lock second lands in exactly one cgroup series (a thread the name map
+        // missed is "[unnamed thread]"): the cgroup sums equal the zone-lock family's.
+        let sum = |prefix: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum()
+        };
+        let by_cgroup = sum("zoneprof_cgroup_zone_lock_wait_seconds_total{");
+        let all = sum("zoneprof_zone_lock_wait_seconds_total{");
+        assert!(
+            all > 0.0 && (by_cgroup - all).abs() < 1e-9,
+            "{by_cgroup} vs {all}"
+        );
+        assert!(text.contains("cgroup=\"[unnamed thread]\""), "{text}");
+        // The vm's alloc side is tap-send-0's wait, its free side vhost-1000's.
+        let waits = analysis::classify_waits(&rec);
+        let rows = tasks::by_cgroup(
+            &tasks::lock_wait_by_task(&rec, &waits),
+            &tasks::skb_free_by_task(&rec),
+        );
+        let vm_row = rows.iter().find(|r| r.cgroup == vm).expect("vm row");
+        for (side, ns) in [
+            ("alloc", vm_row.wait.zone_lock_wait_ns.alloc),
+            ("free", vm_row.wait.zone_lock_wait_ns.free),
+        ] {
+            assert_eq!(
+                value(
+                    &text,
+                    &format!(
+                        "zoneprof_cgroup_zone_lock_wait_seconds_total{{cgroup=\"{vm}\",side=\"{side}\"}}"
+                    )
+                ),
+                Some(ns as f64 / 1e9),
+                "{side}"
             );
         }
     }

@@ -65,3 +65,58 @@ pub fn run(args: &[&str]) -> Output {
     );
     out
 }
+
+/// A cgroup v2 of the test's own, so a workload's threads are told from every other
+/// thread of the host (which, on a test VM, all sit in the root cgroup). Removed on drop.
+pub struct TestCgroup {
+    dir: std::path::PathBuf,
+    /// Its path as zoneprof names cgroups: from the cgroup2 mount, `/name`.
+    pub path: String,
+}
+
+impl TestCgroup {
+    /// Creates `<cgroup2 mount>/zoneprof-test-<name>-<pid>`; Err says why it cannot.
+    pub fn create(name: &str) -> Result<TestCgroup, String> {
+        let mounts = std::fs::read_to_string("/proc/self/mounts")
+            .map_err(|e| format!("reading /proc/self/mounts: {e}"))?;
+        let mount = mounts
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.get(2) == Some(&"cgroup2"))
+            .and_then(|f| f.get(1).map(|m| m.to_string()))
+            .ok_or("no cgroup2 filesystem mounted")?;
+        let leaf = format!("zoneprof-test-{name}-{}", std::process::id());
+        let dir = Path::new(&mount).join(&leaf);
+        std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        Ok(TestCgroup {
+            dir,
+            path: format!("/{leaf}"),
+        })
+    }
+
+    /// `argv` run inside this cgroup: a shell moves itself in, then execs it.
+    pub fn wrap(&self, argv: &[&str]) -> Vec<String> {
+        let procs = self.dir.join("cgroup.procs");
+        let mut v = vec![
+            "sh".to_string(),
+            "-c".into(),
+            format!("echo $$ > '{}' && exec \"$@\"", procs.display()),
+            "sh".into(),
+        ];
+        v.extend(argv.iter().map(|s| s.to_string()));
+        v
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // The workload has exited; its last threads may take a moment to leave.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        eprintln!("could not remove test cgroup {}", self.dir.display());
+    }
+}
