@@ -1037,26 +1037,42 @@ struct FlamegraphArgs {
     redact: bool,
 }
 
+/// The root frames `--per-task` / `--per-cgroup` ask for (None: none asked); exit 2 with
+/// one line when the recording was made without `--tasks`.
+fn task_roots(
+    rec: &Recording,
+    per_task: bool,
+    per_cgroup: bool,
+    file: &std::path::Path,
+) -> Result<Option<zoneprof::output::flamegraph::TaskRoots>, ExitCode> {
+    use zoneprof::model::tasks::{self, By};
+    use zoneprof::output::flamegraph::TaskRoots;
+    let by = match (per_task, per_cgroup) {
+        (true, _) => By::Task,
+        (_, true) => By::Cgroup,
+        _ => return Ok(None),
+    };
+    if let Err(e) = tasks::check(rec, by) {
+        eprintln!("zoneprof: error: {}: {e}", file.display());
+        return Err(ExitCode::from(2));
+    }
+    Ok(Some(match by {
+        By::Cgroup => TaskRoots::per_cgroup(rec),
+        _ => TaskRoots::per_task(rec),
+    }))
+}
+
 fn cmd_flamegraph(a: FlamegraphArgs) -> Result<ExitCode> {
     use zoneprof::output::flamegraph as fg;
     let (rec, source) = load(&a.file, a.redact)?;
-    let by = match (a.per_task, a.per_cgroup) {
-        (true, _) => zoneprof::model::tasks::By::Task,
-        (_, true) => zoneprof::model::tasks::By::Cgroup,
-        _ => zoneprof::model::tasks::By::Cpu,
+    let roots = match task_roots(&rec, a.per_task, a.per_cgroup, &a.file) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
     };
-    if let Err(e) = zoneprof::model::tasks::check(&rec, by) {
-        eprintln!("zoneprof: error: {}: {e}", a.file.display());
-        return Ok(ExitCode::from(2));
-    }
     let opts = fg::FoldOptions {
         per_cpu: a.per_cpu,
         cpus: a.cpu.map(|c| c.0),
-        roots: match by {
-            zoneprof::model::tasks::By::Task => Some(fg::TaskRoots::per_task(&rec)),
-            zoneprof::model::tasks::By::Cgroup => Some(fg::TaskRoots::per_cgroup(&rec)),
-            zoneprof::model::tasks::By::Cpu => None,
-        },
+        roots,
     };
     let flame = fg::build(&rec, a.view, &opts, &source)?;
     let bytes = if a.folded {
@@ -1095,6 +1111,15 @@ struct ExportArgs {
     /// label instead (`go tool pprof -tagroot=cpu`).
     #[arg(long)]
     per_cpu: bool,
+    /// folded and speedscope: one root frame per thread (`comm-tid`); needs a recording
+    /// made with `record --tasks`. pprof samples of such a recording carry `thread` and
+    /// `cgroup` labels instead.
+    #[arg(long, conflicts_with = "per_cgroup")]
+    per_task: bool,
+    /// folded and speedscope: one root frame per cgroup (its path); needs a recording made
+    /// with `record --tasks`.
+    #[arg(long)]
+    per_cgroup: bool,
     /// pprof, folded and speedscope: only these CPUs, e.g. "0-3,8".
     #[arg(long, value_parser = parse_cpus)]
     cpu: Option<Cpus>,
@@ -1124,11 +1149,18 @@ fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
     };
     let fmt = a.format.name();
     match a.format {
-        Format::Csv if a.view.is_some() || a.per_cpu || a.cpu.is_some() => usage_error(
-            "--view, --per-cpu and --cpu do not apply to --format csv: it writes every table for every CPU".into(),
-        ),
+        Format::Csv
+            if a.view.is_some() || a.per_cpu || a.per_task || a.per_cgroup || a.cpu.is_some() =>
+        {
+            usage_error(
+                "--view, --per-cpu, --per-task, --per-cgroup and --cpu do not apply to --format csv: it writes every table for every CPU".into(),
+            )
+        }
         Format::Pprof if a.per_cpu => usage_error(
             "--format pprof has no --per-cpu: every sample has a cpu label (go tool pprof -tagroot=cpu)".into(),
+        ),
+        Format::Pprof if a.per_task || a.per_cgroup => usage_error(
+            "--format pprof has no --per-task or --per-cgroup: a recording made with --tasks gives every sample thread and cgroup labels (go tool pprof -tagroot=cgroup)".into(),
         ),
         Format::Pprof if a.view.is_some_and(|v| !export::pprof::supports(v)) => {
             usage_error(format!(
@@ -1141,10 +1173,14 @@ fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
     let (rec, source) = load(&a.file, a.redact)?;
     let out = &a.output;
     let cpus = a.cpu.map(|c| c.0);
+    let roots = match task_roots(&rec, a.per_task, a.per_cgroup, &a.file) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
     let opts = fg::FoldOptions {
         per_cpu: a.per_cpu,
         cpus: cpus.clone(),
-        roots: None,
+        roots,
     };
     let view = a.view.unwrap_or(View::ZoneWait);
     let what = match a.format {

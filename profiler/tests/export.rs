@@ -464,6 +464,27 @@ fn bad_input_is_one_line_and_the_right_exit_code() {
             &["export", r, "--format", "pprof", "--view", "pages", "-o", o][..],
             true,
         ),
+        (
+            &["export", r, "--format", "pprof", "--per-task", "-o", o][..],
+            true,
+        ),
+        (
+            &["export", r, "--format", "csv", "--per-cgroup", "-o", o][..],
+            true,
+        ),
+        (
+            &[
+                "export",
+                r,
+                "--format",
+                "folded",
+                "--per-task",
+                "--per-cgroup",
+                "-o",
+                o,
+            ][..],
+            false,
+        ),
     ] {
         let res = zoneprof(args);
         assert_eq!(res.status.code(), Some(2), "{args:?}");
@@ -473,6 +494,18 @@ fn bad_input_is_one_line_and_the_right_exit_code() {
             assert!(err.contains("Usage: zoneprof export"), "{args:?}: {err}");
         }
         assert!(!out.exists(), "{args:?} wrote something");
+    }
+    // A recording made without --tasks cannot have thread or cgroup roots: one line, exit 2.
+    for flag in ["--per-task", "--per-cgroup"] {
+        let res = zoneprof(&["export", r, "--format", "folded", flag, "-o", o]);
+        assert_eq!(res.status.code(), Some(2), "{flag}");
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{flag}: {err}");
+        assert!(
+            err.contains("record it with `zoneprof record --tasks`"),
+            "{flag}: {err}"
+        );
+        assert!(!out.exists(), "{flag} wrote something");
     }
     // Runtime errors: one line, exit 1, nothing written.
     let junk = dir.path().join("junk.zprof");

@@ -938,6 +938,31 @@ fn tasks_name_the_vhost_reader_that_frees_remotely() {
         folded.lines().any(|l| l.starts_with(&prefix)),
         "no {prefix} line in:\n{folded}"
     );
+    // export: the same roots per cgroup in folded; the test's cgroup holds the reader's frees.
+    let out = dir.path().join("cgroups.folded");
+    let o = out.to_string_lossy().into_owned();
+    run(&[
+        "export",
+        &p,
+        "--format",
+        "folded",
+        "--view",
+        "skb-free",
+        "--per-cgroup",
+        "-o",
+        &o,
+    ]);
+    let folded = std::fs::read_to_string(&out).expect("folded export");
+    let prefix = format!("{};tun_do_read;consume_skb;", cgroup.path);
+    let in_cgroup: u64 = folded
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum();
+    assert!(
+        in_cgroup >= n * 90 / 100,
+        "{in_cgroup} frees under {prefix} in:\n{folded}"
+    );
 }
 
 #[test]

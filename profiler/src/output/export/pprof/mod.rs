@@ -6,7 +6,8 @@
 //! - one sample per (stack, CPU, lock class, proven zone), values summed over its waits;
 //! - labels: `cpu`, `lock_class` (as the report names it), `side` (`alloc`, `free` or
 //!   `other`, zone->lock only) and `zone` (`node N / zone NAME`, where the kernel proved the
-//!   address to be a zone lock);
+//!   address to be a zone lock); from a recording made with `--tasks`, also `thread`
+//!   (`comm-tid`) and `cgroup` (its path), one sample per thread;
 //! - each kernel frame `sym+0xoff [mod]` is a Location with one Line: its Function is
 //!   `sym` (filename `[mod]`, or `[kernel.kallsyms]` for the core kernel), `Line.line` is
 //!   the offset `0xoff` into it; an unsymbolized frame (`0xffff…`) keeps its address;
@@ -29,6 +30,7 @@ use crate::{
     model::analysis,
     model::classify::Side,
     model::recording::Recording,
+    model::tasks,
     output::flamegraph::{self as fg, FoldOptions, View},
 };
 use proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
@@ -212,6 +214,8 @@ struct SampleKey {
     class: String,
     side: Option<&'static str>,
     zone: Option<String>,
+    /// The waiting thread (recorded with `--tasks`).
+    tid: Option<u32>,
 }
 
 /// The lock waits of `view` (a lock view), on `cpus` when given, as a pprof profile.
@@ -271,6 +275,7 @@ fn build_any(
             class: cw.class.label(),
             side,
             zone: cw.zone,
+            tid: cw.wait.tid,
         };
         let e = sums.entry(key).or_default();
         e.0 = e.0.saturating_add(cw.wait.count);
@@ -302,7 +307,10 @@ fn build_any(
         t.string("lock_class"),
         t.string("side"),
         t.string("zone"),
+        t.string("thread"),
+        t.string("cgroup"),
     ];
+    let names = tasks::Names::of(rec);
     let mut samples = Vec::with_capacity(sums.len());
     for (k, (count, ns)) in sums {
         let location_id = match k.stack.and_then(|s| rec.stacks.get(s as usize)) {
@@ -324,6 +332,11 @@ fn build_any(
         }
         if let Some(zone) = &k.zone {
             label.push(str_label(&mut t, keys[3], zone));
+        }
+        if let Some(tid) = k.tid {
+            let task = names.label(tid);
+            label.push(str_label(&mut t, keys[4], &task.frame()));
+            label.push(str_label(&mut t, keys[5], &task.cgroup_name()));
         }
         samples.push(Sample {
             location_id,
@@ -542,6 +555,45 @@ mod tests {
             .filter(|f| s(&p, f.name) == "__pv_queued_spin_lock_slowpath")
             .count();
         assert_eq!(slowpath, 1);
+    }
+
+    /// A recording made with `--tasks`: every sample names its thread and cgroup, and the
+    /// totals are the same as without; one made without has neither label.
+    #[test]
+    fn samples_of_a_tasks_recording_carry_thread_and_cgroup() {
+        let p = build(&sample(), View::Locks, None, "t").expect("profile");
+        assert!(p.sample.iter().all(|smp| {
+            let l = labels(&p, smp);
+            !l.contains_key("thread") && !l.contains_key("cgroup")
+        }));
+        let rec = crate::model::tasks::tests::sample_with_tasks();
+        let with = build(&rec, View::Locks, None, "t").expect("profile");
+        assert_eq!(Totals::of(&with), Totals::of(&p));
+        assert!(with.sample.iter().all(|smp| {
+            let l = labels(&with, smp);
+            l.contains_key("thread") && l.contains_key("cgroup")
+        }));
+        let alloc = with
+            .sample
+            .iter()
+            .find(|smp| labels(&with, smp).get("side").map(String::as_str) == Some("alloc"))
+            .expect("an alloc sample");
+        let l = labels(&with, alloc);
+        assert_eq!(
+            (l["thread"].as_str(), l["cgroup"].as_str()),
+            ("tap-send-0-1001", "/machine.slice/vm1.scope")
+        );
+        // The thread the name map missed, and the one without a cgroup.
+        let threads: Vec<String> = with
+            .sample
+            .iter()
+            .map(|smp| labels(&with, smp)["cgroup"].clone())
+            .collect();
+        assert!(
+            threads.iter().any(|c| c == "[unnamed thread]"),
+            "{threads:?}"
+        );
+        assert!(threads.iter().any(|c| c == "[no cgroup]"), "{threads:?}");
     }
 
     #[test]
