@@ -172,6 +172,10 @@ struct TopArgs {
     /// Watch only these CPUs, e.g. "0-3,8".
     #[arg(long, value_parser = parse_cpus)]
     cpus: Option<Cpus>,
+    /// Also key lock waits and SKB frees by thread (as `record --tasks`) and show the top
+    /// threads, with their cgroups.
+    #[arg(long)]
+    tasks: bool,
     #[command(flatten)]
     maps: MapEntriesArg,
 }
@@ -560,6 +564,7 @@ fn cmd_top(a: TopArgs) -> Result<ExitCode> {
             cpus: a.cpus.map(|c| c.0),
             plan: zoneprof::kernel::attach::PlanOpts {
                 map_entries,
+                tasks: a.tasks,
                 ..Default::default()
             },
         },

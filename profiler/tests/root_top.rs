@@ -94,6 +94,77 @@ fn top_once_names_the_refilling_and_draining_cpus() {
     assert!(text.contains("Probes: "), "{text}");
 }
 
+/// `top --once --tasks` over the tap reproducer (in a cgroup of the test's own): the top
+/// threads name the reader, `vhost-<pid>-<tid>`, with its remote frees and that cgroup.
+#[test]
+fn top_once_tasks_names_the_vhost_reader_and_its_cgroup() {
+    let test = "top_once_tasks_names_the_vhost_reader_and_its_cgroup";
+    if skip_because(test, root_reason().or_else(root::tun_reason)) {
+        return;
+    }
+    let cgroup = match root::TestCgroup::create("top-tasks") {
+        Ok(c) => c,
+        Err(why) => {
+            skip_because(test, Some(why));
+            return;
+        }
+    };
+    let _g = lock();
+    let argv = cgroup.wrap(&[
+        BIN,
+        "workload",
+        "tap",
+        "--sender-cpus",
+        "0",
+        "--reader-cpus",
+        "1",
+        "-d",
+        "20s",
+    ]);
+    let mut work = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(Stdio::null())
+        // It says it was interrupted, which is how this test ends it.
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the tap reproducer");
+    // The reproducer sets up its namespace and taps first.
+    std::thread::sleep(Duration::from_secs(2));
+    let out = Command::new(BIN)
+        .args(["top", "--once", "--tasks", "--interval", "2s"])
+        .output()
+        .expect("zoneprof top");
+    // SAFETY: kill(2) on our own child (sh exec'd into the reproducer), which ends it
+    // early and tears its namespace down.
+    unsafe { libc::kill(work.id() as i32, libc::SIGINT) };
+    work.wait().ok();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "top exited {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Top threads (--tasks)"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("vhost-"))
+        .unwrap_or_else(|| panic!("no vhost- thread row:\n{text}"));
+    assert!(row.ends_with(&cgroup.path), "{row}\n{text}");
+    let remote: u64 = row
+        .split_whitespace()
+        .nth(2)
+        .and_then(|w| w.replace(',', "").parse().ok())
+        .unwrap_or_else(|| panic!("no remote/s column: {row}"));
+    assert!(
+        remote > 1_000,
+        "remote frees/s of the reader: {remote}\n{text}"
+    );
+    for l in text.lines() {
+        assert!(l.chars().count() <= 80, "wider than 80 columns: {l}");
+    }
+}
+
 /// A tmux server of this test's own, killed when dropped.
 struct Tmux {
     socket: String,

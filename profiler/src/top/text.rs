@@ -122,6 +122,33 @@ pub fn skb_lines(v: &TopView) -> Vec<String> {
         .collect()
 }
 
+pub fn threads_title() -> String {
+    "Top threads (--tasks)           zone%  remote/s  cgroup".into()
+}
+
+/// The `--tasks` section; None without `--tasks`.
+pub fn thread_lines(v: &TopView) -> Option<Vec<String>> {
+    let rows = v.threads.as_ref()?;
+    if rows.is_empty() {
+        return Some(vec![
+            "  (no thread waited or freed remotely in this interval)".into(),
+        ]);
+    }
+    Some(
+        rows.iter()
+            .map(|t| {
+                fit(&format!(
+                    "  {:<28} {:>6.2} {:>9}  {}",
+                    t.task,
+                    t.zone_pct,
+                    units::fmt_count(t.remote_frees_per_s.round() as u64),
+                    t.cgroup
+                ))
+            })
+            .collect(),
+    )
+}
+
 pub fn losses_line(v: &TopView) -> String {
     if v.losses.is_empty() {
         return "Losses: none".into();
@@ -167,6 +194,11 @@ pub fn snapshot(v: &TopView, sort: Sort) -> String {
     lines.push(String::new());
     lines.push(skb_title());
     lines.extend(skb_lines(v));
+    if let Some(threads) = thread_lines(v) {
+        lines.push(String::new());
+        lines.push(threads_title());
+        lines.extend(threads);
+    }
     lines.push(String::new());
     lines.push(losses_line(v));
     lines.push(probes_line(v));
@@ -206,6 +238,13 @@ mod tests {
             );
         }
         assert!(text.contains("…"));
+        // With --tasks: the thread section, also within 80 columns.
+        let mut rec = crate::model::tasks::tests::sample_with_tasks();
+        rec.cgroups[0].path = Some(format!("/machine.slice/{}.scope", "v".repeat(80)));
+        let text = snapshot(&TopView::of(&rec), Sort::Wait);
+        assert!(text.contains(&threads_title()), "{text}");
+        assert!(text.contains("  vhost-1000-1002 "), "{text}");
+        assert!(text.lines().all(|l| l.chars().count() <= WIDTH), "{text}");
     }
 
     /// The whole snapshot of `sample()` with PCP counted and a remote SKB site, against

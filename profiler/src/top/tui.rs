@@ -144,7 +144,14 @@ fn draw(f: &mut Frame<'_>, s: &Screen) {
     let scale = text::bar_scale(v);
     lines.push(Line::styled(text::cpu_header(scale), bold));
     let rows = v.sorted_cpus(s.sort);
-    let room = (area.height as usize).saturating_sub(FIXED_LINES).max(1);
+    let threads = text::thread_lines(v);
+    // The thread section (--tasks) takes its title and rows from the CPU rows' room.
+    let thread_lines = threads
+        .as_ref()
+        .map_or(0, |t| 1 + t.len().min(SECTION_ROWS));
+    let room = (area.height as usize)
+        .saturating_sub(FIXED_LINES + thread_lines)
+        .max(1);
     let shown = if rows.len() > room {
         room - 1
     } else {
@@ -184,6 +191,10 @@ fn draw(f: &mut Frame<'_>, s: &Screen) {
             .take(SECTION_ROWS)
             .map(Line::raw),
     );
+    if let Some(t) = threads {
+        lines.push(Line::styled(text::threads_title(), bold));
+        lines.extend(t.into_iter().take(SECTION_ROWS).map(Line::raw));
+    }
     let losses = text::losses_line(v);
     let loss_style = if v.losses.is_empty() {
         Style::default()

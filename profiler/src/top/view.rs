@@ -1,7 +1,7 @@
 //! What `zoneprof top` shows of one interval (the delta of two live snapshots), as rates:
 //! per CPU zone-lock wait as a share of the CPU and PCP pages/s, the top zone-lock stacks,
-//! the top remote SKB free sites, losses and probe status. Both the full-screen view and
-//! the plain-text snapshot draw from it.
+//! the top remote SKB free sites, with `--tasks` the top threads, losses and probe status.
+//! Both the full-screen view and the plain-text snapshot draw from it.
 use std::collections::{BTreeMap, HashMap};
 
 use crate::{
@@ -10,6 +10,7 @@ use crate::{
         analysis::{self, SideNs},
         classify::{self, LockClass},
         recording::{PcpCount, PcpMethod, Recording},
+        tasks,
     },
 };
 
@@ -52,6 +53,18 @@ pub struct SkbRow {
     pub frees_per_s: f64,
 }
 
+/// One thread over the interval (`top --tasks`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadRow {
+    /// `comm-tid`, as `flamegraph --per-task` names it.
+    pub task: String,
+    /// cgroup v2 path, or `[no cgroup]` / `[unnamed thread]`.
+    pub cgroup: String,
+    /// Its zone-lock wait as % of one CPU.
+    pub zone_pct: f64,
+    pub remote_frees_per_s: f64,
+}
+
 /// How the CPU rows are ordered (`s` cycles through them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Sort {
@@ -92,6 +105,9 @@ pub struct TopView {
     pub total: SidePct,
     pub stacks: Vec<StackRow>,
     pub skb: Vec<SkbRow>,
+    /// The threads with the most zone-lock wait, then remote SKB frees; None without
+    /// `--tasks`.
+    pub threads: Option<Vec<ThreadRow>>,
     /// (what, how many) lost in the interval, non-zero only.
     pub losses: Vec<(&'static str, u64)>,
     pub probes_attached: usize,
@@ -200,6 +216,43 @@ impl TopView {
             })
             .collect();
 
+        let threads = d.settings.tasks.then(|| {
+            let mut by: BTreeMap<u32, ThreadRow> = BTreeMap::new();
+            for t in tasks::lock_wait_by_task(d, &waits) {
+                by.insert(
+                    t.task.pid,
+                    ThreadRow {
+                        task: t.task.frame(),
+                        cgroup: t.task.cgroup_name(),
+                        zone_pct: pct(t.wait.zone_lock_wait_ns.total()),
+                        remote_frees_per_s: 0.0,
+                    },
+                );
+            }
+            for t in tasks::skb_free_by_task(d) {
+                by.entry(t.task.pid)
+                    .or_insert_with(|| ThreadRow {
+                        task: t.task.frame(),
+                        cgroup: t.task.cgroup_name(),
+                        zone_pct: 0.0,
+                        remote_frees_per_s: 0.0,
+                    })
+                    .remote_frees_per_s = per_s(t.frees.remote);
+            }
+            let mut rows: Vec<ThreadRow> = by
+                .into_values()
+                .filter(|r| r.zone_pct > 0.0 || r.remote_frees_per_s > 0.0)
+                .collect();
+            rows.sort_by(|a, b| {
+                b.zone_pct
+                    .total_cmp(&a.zone_pct)
+                    .then(b.remote_frees_per_s.total_cmp(&a.remote_frees_per_s))
+                    .then(a.task.cmp(&b.task))
+            });
+            rows.truncate(TOP_ROWS);
+            rows
+        });
+
         let off = |p: &crate::model::recording::ProbeStatus| {
             p.attempts.iter().any(|a| a.method == attach::OFF)
         };
@@ -210,6 +263,7 @@ impl TopView {
             total,
             stacks,
             skb,
+            threads,
             losses: d.counters.losses().map(|(l, n)| (l.label, n)).collect(),
             probes_attached: d.probes.iter().filter(|p| p.attached).count(),
             probes_total: d.probes.len(),
@@ -323,5 +377,28 @@ mod tests {
         }
         assert_eq!(s, Sort::default());
         assert_eq!(seen, vec!["wait", "cpu", "refill", "drain"]);
+    }
+
+    #[test]
+    fn threads_only_with_tasks_most_wait_first() {
+        assert_eq!(
+            TopView::of(&crate::model::recording::sample()).threads,
+            None
+        );
+        let rec = crate::model::tasks::tests::sample_with_tasks();
+        let v = TopView::of(&rec);
+        let rows = v.threads.expect("threads with --tasks");
+        assert!(!rows.is_empty() && rows.len() <= TOP_ROWS);
+        assert!(
+            rows.windows(2).all(|w| w[0].zone_pct >= w[1].zone_pct),
+            "{rows:?}"
+        );
+        // vhost-1000 made 900 remote frees in the 2 s sample.
+        let vhost = rows
+            .iter()
+            .find(|r| r.task == "vhost-1000-1002")
+            .expect("the vhost thread");
+        assert_eq!(vhost.cgroup, "/machine.slice/vm1.scope");
+        assert!((vhost.remote_frees_per_s - 450.0).abs() < 1e-9, "{vhost:?}");
     }
 }
