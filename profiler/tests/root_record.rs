@@ -833,27 +833,16 @@ fn tasks_name_the_vhost_reader_that_frees_remotely() {
         return;
     }
     // The reproducer runs in a cgroup of its own, so its threads are told from the host's.
-    let cgroup = match root::TestCgroup::create("record-tasks") {
-        Ok(c) => c,
-        Err(why) => {
-            root::skip_because("tasks_name_the_vhost_reader_that_frees_remotely", Some(why));
-            return;
-        }
+    let Some(cgroup) = root::TestCgroup::create_or_skip(
+        "tasks_name_the_vhost_reader_that_frees_remotely",
+        "record-tasks",
+    ) else {
+        return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tasks.zprof");
     let p = path.to_string_lossy().into_owned();
-    let command = cgroup.wrap(&[
-        BIN,
-        "workload",
-        "tap",
-        "--sender-cpus",
-        "0",
-        "--reader-cpus",
-        "1",
-        "-d",
-        "2s",
-    ]);
+    let command = cgroup.tap_reproducer("2s");
     let mut args = vec!["record", "--no-progress", "--tasks", "-o", &p, "--"];
     args.extend(command.iter().map(String::as_str));
     let out = run(&args);

@@ -295,26 +295,12 @@ fn serve_tasks_exports_per_cgroup_series_with_the_tap_readers_remote_frees() {
     if skip_because(test, why) {
         return;
     }
-    let cgroup = match root::TestCgroup::create("serve-tasks") {
-        Ok(c) => c,
-        Err(why) => {
-            skip_because(test, Some(why));
-            return;
-        }
+    let Some(cgroup) = root::TestCgroup::create_or_skip(test, "serve-tasks") else {
+        return;
     };
     let _g = lock();
     let serve = Serve::start(&["--tasks"]);
-    let argv = cgroup.wrap(&[
-        BIN,
-        "workload",
-        "tap",
-        "--sender-cpus",
-        "0",
-        "--reader-cpus",
-        "1",
-        "-d",
-        "2s",
-    ]);
+    let argv = cgroup.tap_reproducer("2s");
     let out = Command::new(&argv[0])
         .args(&argv[1..])
         .output()

@@ -102,25 +102,11 @@ fn top_once_tasks_names_the_vhost_reader_and_its_cgroup() {
     if skip_because(test, root_reason().or_else(root::tun_reason)) {
         return;
     }
-    let cgroup = match root::TestCgroup::create("top-tasks") {
-        Ok(c) => c,
-        Err(why) => {
-            skip_because(test, Some(why));
-            return;
-        }
+    let Some(cgroup) = root::TestCgroup::create_or_skip(test, "top-tasks") else {
+        return;
     };
     let _g = lock();
-    let argv = cgroup.wrap(&[
-        BIN,
-        "workload",
-        "tap",
-        "--sender-cpus",
-        "0",
-        "--reader-cpus",
-        "1",
-        "-d",
-        "20s",
-    ]);
+    let argv = cgroup.tap_reproducer("20s");
     let mut work = Command::new(&argv[0])
         .args(&argv[1..])
         .stdout(Stdio::null())

@@ -94,6 +94,34 @@ impl TestCgroup {
         })
     }
 
+    /// As [`TestCgroup::create`], or None after [`skip_because`] said why (a failure under
+    /// ZONEPROF_REQUIRE_ROOT_TESTS=1).
+    pub fn create_or_skip(test: &str, name: &str) -> Option<TestCgroup> {
+        match TestCgroup::create(name) {
+            Ok(c) => Some(c),
+            Err(why) => {
+                skip_because(test, Some(why));
+                None
+            }
+        }
+    }
+
+    /// The tap reproducer (sender on CPU 0, reader on CPU 1, for `duration`) in this
+    /// cgroup, as an argv.
+    pub fn tap_reproducer(&self, duration: &str) -> Vec<String> {
+        self.wrap(&[
+            BIN,
+            "workload",
+            "tap",
+            "--sender-cpus",
+            "0",
+            "--reader-cpus",
+            "1",
+            "-d",
+            duration,
+        ])
+    }
+
     /// `argv` run inside this cgroup: a shell moves itself in, then execs it.
     pub fn wrap(&self, argv: &[&str]) -> Vec<String> {
         let procs = self.dir.join("cgroup.procs");
