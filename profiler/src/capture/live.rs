@@ -13,7 +13,7 @@ use crate::{
         readback::{self, AggregateError, StackResolver},
         session::{self, Prepared, RunStats, Tables},
     },
-    kernel::attach,
+    kernel::{attach, cgroup::PathCache},
     model::recording::{FORMAT_NAME, FORMAT_VERSION, PcpMethod, Recording},
 };
 
@@ -35,6 +35,8 @@ pub struct Live {
     run_stats: RunStats,
     /// Stacks read so far: each kernel stack id is symbolized once per session.
     resolver: StackResolver,
+    /// cgroup ids named so far: the cgroup tree is walked once per new id, not per snapshot.
+    cgroup_paths: PathCache,
     attached_at: Instant,
     attached_unix_ms: u64,
     pcp_method: PcpMethod,
@@ -56,6 +58,7 @@ impl Live {
             prep,
             run_stats,
             resolver: StackResolver::default(),
+            cgroup_paths: PathCache::default(),
             attached_at: Instant::now(),
             attached_unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -88,7 +91,7 @@ impl Live {
             page_tracking,
             tasks,
             cgroups,
-        } = session::read_tables(&self.prep, &mut self.resolver)?;
+        } = session::read_tables(&self.prep, &mut self.resolver, &mut self.cgroup_paths)?;
         let (frames, stacks) = self.resolver.tables();
         let p = &self.prep;
         let rec = Recording {

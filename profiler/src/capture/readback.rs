@@ -435,7 +435,10 @@ fn task_of(tid: u32) -> Option<u32> {
 
 /// The threads `--tasks` named, by tid, and their cgroups with paths resolved now (a
 /// cgroup gone by now keeps its id, without a path).
-pub fn read_tasks(ebpf: &Ebpf) -> Result<(Vec<TaskInfo>, Vec<CgroupInfo>), AggregateError> {
+pub fn read_tasks(
+    ebpf: &Ebpf,
+    cgroup_paths: &mut crate::kernel::cgroup::PathCache,
+) -> Result<(Vec<TaskInfo>, Vec<CgroupInfo>), AggregateError> {
     let m: HashMap<&MapData, u32, KernelTask> =
         HashMap::try_from(get_map(ebpf, "TASKS")?).map_err(map_err("TASKS"))?;
     let mut tasks = Vec::new();
@@ -445,13 +448,10 @@ pub fn read_tasks(ebpf: &Ebpf) -> Result<(Vec<TaskInfo>, Vec<CgroupInfo>), Aggre
     }
     tasks.sort_by_key(|t| t.tid);
     let ids: std::collections::BTreeSet<u64> = tasks.iter().filter_map(|t| t.cgroup_id).collect();
-    let mut paths = crate::kernel::cgroup::host_paths(&ids);
-    let cgroups = ids
+    let cgroups = cgroup_paths
+        .paths(&ids)
         .into_iter()
-        .map(|id| CgroupInfo {
-            id,
-            path: paths.remove(&id),
-        })
+        .map(|(id, path)| CgroupInfo { id, path })
         .collect();
     Ok((tasks, cgroups))
 }

@@ -327,7 +327,7 @@ fn read_back(opts: &RecordOpts, prep: Prepared, window: Window) -> Result<Record
         page_tracking,
         tasks,
         cgroups,
-    } = read_tables(&prep, &mut resolver)?;
+    } = read_tables(&prep, &mut resolver, &mut Default::default())?;
     (lock.frames, lock.stacks) = resolver.finish();
     let tables = lock;
     let Prepared {
@@ -398,6 +398,7 @@ pub(crate) struct Tables {
 pub(crate) fn read_tables(
     prep: &Prepared,
     resolver: &mut readback::StackResolver,
+    cgroup_paths: &mut crate::kernel::cgroup::PathCache,
 ) -> Result<Tables, readback::AggregateError> {
     let ebpf = &prep.attached.ebpf;
     let raw = readback::read_counters(ebpf)?;
@@ -417,7 +418,7 @@ pub(crate) fn read_tables(
         (Vec::new(), None)
     };
     let (tasks, cgroups) = if prep.plan.opts.tasks {
-        readback::read_tasks(ebpf)?
+        readback::read_tasks(ebpf, cgroup_paths)?
     } else {
         (Vec::new(), Vec::new())
     };

@@ -97,6 +97,46 @@ pub fn host_paths(ids: &BTreeSet<u64>) -> BTreeMap<u64, String> {
     }
 }
 
+/// The paths of the cgroup ids a session has named so far. A cgroup id is never reused (a
+/// 64-bit kernfs inode number), so a path, or its absence once the cgroup is gone, holds
+/// for the whole session: a live session walks the tree only for ids it has not seen
+/// before, and a cgroup keeps its name from one snapshot to the next after it is removed
+/// (its Prometheus series keep their label).
+#[derive(Debug, Default)]
+pub struct PathCache {
+    known: BTreeMap<u64, Option<String>>,
+}
+
+impl PathCache {
+    /// The path of each id in `ids` (None: not found), walking this host's cgroup2 mount
+    /// for the new ones.
+    pub fn paths(&mut self, ids: &BTreeSet<u64>) -> BTreeMap<u64, Option<String>> {
+        self.paths_with(ids, host_paths)
+    }
+
+    /// As [`PathCache::paths`], with `walk` naming the ids not seen before.
+    pub fn paths_with(
+        &mut self,
+        ids: &BTreeSet<u64>,
+        walk: impl FnOnce(&BTreeSet<u64>) -> BTreeMap<u64, String>,
+    ) -> BTreeMap<u64, Option<String>> {
+        let new: BTreeSet<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.known.contains_key(id))
+            .collect();
+        if !new.is_empty() {
+            let mut found = walk(&new);
+            for id in new {
+                self.known.insert(id, found.remove(&id));
+            }
+        }
+        ids.iter()
+            .map(|id| (*id, self.known.get(id).cloned().flatten()))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +178,31 @@ mod tests {
             got.get(&vm_id).map(String::as_str),
             Some("/machine.slice/vm1.scope")
         );
+    }
+
+    #[test]
+    fn the_cache_walks_only_for_ids_it_has_not_seen() {
+        let mut cache = PathCache::default();
+        let ids = |v: &[u64]| v.iter().copied().collect::<BTreeSet<u64>>();
+        let mut walked = Vec::new();
+        let walk = |asked: &BTreeSet<u64>, walked: &mut Vec<Vec<u64>>| {
+            walked.push(asked.iter().copied().collect());
+            asked
+                .iter()
+                .filter(|id| **id != 3) // 3 is gone by the time it is looked up
+                .map(|id| (*id, format!("/cg{id}")))
+                .collect::<BTreeMap<u64, String>>()
+        };
+        let first = cache.paths_with(&ids(&[1, 3]), |a| walk(a, &mut walked));
+        assert_eq!(first[&1].as_deref(), Some("/cg1"));
+        assert_eq!(first[&3], None);
+        // 1 and 3 are known (3 as gone): only 2 is walked for.
+        let second = cache.paths_with(&ids(&[1, 2, 3]), |a| walk(a, &mut walked));
+        assert_eq!(second[&2].as_deref(), Some("/cg2"));
+        assert_eq!(second[&3], None);
+        // Nothing new: no walk at all.
+        let third = cache.paths_with(&ids(&[2]), |a| walk(a, &mut walked));
+        assert_eq!(third.len(), 1);
+        assert_eq!(walked, vec![vec![1, 3], vec![2]]);
     }
 }
