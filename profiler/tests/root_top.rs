@@ -60,6 +60,22 @@ fn cpu_column(text: &str, cpu: u32, from_end: usize) -> Option<u64> {
         .and_then(|w| w.replace(',', "").parse().ok())
 }
 
+/// `zoneprof top --once --interval 2s [extra]`: its snapshot, the run wanted to succeed.
+fn top_once(extra: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["top", "--once", "--interval", "2s"])
+        .args(extra)
+        .output()
+        .expect("zoneprof top");
+    assert!(
+        out.status.success(),
+        "top exited {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn top_once_names_the_refilling_and_draining_cpus() {
     let test = "top_once_names_the_refilling_and_draining_cpus";
@@ -68,19 +84,9 @@ fn top_once_names_the_refilling_and_draining_cpus() {
     }
     let _g = lock();
     let mut work = reproducer(20);
-    let out = Command::new(BIN)
-        .args(["top", "--once", "--interval", "2s"])
-        .output()
-        .expect("zoneprof top");
+    let text = top_once(&[]);
     work.kill().ok();
     work.wait().ok();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "top exited {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
     for l in text.lines() {
         assert!(l.chars().count() <= 80, "wider than 80 columns: {l}");
     }
@@ -116,21 +122,11 @@ fn top_once_tasks_names_the_vhost_reader_and_its_cgroup() {
         .expect("starting the tap reproducer");
     // The reproducer sets up its namespace and taps first.
     std::thread::sleep(Duration::from_secs(2));
-    let out = Command::new(BIN)
-        .args(["top", "--once", "--tasks", "--interval", "2s"])
-        .output()
-        .expect("zoneprof top");
+    let text = top_once(&["--tasks"]);
     // SAFETY: kill(2) on our own child (sh exec'd into the reproducer), which ends it
     // early and tears its namespace down.
     unsafe { libc::kill(work.id() as i32, libc::SIGINT) };
     work.wait().ok();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "top exited {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(text.contains("Top threads (--tasks)"), "{text}");
     let row = text
         .lines()

@@ -1091,6 +1091,17 @@ fn node_cells(m: &Value, a: &str, f: &str, n: &str) -> Result<Vec<(u64, u64, u64
         .collect())
 }
 
+/// (node 0 → node 1 count, total count) of node-matrix cells.
+fn zero_to_one(cells: &[(u64, u64, u64)]) -> (u64, u64) {
+    let total = cells.iter().map(|c| c.2).sum();
+    let cross = cells
+        .iter()
+        .filter(|c| (c.0, c.1) == (0, 1))
+        .map(|c| c.2)
+        .sum();
+    (cross, total)
+}
+
 /// Page flows node 0 → node 1 dominate the page node matrix; any zone-lock wait is on the
 /// zones of node 0 (where the pages came from) and blamed mostly across nodes.
 pub fn numa_pages_summary(report: &Value) -> Result<String> {
@@ -1104,12 +1115,7 @@ pub fn numa_pages_summary(report: &Value) -> Result<String> {
         "free_node",
         "pages",
     )?;
-    let total: u64 = cells.iter().map(|c| c.2).sum();
-    let cross: u64 = cells
-        .iter()
-        .filter(|c| (c.0, c.1) == (0, 1))
-        .map(|c| c.2)
-        .sum();
+    let (cross, total) = zero_to_one(&cells);
     ensure!(
         cross > 0 && 2 * cross >= total,
         "pages node 0 → node 1: {cross} of {total}: the page flows are not counted as \
@@ -1166,12 +1172,7 @@ pub fn numa_tap_summary(report: &Value) -> Result<String> {
     }
     // skb_node_matrix names its node columns alloc_cpu/free_cpu (docs/report-json.md).
     let cells = node_cells(&report["skb_node_matrix"], "alloc_cpu", "free_cpu", "count")?;
-    let total: u64 = cells.iter().map(|c| c.2).sum();
-    let cross: u64 = cells
-        .iter()
-        .filter(|c| (c.0, c.1) == (0, 1))
-        .map(|c| c.2)
-        .sum();
+    let (cross, total) = zero_to_one(&cells);
     ensure!(
         cross > 0 && 2 * cross >= total,
         "SKBs node 0 → node 1: {cross} of {total}: not counted as cross-node ({cells:?})"
